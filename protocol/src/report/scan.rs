@@ -1,0 +1,414 @@
+//! The fast Report reader: memchr over the bytes, tags and attributes found in one pass, values
+//! borrowed from the input. It tokenizes exactly as quick-xml 0.42 does (which
+//! [`super::reference`] uses), so the two agree on every input: the common shapes take a one-pass
+//! route, anything unusual (a quote in a name, attributes without whitespace between them, ...)
+//! is re-read from the `<` by an exact mirror of quick-xml's rules.
+
+use std::borrow::Cow;
+
+use memchr::{memchr, memchr2, memchr3_iter, memmem};
+use quick_xml::escape::unescape;
+
+use super::assemble::{Assembler, Ctx, MAX_DEPTH};
+use super::{ReportSink, ScanError, ScanErrorKind as Kind, ScanSummary};
+
+/// Attributes an element may have on the one-pass route; more go the exact route.
+const FAST_ATTRS: usize = 12;
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+#[inline(always)]
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Bytes that end a name or key on the one-pass route.
+#[inline(always)]
+fn is_stop(b: u8) -> bool {
+    matches!(
+        b,
+        b' ' | b'\t' | b'\r' | b'\n' | b'>' | b'/' | b'"' | b'\'' | b'='
+    )
+}
+
+/// Scans a UTF-8 Report, pushing the header and every record into `sink`.
+pub fn scan<'a, S: ReportSink<'a>>(
+    input: &'a [u8],
+    sink: &mut S,
+) -> Result<ScanSummary, ScanError> {
+    let text =
+        std::str::from_utf8(input).map_err(|e| ScanError::new(Kind::Utf8, e.valid_up_to()))?;
+    let mut scanner = Scanner {
+        s: text,
+        b: input,
+        names: [Name::default(); MAX_DEPTH],
+    };
+    scanner.run(Assembler::new(sink))
+}
+
+/// An open element's name, by position in the input.
+#[derive(Clone, Copy, Default)]
+struct Name {
+    start: usize,
+    end: usize,
+    /// The name holds a quote, which changes where quick-xml finds its end tag's `>`.
+    quoted: bool,
+}
+
+struct Scanner<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    /// Names of the open elements, parallel to the assembler's context stack.
+    names: [Name; MAX_DEPTH],
+}
+
+/// Where an attribute's key and value sit.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    key: (usize, usize),
+    value: (usize, usize),
+}
+
+impl<'a> Scanner<'a> {
+    fn run<S: ReportSink<'a>>(
+        &mut self,
+        mut asm: Assembler<'a, '_, S>,
+    ) -> Result<ScanSummary, ScanError> {
+        let b = self.b;
+        let mut pos = if b.starts_with(UTF8_BOM) {
+            UTF8_BOM.len()
+        } else {
+            0
+        };
+        loop {
+            let Some(lt) = memchr(b'<', &b[pos..]).map(|i| pos + i) else {
+                self.text(&mut asm, pos, b.len())?;
+                break;
+            };
+            if lt > pos {
+                self.text(&mut asm, pos, lt)?;
+            }
+            pos = match b.get(lt + 1) {
+                None => return Err(ScanError::new(Kind::Unclosed, lt)),
+                Some(b'/') => self.end_tag(&mut asm, lt)?,
+                Some(b'!') => self.bang(&mut asm, lt)?,
+                Some(b'?') => pi(b, lt)?,
+                Some(_) => self.start_tag(&mut asm, lt)?,
+            };
+        }
+        asm.finish(b.len())
+    }
+
+    /// Text in `from..to`: checked outside the root, read where a field wants it, and otherwise
+    /// only checked for unclosed references (quick-xml rejects those anywhere).
+    #[inline]
+    fn text<S: ReportSink<'a>>(
+        &self,
+        asm: &mut Assembler<'a, '_, S>,
+        from: usize,
+        to: usize,
+    ) -> Result<(), ScanError> {
+        let text = &self.s[from..to];
+        if asm.depth() == 0 {
+            return match text.bytes().position(|c| !is_ws(c)) {
+                None => Ok(()),
+                Some(i) => Err(ScanError::new(Kind::OutsideRoot, from + i)),
+            };
+        }
+        if asm.current().reads_text() {
+            let value = unescape(text).map_err(|_| ScanError::new(Kind::Reference, from))?;
+            asm.text(value);
+        } else {
+            check_references(text.as_bytes(), from)?;
+        }
+        Ok(())
+    }
+
+    fn end_tag<S: ReportSink<'a>>(
+        &self,
+        asm: &mut Assembler<'a, '_, S>,
+        lt: usize,
+    ) -> Result<usize, ScanError> {
+        let b = self.b;
+        let depth = asm.depth();
+        if depth == 0 {
+            return Err(ScanError::new(Kind::UnmatchedEnd, lt));
+        }
+        let open = self.names[depth - 1];
+        let name = &b[open.start..open.end];
+        let after = lt + 2 + name.len();
+        // One pass: `</name>` exactly.
+        if !open.quoted && b.get(after) == Some(&b'>') && &b[lt + 2..after] == name {
+            asm.end();
+            return Ok(after + 1);
+        }
+        // Exact: the `>` outside quotes, trailing whitespace trimmed from the name.
+        let gt = tag_end(b, lt + 1).ok_or(ScanError::new(Kind::Unclosed, lt))?;
+        let content = &b[lt + 2..gt];
+        let found = &content[..content
+            .iter()
+            .rposition(|&c| !is_ws(c))
+            .map_or(0, |p| p + 1)];
+        if found != name {
+            return Err(ScanError::new(Kind::MismatchedEnd, lt));
+        }
+        asm.end();
+        Ok(gt + 1)
+    }
+
+    /// `<!--…-->`, `<![CDATA[…]]>`; a DOCTYPE or anything else after `<!` is refused.
+    fn bang<S: ReportSink<'a>>(
+        &self,
+        asm: &mut Assembler<'a, '_, S>,
+        lt: usize,
+    ) -> Result<usize, ScanError> {
+        let b = self.b;
+        match b.get(lt + 2) {
+            Some(b'-') if b.get(lt + 3) == Some(&b'-') => {
+                // The first `-->` whose `>` is at least 6 past the `<` (so `<!-->` is no comment).
+                let end =
+                    memmem::find(&b[lt + 4..], b"-->").ok_or(ScanError::new(Kind::Unclosed, lt))?;
+                Ok(lt + 4 + end + 3)
+            }
+            Some(b'[') if b[lt..].starts_with(b"<![CDATA[") => {
+                let start = lt + 9;
+                let end =
+                    memmem::find(&b[start..], b"]]>").ok_or(ScanError::new(Kind::Unclosed, lt))?;
+                if asm.depth() == 0 {
+                    return Err(ScanError::new(Kind::OutsideRoot, lt));
+                }
+                if asm.current().reads_text() {
+                    asm.text(Cow::Borrowed(&self.s[start..start + end]));
+                }
+                Ok(start + end + 3)
+            }
+            Some(b'D' | b'd') => Err(ScanError::new(Kind::Doctype, lt)),
+            _ => Err(ScanError::new(Kind::Markup, lt)),
+        }
+    }
+
+    #[inline]
+    fn start_tag<S: ReportSink<'a>>(
+        &mut self,
+        asm: &mut Assembler<'a, '_, S>,
+        lt: usize,
+    ) -> Result<usize, ScanError> {
+        let b = self.b;
+        let n = b.len();
+        let mut i = lt + 1;
+        while i < n && !is_stop(b[i]) {
+            i += 1;
+        }
+        let name_end = i;
+        let mut spans = [Span::default(); FAST_ATTRS];
+        let mut count = 0;
+        // One pass over `name (ws key="value")* ws? (> | />)`; anything else takes the exact route.
+        let (empty, gt) = loop {
+            match b.get(i) {
+                Some(b'>') => break (false, i),
+                Some(b'/') if b.get(i + 1) == Some(&b'>') => break (true, i + 1),
+                Some(&c) if is_ws(c) => {}
+                _ => return self.start_tag_exact(asm, lt),
+            }
+            while i < n && is_ws(b[i]) {
+                i += 1;
+            }
+            match b.get(i) {
+                Some(b'>') => break (false, i),
+                Some(b'/') if b.get(i + 1) == Some(&b'>') => break (true, i + 1),
+                None | Some(b'/' | b'"' | b'\'' | b'=') => return self.start_tag_exact(asm, lt),
+                Some(_) => {}
+            }
+            let key_start = i;
+            while i < n && !is_stop(b[i]) {
+                i += 1;
+            }
+            if b.get(i) != Some(&b'=') || count == FAST_ATTRS {
+                return self.start_tag_exact(asm, lt);
+            }
+            let key = (key_start, i);
+            let quote = match b.get(i + 1) {
+                Some(&q @ (b'"' | b'\'')) => q,
+                _ => return self.start_tag_exact(asm, lt),
+            };
+            let value_start = i + 2;
+            let Some(len) = memchr(quote, &b[value_start..]) else {
+                return self.start_tag_exact(asm, lt);
+            };
+            spans[count] = Span {
+                key,
+                value: (value_start, value_start + len),
+            };
+            count += 1;
+            i = value_start + len + 1;
+        };
+
+        let ctx = asm.start(&b[lt + 1..name_end], lt)?;
+        if !empty {
+            self.names[asm.depth() - 1] = Name {
+                start: lt + 1,
+                end: name_end,
+                quoted: false,
+            };
+        }
+        if ctx.reads_attributes() {
+            let spans = &spans[..count];
+            for (j, span) in spans.iter().enumerate() {
+                let key = &b[span.key.0..span.key.1];
+                if spans[..j].iter().any(|s| &b[s.key.0..s.key.1] == key) {
+                    return Err(ScanError::new(Kind::DuplicateAttribute, span.key.0));
+                }
+                self.deliver(asm, ctx, key, span.value)?;
+            }
+        }
+        if empty {
+            asm.end();
+        }
+        Ok(gt + 1)
+    }
+
+    /// A start tag read by quick-xml's rules, for the shapes the one-pass route leaves alone.
+    #[cold]
+    fn start_tag_exact<S: ReportSink<'a>>(
+        &mut self,
+        asm: &mut Assembler<'a, '_, S>,
+        lt: usize,
+    ) -> Result<usize, ScanError> {
+        let b = self.b;
+        let gt = tag_end(b, lt + 1).ok_or(ScanError::new(Kind::Unclosed, lt))?;
+        let empty = gt >= lt + 2 && b[gt - 1] == b'/';
+        let content_end = if empty { gt - 1 } else { gt };
+        let content = &b[lt + 1..content_end];
+        let name_len = content
+            .iter()
+            .position(|&c| is_ws(c))
+            .unwrap_or(content.len());
+        let name = &content[..name_len];
+        let ctx = asm.start(name, lt)?;
+        if !empty {
+            let quoted = name.iter().any(|&c| c == b'"' || c == b'\'');
+            self.names[asm.depth() - 1] = Name {
+                start: lt + 1,
+                end: lt + 1 + name_len,
+                quoted,
+            };
+        }
+        if ctx.reads_attributes() {
+            self.attributes_exact(asm, ctx, lt + 1 + name_len, content_end)?;
+        }
+        if empty {
+            asm.end();
+        }
+        Ok(gt + 1)
+    }
+
+    /// Attributes in `from..to` by quick-xml's rules (XML mode, with checks): whitespace
+    /// optional between attributes, whitespace allowed around `=`, values quoted, keys unique.
+    fn attributes_exact<S: ReportSink<'a>>(
+        &self,
+        asm: &mut Assembler<'a, '_, S>,
+        ctx: Ctx,
+        from: usize,
+        to: usize,
+    ) -> Result<(), ScanError> {
+        let b = self.b;
+        let skip_ws = |mut i: usize| {
+            while i < to && is_ws(b[i]) {
+                i += 1;
+            }
+            i
+        };
+        let mut keys: Vec<(usize, usize)> = Vec::new();
+        let mut i = from;
+        loop {
+            i = skip_ws(i);
+            if i == to {
+                return Ok(());
+            }
+            let key_start = i;
+            while i < to && b[i] != b'=' && !is_ws(b[i]) {
+                i += 1;
+            }
+            let key_end = i;
+            i = skip_ws(i);
+            if i == to || b[i] != b'=' {
+                return Err(ScanError::new(Kind::Attribute, key_start));
+            }
+            let key = &b[key_start..key_end];
+            if keys.iter().any(|&(s, e)| &b[s..e] == key) {
+                return Err(ScanError::new(Kind::DuplicateAttribute, key_start));
+            }
+            keys.push((key_start, key_end));
+            i = skip_ws(i + 1);
+            let quote = match b.get(i) {
+                Some(&q @ (b'"' | b'\'')) if i < to => q,
+                _ => return Err(ScanError::new(Kind::Attribute, key_start)),
+            };
+            let value_start = i + 1;
+            let len = memchr(quote, &b[value_start..to])
+                .ok_or(ScanError::new(Kind::Attribute, key_start))?;
+            self.deliver(asm, ctx, key, (value_start, value_start + len))?;
+            i = value_start + len + 1;
+        }
+    }
+
+    /// Hands an attribute to the assembler when it fills a field.
+    #[inline]
+    fn deliver<S: ReportSink<'a>>(
+        &self,
+        asm: &mut Assembler<'a, '_, S>,
+        ctx: Ctx,
+        key: &[u8],
+        value: (usize, usize),
+    ) -> Result<(), ScanError> {
+        if let Some(slot) = ctx.slot(key) {
+            let raw = &self.s[value.0..value.1];
+            let value = if memchr(b'&', raw.as_bytes()).is_some() {
+                unescape(raw).map_err(|_| ScanError::new(Kind::Reference, value.0))?
+            } else {
+                Cow::Borrowed(raw)
+            };
+            asm.attr(slot, value);
+        }
+        Ok(())
+    }
+}
+
+/// The `>` that ends a tag begun before `from`: the first one outside single- or double-quoted
+/// regions (quick-xml's `ElementParser`).
+fn tag_end(b: &[u8], from: usize) -> Option<usize> {
+    let mut quote = None;
+    for i in memchr3_iter(b'>', b'\'', b'"', &b[from..]) {
+        let c = b[from + i];
+        match (quote, c) {
+            (None, b'>') => return Some(from + i),
+            (None, q) => quote = Some(q),
+            (Some(q), c) if q == c => quote = None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `<?…?>`: ends at the first `?>`; `<?>` alone is not one.
+fn pi(b: &[u8], lt: usize) -> Result<usize, ScanError> {
+    let q = memmem::find(&b[lt + 1..], b"?>").ok_or(ScanError::new(Kind::Unclosed, lt))?;
+    let gt = lt + 1 + q + 1;
+    if gt - lt + 1 <= 3 {
+        return Err(ScanError::new(Kind::Unclosed, lt));
+    }
+    Ok(gt + 1)
+}
+
+/// Every `&` in text must reach a `;` before the next `&` (quick-xml reports an unclosed
+/// reference otherwise, whether or not the text is read).
+fn check_references(text: &[u8], at: usize) -> Result<(), ScanError> {
+    let mut i = 0;
+    while let Some(amp) = memchr(b'&', &text[i..]).map(|p| i + p) {
+        match memchr2(b';', b'&', &text[amp + 1..]) {
+            Some(k) if text[amp + 1 + k] == b';' => i = amp + 1 + k + 1,
+            _ => return Err(ScanError::new(Kind::Unclosed, at + amp)),
+        }
+    }
+    Ok(())
+}
