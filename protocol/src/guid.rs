@@ -49,6 +49,20 @@ const HEX_VALUE: [u8; 256] = {
 /// Positions of the dashes in the 36-character form.
 const DASHES: [usize; 4] = [8, 13, 18, 23];
 
+/// Positions of the 32 hex digits in the 36-character form.
+const HEX_POSITIONS: [usize; 32] = {
+    let mut t = [0usize; 32];
+    let (mut i, mut n) = (0, 0);
+    while i < 36 {
+        if i != 8 && i != 13 && i != 18 && i != 23 {
+            t[n] = i;
+            n += 1;
+        }
+        i += 1;
+    }
+    t
+};
+
 impl Guid {
     /// Parses a GUID with or without braces, in any case. Surrounding whitespace is not accepted:
     /// callers that read text content trim it first.
@@ -60,21 +74,23 @@ impl Guid {
         if body.len() != 36 {
             return Err(GuidError::Length(s.len()));
         }
+        // Decode all 32 digits and check the dashes without branching per character; find the
+        // first offending position only when something is wrong.
         let mut value: u128 = 0;
-        for (i, &c) in body.iter().enumerate() {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                if c != b'-' {
-                    return Err(GuidError::Char(i + shift));
-                }
-                continue;
-            }
-            let v = HEX_VALUE[c as usize];
-            if v == 0xFF {
-                return Err(GuidError::Char(i + shift));
-            }
-            value = (value << 4) | v as u128;
+        let mut bad = 0u8;
+        for &p in &HEX_POSITIONS {
+            let v = HEX_VALUE[body[p] as usize];
+            bad |= v;
+            value = (value << 4) | u128::from(v & 0x0F);
         }
-        Ok(Guid(value))
+        let dashes_ok = DASHES.iter().all(|&p| body[p] == b'-');
+        if bad & 0xF0 == 0 && dashes_ok {
+            return Ok(Guid(value));
+        }
+        let first_bad = (0..36)
+            .find(|&i| if DASHES.contains(&i) { body[i] != b'-' } else { HEX_VALUE[body[i] as usize] == 0xFF })
+            .unwrap_or(0);
+        Err(GuidError::Char(first_bad + shift))
     }
 
     /// Parses an SMS client ID: `GUID:<guid>`, `GUID: <guid>` (the seed's client writes the

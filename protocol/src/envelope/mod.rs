@@ -1,1 +1,295 @@
-//! tmp
+//! The CCM message envelope (wire.md §1-4): a `multipart/mixed` body whose first part is the
+//! UTF-16LE `Msg` header and whose second is the message body, zlib-compressed UTF-16LE (or raw
+//! UTF-16LE), ending in a NUL character.
+//!
+//! - [`decode_request`]: what the MP does with a `CCM_POST` body: boundary from the content type,
+//!   header parsed, body inflated (bounded) and transcoded to UTF-8 once.
+//! - [`build_request`]: the faithful request form, for the load generator.
+//! - [`build_sync_reply`] / [`NO_REPLY`]: the MP's two reply shapes; [`decode_reply`] reads them the
+//!   way Python clients do.
+
+mod header;
+pub mod multipart;
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+pub use header::{BodyRange, Hook, MsgHeader};
+
+use crate::utf16::{self, Utf16Error};
+use crate::xml::XmlError;
+
+/// The boundary every known CCM sender uses.
+pub const BOUNDARY: &str = "aAbBcCdDv1234567890VxXyYzZ";
+/// The request and reply `Content-Type`.
+pub const CONTENT_TYPE: &str = "multipart/mixed; boundary=\"aAbBcCdDv1234567890VxXyYzZ\"";
+
+/// Why a body is not a CCM message. Each says in one line what is wrong, for a 400 reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("the content type is not multipart/mixed")]
+    NotMultipart,
+    #[error("bad multipart body: {0}")]
+    Multipart(&'static str),
+    #[error("a CCM message has a header part and a body part; found {0} part(s)")]
+    MissingPart(usize),
+    #[error("the Msg header is not UTF-16: {0}")]
+    HeaderText(Utf16Error),
+    #[error("the Msg header is not valid: {0}")]
+    Header(XmlError),
+    #[error("the body is not UTF-16: {0}")]
+    BodyText(Utf16Error),
+    #[error("the body is not valid zlib data: {0}")]
+    Zlib(String),
+    #[error("the body inflates past the limit of {0} bytes")]
+    TooLarge(usize),
+}
+
+/// Bounds for decoding untrusted bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most bytes a body may inflate to (UTF-16). Zip bombs stop here.
+    pub max_inflated: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_inflated: 16 * 1024 * 1024 }
+    }
+}
+
+/// A decoded `CCM_POST`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub header: MsgHeader,
+    /// The body XML as UTF-8, without BOM, trailing NUL or line end.
+    pub body: String,
+    /// Whether the body came zlib-compressed.
+    pub compressed: bool,
+}
+
+/// Decodes a `CCM_POST` body sent with `content_type`.
+pub fn decode_request(content_type: &str, body: &[u8], limits: &Limits) -> Result<Request, EnvelopeError> {
+    let boundary = multipart::boundary(content_type)?;
+    let parts = multipart::split(body, boundary)?;
+    let [head, payload, ..] = parts.as_slice() else {
+        return Err(EnvelopeError::MissingPart(parts.len()));
+    };
+    let header = decode_header(head.body)?;
+    // Compression is announced by the hook; senders that forget it still send zlib's 0x78 header
+    // in an octet-stream part.
+    let compressed = header.is_compressed() || (payload.is_octet_stream() && looks_like_zlib(payload.body));
+    let utf16_body = if compressed {
+        let hint = header.body.as_ref().map_or(0, |b| b.length as usize + 2);
+        inflate(payload.body, hint, limits.max_inflated)?
+    } else {
+        payload.body.to_vec()
+    };
+    Ok(Request { header, body: body_text(&utf16_body)?, compressed })
+}
+
+fn decode_header(part: &[u8]) -> Result<MsgHeader, EnvelopeError> {
+    let text = utf16::decode(strip_line_end(part)).map_err(EnvelopeError::HeaderText)?;
+    MsgHeader::parse(text.trim_end_matches(['\0', '\r', '\n', ' '])).map_err(EnvelopeError::Header)
+}
+
+fn strip_line_end(b: &[u8]) -> &[u8] {
+    b.strip_suffix(b"\r\n").unwrap_or(b)
+}
+
+/// UTF-16 body bytes (with the sender's trailing NUL and CRLF) to UTF-8 text.
+fn body_text(utf16_body: &[u8]) -> Result<String, EnvelopeError> {
+    let text = utf16::decode(strip_line_end(utf16_body)).map_err(EnvelopeError::BodyText)?;
+    let end = text.trim_end_matches(['\0', '\r', '\n']).len();
+    let mut text = text;
+    text.truncate(end);
+    Ok(text)
+}
+
+/// RFC 1950: deflate method, a 32K window at most, and a header checksum.
+fn looks_like_zlib(b: &[u8]) -> bool {
+    matches!(b, [cmf, flg, ..] if cmf & 0x0F == 8 && cmf >> 4 <= 7 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0)
+}
+
+/// Inflates a zlib stream, refusing to grow past `limit` bytes. Bytes after the stream's end
+/// (the sender's CRLF) are ignored.
+pub fn inflate(data: &[u8], size_hint: usize, limit: usize) -> Result<Vec<u8>, EnvelopeError> {
+    let mut d = Decompress::new(true);
+    let mut out = Vec::with_capacity(size_hint.clamp(256, limit.max(256)));
+    loop {
+        if out.len() == out.capacity() {
+            if out.len() >= limit {
+                return Err(EnvelopeError::TooLarge(limit));
+            }
+            out.reserve((out.len()).clamp(4096, limit - out.len()));
+        }
+        let consumed = d.total_in() as usize;
+        let produced = d.total_out();
+        let status = d
+            .decompress_vec(&data[consumed..], &mut out, FlushDecompress::Finish)
+            .map_err(|e| EnvelopeError::Zlib(e.to_string()))?;
+        if out.len() > limit {
+            return Err(EnvelopeError::TooLarge(limit));
+        }
+        match status {
+            Status::StreamEnd => return Ok(out),
+            Status::Ok | Status::BufError => {
+                let stuck = d.total_in() as usize == consumed && d.total_out() == produced;
+                if stuck && out.len() < out.capacity() {
+                    return Err(EnvelopeError::Zlib("the stream ends early".into()));
+                }
+            }
+        }
+    }
+}
+
+/// zlib-compresses `data` at `level` (0-9).
+pub fn deflate(data: &[u8], level: u32) -> Vec<u8> {
+    let mut c = Compress::new(Compression::new(level), true);
+    let mut out = Vec::with_capacity(data.len() / 3 + 64);
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(out.len().max(256));
+        }
+        let consumed = c.total_in() as usize;
+        match c.compress_vec(&data[consumed..], &mut out, FlushCompress::Finish) {
+            Ok(Status::StreamEnd) => return out,
+            Ok(_) => {}
+            // Compressing into a growing buffer cannot fail; keep the loop honest anyway.
+            Err(_) => return out,
+        }
+    }
+}
+
+fn push_part_head(out: &mut Vec<u8>, content_type: &str) {
+    out.extend_from_slice(b"--");
+    out.extend_from_slice(BOUNDARY.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+fn push_close(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"\r\n--");
+    out.extend_from_slice(BOUNDARY.as_bytes());
+    out.extend_from_slice(b"--");
+}
+
+/// Builds a `CCM_POST` body the way clients do: header part (UTF-16LE with BOM), then the body
+/// as UTF-16LE + NUL, zlib-compressed at `zlib_level` (with the line end inside the stream) or
+/// raw when `None`. Sets the header's `Body` length and compression hook to match.
+pub fn build_request(header: &mut MsgHeader, body_xml: &str, zlib_level: Option<u32>) -> Vec<u8> {
+    let mut body = utf16::encode(body_xml, false);
+    body.extend_from_slice(&[0, 0]);
+    header.body = Some(BodyRange { kind: "ByteRange".into(), offset: 0, length: body.len() as u64 });
+    header.set_compressed(zlib_level.is_some());
+    let head = utf16::encode(&header.to_xml(), true);
+    let mut out = Vec::with_capacity(head.len() + body.len() / 2 + 256);
+    push_part_head(&mut out, "text/plain; charset=UTF-16");
+    out.extend_from_slice(&head);
+    out.extend_from_slice(b"\r\n");
+    match zlib_level {
+        Some(level) => {
+            body.extend_from_slice(b"\r\n");
+            push_part_head(&mut out, "application/octet-stream");
+            out.extend_from_slice(&deflate(&body, level));
+        }
+        None => {
+            push_part_head(&mut out, "text/plain; charset=UTF-16");
+            out.extend_from_slice(&body);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    push_close(&mut out);
+    out
+}
+
+/// Builds the two-part sync reply: the header (UTF-16LE with BOM), then zlib of the reply XML as
+/// UTF-16LE **with BOM and a trailing NUL** (Python clients drop the last character before
+/// parsing). Sets the header's `Body` length and compression hook to match.
+pub fn build_sync_reply(header: &mut MsgHeader, reply_xml: &str) -> Vec<u8> {
+    let mut body = utf16::encode(reply_xml, true);
+    body.extend_from_slice(&[0, 0]);
+    header.body = Some(BodyRange { kind: "ByteRange".into(), offset: 0, length: body.len() as u64 });
+    header.set_compressed(true);
+    let head = utf16::encode(&header.to_xml(), true);
+    let mut out = Vec::with_capacity(head.len() + body.len() / 2 + 256);
+    push_part_head(&mut out, "text/plain; charset=UTF-16");
+    out.extend_from_slice(&head);
+    out.extend_from_slice(b"\r\n");
+    push_part_head(&mut out, "application/octet-stream");
+    out.extend_from_slice(&deflate(&body, 6));
+    push_close(&mut out);
+    out
+}
+
+/// The reply to an async message (relay): one MIME chunk saying `NoReply` (UTF-16LE with BOM).
+pub const NO_REPLY: &[u8] = b"--aAbBcCdDv1234567890VxXyYzZ\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\n\xFF\xFEN\0o\0R\0e\0p\0l\0y\0\r\n--aAbBcCdDv1234567890VxXyYzZ--";
+
+/// What an MP answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A sync reply: header and body XML (UTF-8, trailing NUL dropped).
+    Sync { header: MsgHeader, body: String },
+    /// The async acknowledgement.
+    NoReply,
+    /// HTTP 200 with an empty body: the MP could not handle the message.
+    Empty,
+}
+
+/// Reads an MP's reply as Python clients do: the `application/octet-stream` part inflated,
+/// decoded as UTF-16 (BOM honoured), last character (the NUL) dropped.
+pub fn decode_reply(content_type: &str, body: &[u8], limits: &Limits) -> Result<Reply, EnvelopeError> {
+    if body.is_empty() {
+        return Ok(Reply::Empty);
+    }
+    let parts = multipart::split(body, multipart::boundary(content_type)?)?;
+    let Some(payload) = parts.iter().find(|p| p.is_octet_stream()) else {
+        let said_no_reply = parts.first().and_then(|p| utf16::decode(p.body).ok());
+        return match said_no_reply.as_deref().map(|s| s.trim_end_matches('\0').trim()) {
+            Some("NoReply") => Ok(Reply::NoReply),
+            _ => Err(EnvelopeError::MissingPart(parts.len())),
+        };
+    };
+    let header = match parts.first() {
+        Some(p) if !p.is_octet_stream() => decode_header(p.body)?,
+        _ => MsgHeader::default(),
+    };
+    let inflated = inflate(payload.body, 0, limits.max_inflated)?;
+    let mut text = utf16::decode(&inflated).map_err(EnvelopeError::BodyText)?;
+    if text.ends_with('\0') {
+        text.pop();
+    }
+    Ok(Reply::Sync { header, body: text })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zlib_sniffing() {
+        assert!(looks_like_zlib(&deflate(b"x", 6)));
+        assert!(looks_like_zlib(&deflate(b"x", 1)));
+        assert!(!looks_like_zlib(b"<\0M\0"));
+        assert!(!looks_like_zlib(b"\xFF\xFE"));
+    }
+
+    #[test]
+    fn inflate_is_bounded() {
+        let bomb = deflate(&vec![0u8; 10_000_000], 9);
+        assert!(bomb.len() < 20_000);
+        assert_eq!(inflate(&bomb, 0, 1_000_000), Err(EnvelopeError::TooLarge(1_000_000)));
+        assert_eq!(inflate(&bomb, 0, 10_000_000).unwrap().len(), 10_000_000);
+        let small = deflate(b"hello", 6);
+        assert_eq!(inflate(&small, 0, 5).unwrap(), b"hello");
+        assert!(inflate(&small[..small.len() - 3], 0, 100).is_err());
+        assert!(inflate(b"\x78\x9c garbage", 0, 100).is_err());
+        assert!(inflate(b"", 0, 100).is_err());
+    }
+
+    #[test]
+    fn no_reply_reads_back() {
+        assert_eq!(decode_reply(CONTENT_TYPE, NO_REPLY, &Limits::default()), Ok(Reply::NoReply));
+        assert_eq!(decode_reply(CONTENT_TYPE, b"", &Limits::default()), Ok(Reply::Empty));
+    }
+}

@@ -138,8 +138,22 @@ struct RawRecord<'a> {
     param_count: usize,
 }
 
-fn number<T: std::str::FromStr>(text: &Text<'_>) -> Option<T> {
-    text.as_deref()?.trim().parse().ok()
+/// A decimal number, surrounding ASCII whitespace allowed, no sign.
+#[inline]
+fn number<T: TryFrom<u64>>(text: &Text<'_>) -> Option<T> {
+    let digits = text.as_deref()?.as_bytes().trim_ascii();
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(d))?;
+    }
+    T::try_from(v).ok()
 }
 
 impl<'a> RawRecord<'a> {

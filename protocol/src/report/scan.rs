@@ -17,18 +17,56 @@ const FAST_ATTRS: usize = 12;
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Byte classes for the one-pass route: whitespace, and the bytes that end a name or key.
+const WS: u8 = 1;
+const STOP: u8 = 2;
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let ws = [b' ', b'\t', b'\r', b'\n'];
+    let mut i = 0;
+    while i < ws.len() {
+        t[ws[i] as usize] = WS | STOP;
+        i += 1;
+    }
+    let stops = [b'>', b'/', b'"', b'\'', b'='];
+    let mut i = 0;
+    while i < stops.len() {
+        t[stops[i] as usize] = STOP;
+        i += 1;
+    }
+    t
+};
+
 #[inline(always)]
 fn is_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+    CLASS[b as usize] & WS != 0
 }
 
-/// Bytes that end a name or key on the one-pass route.
+/// The first `stop` byte class at or after `i`, or `b.len()`.
 #[inline(always)]
-fn is_stop(b: u8) -> bool {
-    matches!(
-        b,
-        b' ' | b'\t' | b'\r' | b'\n' | b'>' | b'/' | b'"' | b'\'' | b'='
-    )
+fn skip_name(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && CLASS[b[i] as usize] & STOP == 0 {
+        i += 1;
+    }
+    i
+}
+
+/// `c` at or after `from`: a plain loop for the short distances inside a tag, memchr past them.
+#[inline(always)]
+fn find_near(b: &[u8], from: usize, c: u8) -> Option<usize> {
+    let end = b.len().min(from + 32);
+    for i in from..end {
+        if b[i] == c {
+            return Some(i);
+        }
+    }
+    memchr(c, &b[end..]).map(|p| end + p)
+}
+
+/// Whether `s` holds a reference to resolve.
+#[inline(always)]
+fn has_amp(s: &[u8]) -> bool {
+    if s.len() <= 32 { s.contains(&b'&') } else { memchr(b'&', s).is_some() }
 }
 
 /// Scans a UTF-8 Report, pushing the header and every record into `sink`.
@@ -62,12 +100,6 @@ struct Scanner<'a> {
     names: [Name; MAX_DEPTH],
 }
 
-/// Where an attribute's key and value sit.
-#[derive(Clone, Copy, Default)]
-struct Span {
-    key: (usize, usize),
-    value: (usize, usize),
-}
 
 impl<'a> Scanner<'a> {
     fn run<S: ReportSink<'a>>(
@@ -81,7 +113,8 @@ impl<'a> Scanner<'a> {
             0
         };
         loop {
-            let Some(lt) = memchr(b'<', &b[pos..]).map(|i| pos + i) else {
+            let next = if b.get(pos) == Some(&b'<') { Some(pos) } else { memchr(b'<', &b[pos..]).map(|i| pos + i) };
+            let Some(lt) = next else {
                 self.text(&mut asm, pos, b.len())?;
                 break;
             };
@@ -116,7 +149,11 @@ impl<'a> Scanner<'a> {
             };
         }
         if asm.current().reads_text() {
-            let value = unescape(text).map_err(|_| ScanError::new(Kind::Reference, from))?;
+            let value = if has_amp(text.as_bytes()) {
+                unescape(text).map_err(|_| ScanError::new(Kind::Reference, from))?
+            } else {
+                Cow::Borrowed(text)
+            };
             asm.text(value);
         } else {
             check_references(text.as_bytes(), from)?;
@@ -188,78 +225,85 @@ impl<'a> Scanner<'a> {
     }
 
     #[inline]
-    fn start_tag<S: ReportSink<'a>>(
-        &mut self,
-        asm: &mut Assembler<'a, '_, S>,
-        lt: usize,
-    ) -> Result<usize, ScanError> {
+    fn start_tag<S: ReportSink<'a>>(&mut self, asm: &mut Assembler<'a, '_, S>, lt: usize) -> Result<usize, ScanError> {
         let b = self.b;
-        let n = b.len();
-        let mut i = lt + 1;
-        while i < n && !is_stop(b[i]) {
-            i += 1;
+        let name_end = skip_name(b, lt + 1);
+        // The name ends where quick-xml's does only at whitespace, `>` or `/>`.
+        match b.get(name_end) {
+            Some(b'>') => {}
+            Some(b'/') if b.get(name_end + 1) == Some(&b'>') => {}
+            Some(&c) if is_ws(c) => {}
+            _ => return self.start_tag_exact(asm, lt),
         }
-        let name_end = i;
-        let mut spans = [Span::default(); FAST_ATTRS];
+        let ctx = asm.start(&b[lt + 1..name_end], lt)?;
+        self.names[asm.depth() - 1] = Name { start: lt + 1, end: name_end, quoted: false };
+        let reads = ctx.reads_attributes();
+        // Keys seen, for the duplicate check of elements whose attributes are read.
+        let mut keys = [(0u32, 0u32); FAST_ATTRS];
         let mut count = 0;
-        // One pass over `name (ws key="value")* ws? (> | />)`; anything else takes the exact route.
+        let mut i = name_end;
+        // One pass over `(ws+ key="value")* ws* (> | />)`, handing values over as they come; on
+        // any other shape the attributes are re-read by quick-xml's rules (handing a value over
+        // twice only sets its field twice).
         let (empty, gt) = loop {
             match b.get(i) {
                 Some(b'>') => break (false, i),
                 Some(b'/') if b.get(i + 1) == Some(&b'>') => break (true, i + 1),
                 Some(&c) if is_ws(c) => {}
-                _ => return self.start_tag_exact(asm, lt),
+                _ => return self.attributes_after_bail(asm, ctx, lt, name_end),
             }
-            while i < n && is_ws(b[i]) {
+            while i < b.len() && is_ws(b[i]) {
                 i += 1;
             }
             match b.get(i) {
                 Some(b'>') => break (false, i),
                 Some(b'/') if b.get(i + 1) == Some(&b'>') => break (true, i + 1),
-                None | Some(b'/' | b'"' | b'\'' | b'=') => return self.start_tag_exact(asm, lt),
+                None | Some(b'/' | b'"' | b'\'' | b'=') => return self.attributes_after_bail(asm, ctx, lt, name_end),
                 Some(_) => {}
             }
             let key_start = i;
-            while i < n && !is_stop(b[i]) {
-                i += 1;
+            i = skip_name(b, i);
+            if b.get(i) != Some(&b'=') {
+                return self.attributes_after_bail(asm, ctx, lt, name_end);
             }
-            if b.get(i) != Some(&b'=') || count == FAST_ATTRS {
-                return self.start_tag_exact(asm, lt);
-            }
-            let key = (key_start, i);
+            let key = &b[key_start..i];
             let quote = match b.get(i + 1) {
                 Some(&q @ (b'"' | b'\'')) => q,
-                _ => return self.start_tag_exact(asm, lt),
+                _ => return self.attributes_after_bail(asm, ctx, lt, name_end),
             };
             let value_start = i + 2;
-            let Some(len) = memchr(quote, &b[value_start..]) else {
-                return self.start_tag_exact(asm, lt);
+            let Some(value_end) = find_near(b, value_start, quote) else {
+                return self.attributes_after_bail(asm, ctx, lt, name_end);
             };
-            spans[count] = Span {
-                key,
-                value: (value_start, value_start + len),
-            };
-            count += 1;
-            i = value_start + len + 1;
-        };
-
-        let ctx = asm.start(&b[lt + 1..name_end], lt)?;
-        if !empty {
-            self.names[asm.depth() - 1] = Name {
-                start: lt + 1,
-                end: name_end,
-                quoted: false,
-            };
-        }
-        if ctx.reads_attributes() {
-            let spans = &spans[..count];
-            for (j, span) in spans.iter().enumerate() {
-                let key = &b[span.key.0..span.key.1];
-                if spans[..j].iter().any(|s| &b[s.key.0..s.key.1] == key) {
-                    return Err(ScanError::new(Kind::DuplicateAttribute, span.key.0));
+            if reads {
+                if count == FAST_ATTRS {
+                    return self.attributes_after_bail(asm, ctx, lt, name_end);
                 }
-                self.deliver(asm, ctx, key, span.value)?;
+                if keys[..count].iter().any(|&(s, e)| &b[s as usize..e as usize] == key) {
+                    return Err(ScanError::new(Kind::DuplicateAttribute, key_start));
+                }
+                keys[count] = (key_start as u32, i as u32);
+                count += 1;
+                self.deliver(asm, ctx, key, (value_start, value_end))?;
             }
+            i = value_end + 1;
+        };
+        if empty {
+            asm.end();
+        }
+        Ok(gt + 1)
+    }
+
+    /// The one-pass route met a shape it leaves alone after the element was opened: find the
+    /// tag's end and re-read its attributes by quick-xml's rules.
+    #[cold]
+    fn attributes_after_bail<S: ReportSink<'a>>(&mut self, asm: &mut Assembler<'a, '_, S>, ctx: Ctx, lt: usize, name_end: usize) -> Result<usize, ScanError> {
+        let b = self.b;
+        let gt = tag_end(b, lt + 1).ok_or(ScanError::new(Kind::Unclosed, lt))?;
+        let empty = b[gt - 1] == b'/';
+        let content_end = if empty { gt - 1 } else { gt };
+        if ctx.reads_attributes() {
+            self.attributes_exact(asm, ctx, name_end, content_end)?;
         }
         if empty {
             asm.end();
@@ -325,7 +369,10 @@ impl<'a> Scanner<'a> {
             if i == to {
                 return Ok(());
             }
+            // The key's first byte is taken whatever it is (even `=`), then the key runs to `=`
+            // or whitespace, as in quick-xml.
             let key_start = i;
+            i += 1;
             while i < to && b[i] != b'=' && !is_ws(b[i]) {
                 i += 1;
             }
@@ -363,7 +410,7 @@ impl<'a> Scanner<'a> {
     ) -> Result<(), ScanError> {
         if let Some(slot) = ctx.slot(key) {
             let raw = &self.s[value.0..value.1];
-            let value = if memchr(b'&', raw.as_bytes()).is_some() {
+            let value = if has_amp(raw.as_bytes()) {
                 unescape(raw).map_err(|_| ScanError::new(Kind::Reference, value.0))?
             } else {
                 Cow::Borrowed(raw)
