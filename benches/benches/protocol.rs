@@ -4,11 +4,11 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use benches::{quick_xml_loop, sample_report, Fold};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use protocol::envelope::{self, Limits, MsgHeader, CONTENT_TYPE};
-use protocol::report::{self, reference, OutMessage, ReportIdentity, ReportWriter};
-use protocol::{utf16, Guid, GuidStyle, Timestamp};
+use benches::{Fold, quick_xml_loop, sample_report};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use protocol::envelope::{self, CONTENT_TYPE, Limits, MsgHeader};
+use protocol::report::{self, OutMessage, ReportIdentity, ReportWriter, reference};
+use protocol::{Guid, GuidStyle, Timestamp, utf16};
 
 fn scan(c: &mut Criterion) {
     let input = sample_report(150);
@@ -37,7 +37,12 @@ fn write(c: &mut Criterion) {
     let mut g = c.benchmark_group("write/report_150msgs_40k");
     g.throughput(Throughput::Bytes(len));
     let mut w = ReportWriter::new();
-    let id = ReportIdentity { client: Guid(0xA1006D0E), netbios_name: "PS1WIN7X64", client_version: "5.00.7958.1000", priority: 5 };
+    let id = ReportIdentity {
+        client: Guid(0xA1006D0E),
+        netbios_name: "PS1WIN7X64",
+        client_version: "5.00.7958.1000",
+        priority: 5,
+    };
     let params = [report::write::Param::Number(200)];
     g.bench_function("template", |b| {
         b.iter(|| {
@@ -81,14 +86,18 @@ fn envelope(c: &mut Criterion) {
     for (name, level) in [("zlib6", Some(6)), ("zlib1", Some(1)), ("raw", None)] {
         let body = envelope::build_request(&mut header.clone(), &report, level);
         g.bench_function(name, |b| {
-            b.iter(|| envelope::decode_request(CONTENT_TYPE, black_box(&body), &Limits::default()).expect("valid"))
+            b.iter(|| {
+                envelope::decode_request(CONTENT_TYPE, black_box(&body), &Limits::default()).expect("valid")
+            })
         });
     }
     g.finish();
     let mut g = c.benchmark_group("envelope/build_relay_150msgs");
     g.throughput(Throughput::Bytes(utf16_len));
     for (name, level) in [("zlib1", Some(1)), ("raw", None)] {
-        g.bench_function(name, |b| b.iter(|| envelope::build_request(&mut header.clone(), black_box(&report), level)));
+        g.bench_function(name, |b| {
+            b.iter(|| envelope::build_request(&mut header.clone(), black_box(&report), level))
+        });
     }
     g.finish();
 }

@@ -6,9 +6,9 @@
 
 use protocol::report::write::Param;
 use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
-use protocol::{statenames, Guid, GuidStyle, Timestamp};
-use quick_xml::events::Event;
+use protocol::{Guid, GuidStyle, Timestamp, statenames};
 use quick_xml::Reader;
+use quick_xml::events::Event;
 
 /// A Report of `messages` state messages: one 501 scan message, then 500 messages for
 /// consecutive updates with mixed states, as one reporting cycle carries them.
@@ -54,7 +54,15 @@ pub struct Fold {
 }
 
 impl Fold {
-    fn add(&mut self, time: Timestamp, serial: u64, topic: Guid, topic_type: u32, state: u32, param_len: usize) {
+    fn add(
+        &mut self,
+        time: Timestamp,
+        serial: u64,
+        topic: Guid,
+        topic_type: u32,
+        state: u32,
+        param_len: usize,
+    ) {
         self.records += 1;
         self.checksum = self
             .checksum
@@ -90,7 +98,9 @@ pub fn quick_xml_loop(input: &[u8]) -> Fold {
                 "StateMessage" => {
                     for a in e.attributes().flatten() {
                         match a.key.as_ref() {
-                            "MessageTime" => time = Timestamp::parse_cim(a.value.as_bytes()).unwrap_or_default(),
+                            "MessageTime" => {
+                                time = Timestamp::parse_cim(a.value.as_bytes()).unwrap_or_default()
+                            }
                             "SerialNumber" => serial = a.value.parse().unwrap_or_default(),
                             _ => {}
                         }

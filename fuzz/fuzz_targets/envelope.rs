@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use protocol::envelope::{self, Limits, CONTENT_TYPE};
+use protocol::envelope::{self, CONTENT_TYPE, Limits};
 use protocol::report::{self, Collect};
 
 fuzz_target!(|data: &[u8]| {

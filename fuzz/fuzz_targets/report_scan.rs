@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use protocol::report::{self, reference, Collect};
+use protocol::report::{self, Collect, reference};
 
 fuzz_target!(|data: &[u8]| {
     let mut fast = Collect::default();

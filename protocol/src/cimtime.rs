@@ -65,8 +65,8 @@ pub fn days_in_month(year: i64, month: u32) -> u32 {
 /// Reads `N` ASCII digits at `at`; the error names the first offending position.
 fn digits<const N: usize>(s: &[u8], at: usize) -> Result<u32, TimeError> {
     let mut v = 0u32;
-    for i in at..at + N {
-        let d = s[i].wrapping_sub(b'0');
+    for (i, &c) in s.iter().enumerate().skip(at).take(N) {
+        let d = c.wrapping_sub(b'0');
         if d > 9 {
             return Err(TimeError::Char(i));
         }
@@ -76,11 +76,7 @@ fn digits<const N: usize>(s: &[u8], at: usize) -> Result<u32, TimeError> {
 }
 
 fn expect(s: &[u8], at: usize, c: u8) -> Result<(), TimeError> {
-    if s[at] == c {
-        Ok(())
-    } else {
-        Err(TimeError::Char(at))
-    }
+    if s[at] == c { Ok(()) } else { Err(TimeError::Char(at)) }
 }
 
 /// Date and time fields, checked.
@@ -120,31 +116,50 @@ impl Timestamp {
     /// Parses a CIM datetime, `yyyymmddHHMMSS.ffffff±UUU`. The offset is in minutes east of UTC
     /// (local = UTC + offset), so `+060` means one hour ahead of UTC.
     pub fn parse_cim(s: &[u8]) -> Result<Timestamp, TimeError> {
-        if s.len() != 25 {
+        let Ok(s) = <&[u8; 25]>::try_from(s) else {
             return Err(TimeError::Length(s.len()));
-        }
-        let fields = Fields {
-            year: digits::<4>(s, 0)?,
-            month: digits::<2>(s, 4)?,
-            day: digits::<2>(s, 6)?,
-            hour: digits::<2>(s, 8)?,
-            minute: digits::<2>(s, 10)?,
-            second: digits::<2>(s, 12)?,
-            micros: {
-                expect(s, 14, b'.')?;
-                digits::<6>(s, 15)?
-            },
         };
+        // Check every digit position at once; find the offending one only on failure.
+        let mut d = [0u8; 25];
+        let mut bad = 0u8;
+        for (i, (slot, &c)) in d.iter_mut().zip(s).enumerate() {
+            *slot = c.wrapping_sub(b'0');
+            bad |= u8::from(*slot > 9 && i != 14 && i != 21);
+        }
         let sign = match s[21] {
             b'+' => 1,
             b'-' => -1,
-            _ => return Err(TimeError::Char(21)),
+            _ => 0,
         };
-        let offset_minutes = i64::from(digits::<3>(s, 22)?);
+        if bad != 0 || s[14] != b'.' || sign == 0 {
+            return Err(Self::cim_error(s));
+        }
+        let n = |from: usize, len: usize| {
+            d[from..from + len].iter().fold(0u32, |acc, &v| acc * 10 + u32::from(v))
+        };
+        let fields = Fields {
+            year: n(0, 4),
+            month: n(4, 2),
+            day: n(6, 2),
+            hour: n(8, 2),
+            minute: n(10, 2),
+            second: n(12, 2),
+            micros: n(15, 6),
+        };
+        let offset_minutes = i64::from(n(22, 3));
         let local = fields.to_timestamp()?;
-        Ok(Timestamp(
-            local.0 - sign * offset_minutes * 60 * MICROS_PER_SEC,
-        ))
+        Ok(Timestamp(local.0 - sign * offset_minutes * 60 * MICROS_PER_SEC))
+    }
+
+    /// The first offending character of a 25-byte text that is not a CIM datetime.
+    #[cold]
+    fn cim_error(s: &[u8; 25]) -> TimeError {
+        let at = (0..25).find(|&i| match i {
+            14 => s[i] != b'.',
+            21 => !matches!(s[i], b'+' | b'-'),
+            _ => !s[i].is_ascii_digit(),
+        });
+        TimeError::Char(at.unwrap_or(0))
     }
 
     /// Parses ISO 8601 UTC as the CCM header writes it: `2014-01-20T12:18:09Z`, optionally with
@@ -233,10 +248,7 @@ impl Timestamp {
     /// RFC 3339 UTC with milliseconds, for JSON: `2014-01-20T17:18:55.573Z`.
     pub fn to_rfc3339(self) -> String {
         let (y, mo, d, h, mi, s, us) = self.parts();
-        format!(
-            "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
-            us / 1000
-        )
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z", us / 1000)
     }
 }
 
@@ -279,22 +291,10 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_cim_datetime() {
-        assert_eq!(
-            Timestamp::parse_cim(b"2014-01-20 17:18"),
-            Err(TimeError::Length(16))
-        );
-        assert_eq!(
-            Timestamp::parse_cim(b"20140120171855,573000+000"),
-            Err(TimeError::Char(14))
-        );
-        assert_eq!(
-            Timestamp::parse_cim(b"20140120171855.573000*000"),
-            Err(TimeError::Char(21))
-        );
-        assert_eq!(
-            Timestamp::parse_cim(b"2014012017185x.573000+000"),
-            Err(TimeError::Char(13))
-        );
+        assert_eq!(Timestamp::parse_cim(b"2014-01-20 17:18"), Err(TimeError::Length(16)));
+        assert_eq!(Timestamp::parse_cim(b"20140120171855,573000+000"), Err(TimeError::Char(14)));
+        assert_eq!(Timestamp::parse_cim(b"20140120171855.573000*000"), Err(TimeError::Char(21)));
+        assert_eq!(Timestamp::parse_cim(b"2014012017185x.573000+000"), Err(TimeError::Char(13)));
         for bad in [
             &b"20141320171855.573000+000"[..],
             b"20140230171855.573000+000",

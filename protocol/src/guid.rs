@@ -49,19 +49,32 @@ const HEX_VALUE: [u8; 256] = {
 /// Positions of the dashes in the 36-character form.
 const DASHES: [usize; 4] = [8, 13, 18, 23];
 
-/// Positions of the 32 hex digits in the 36-character form.
-const HEX_POSITIONS: [usize; 32] = {
-    let mut t = [0usize; 32];
-    let (mut i, mut n) = (0, 0);
-    while i < 36 {
-        if i != 8 && i != 13 && i != 18 && i != 23 {
-            t[n] = i;
-            n += 1;
-        }
-        i += 1;
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Eight ASCII hex digits (any case) to their value, or `None` if any is not a hex digit. All
+/// eight at once: range checks and nibble packing on one 64-bit word.
+fn hex8(chars: [u8; 8]) -> Option<u32> {
+    let x = u64::from_be_bytes(chars);
+    // Folding 0x20 in makes 'A'-'F' 'a'-'f' and leaves digits as they are.
+    // Only 'A'-'F' and 'a'-'f' fold into 'a'-'f'; digits are checked unfolded (0x10-0x19 would
+    // fold into '0'-'9').
+    let y = x | (LO * 0x20);
+    let in_range = |w: u64, lo: u8, hi: u8| {
+        (w.wrapping_add(LO * u64::from(0x80 - lo)) & !w.wrapping_add(LO * u64::from(0x7F - hi))) & HI
+    };
+    let digit = in_range(x, b'0', b'9');
+    let alpha = in_range(y, b'a', b'f');
+    if x & HI != 0 || digit | alpha != HI {
+        return None;
     }
-    t
-};
+    // Digit bytes: low nibble; letters: low nibble + 9.
+    let mut v = (y & (LO * 0x0F)) + (alpha >> 7) * 9;
+    v = (v | (v >> 4)) & 0x00FF_00FF_00FF_00FF;
+    v = (v | (v >> 8)) & 0x0000_FFFF_0000_FFFF;
+    v = (v | (v >> 16)) & 0x0000_0000_FFFF_FFFF;
+    Some(v as u32)
+}
 
 impl Guid {
     /// Parses a GUID with or without braces, in any case. Surrounding whitespace is not accepted:
@@ -76,19 +89,29 @@ impl Guid {
         }
         // Decode all 32 digits and check the dashes without branching per character; find the
         // first offending position only when something is wrong.
-        let mut value: u128 = 0;
-        let mut bad = 0u8;
-        for &p in &HEX_POSITIONS {
-            let v = HEX_VALUE[body[p] as usize];
-            bad |= v;
-            value = (value << 4) | u128::from(v & 0x0F);
-        }
-        let dashes_ok = DASHES.iter().all(|&p| body[p] == b'-');
-        if bad & 0xF0 == 0 && dashes_ok {
-            return Ok(Guid(value));
+        let Ok(body) = <&[u8; 36]>::try_from(body) else {
+            return Err(GuidError::Length(s.len()));
+        };
+        let dashes_ok = body[8] == b'-' && body[13] == b'-' && body[18] == b'-' && body[23] == b'-';
+        let eight = |a: &[u8], b: &[u8]| {
+            let mut w = [0u8; 8];
+            w[..a.len()].copy_from_slice(a);
+            w[a.len()..].copy_from_slice(b);
+            hex8(w)
+        };
+        let groups = (
+            eight(&body[0..8], &[]),
+            eight(&body[9..13], &body[14..18]),
+            eight(&body[19..23], &body[24..28]),
+            eight(&body[28..36], &[]),
+        );
+        if let (true, (Some(a), Some(b), Some(c), Some(d))) = (dashes_ok, groups) {
+            return Ok(Guid(u128::from(a) << 96 | u128::from(b) << 64 | u128::from(c) << 32 | u128::from(d)));
         }
         let first_bad = (0..36)
-            .find(|&i| if DASHES.contains(&i) { body[i] != b'-' } else { HEX_VALUE[body[i] as usize] == 0xFF })
+            .find(
+                |&i| if DASHES.contains(&i) { body[i] != b'-' } else { HEX_VALUE[body[i] as usize] == 0xFF },
+            )
             .unwrap_or(0);
         Err(GuidError::Char(first_bad + shift))
     }
@@ -213,37 +236,36 @@ mod tests {
     #[test]
     fn rejects_near_misses_with_the_position() {
         assert_eq!(Guid::parse(b"not-a-guid"), Err(GuidError::Length(10)));
-        assert_eq!(
-            Guid::parse(b"505fda07-b4f3-45fb-83d9-8642554e277g"),
-            Err(GuidError::Char(35))
-        );
-        assert_eq!(
-            Guid::parse(b"505fda07xb4f3-45fb-83d9-8642554e2773"),
-            Err(GuidError::Char(8))
-        );
-        assert_eq!(
-            Guid::parse(b"{505fda07-b4f3-45fb-83d9-8642554e2773"),
-            Err(GuidError::Length(37))
-        );
-        assert_eq!(
-            Guid::parse(b"{505fda07-b4f3-45fb-83d9+8642554e2773}"),
-            Err(GuidError::Char(24))
-        );
+        assert_eq!(Guid::parse(b"505fda07-b4f3-45fb-83d9-8642554e277g"), Err(GuidError::Char(35)));
+        assert_eq!(Guid::parse(b"505fda07xb4f3-45fb-83d9-8642554e2773"), Err(GuidError::Char(8)));
+        assert_eq!(Guid::parse(b"{505fda07-b4f3-45fb-83d9-8642554e2773"), Err(GuidError::Length(37)));
+        assert_eq!(Guid::parse(b"{505fda07-b4f3-45fb-83d9+8642554e2773}"), Err(GuidError::Char(24)));
         assert!(Guid::parse_sms_id("GUID:").is_err());
         assert!(Guid::parse(b"").is_err());
     }
 
     #[test]
+    fn hex8_agrees_with_the_table_on_every_byte() {
+        for pos in 0..8 {
+            for c in 0..=255u8 {
+                let mut w = *b"0123abCD";
+                w[pos] = c;
+                let want = w.iter().try_fold(0u32, |acc, &d| {
+                    let v = HEX_VALUE[d as usize];
+                    (v != 0xFF).then(|| acc << 4 | u32::from(v))
+                });
+                assert_eq!(hex8(w), want, "{w:?}");
+            }
+        }
+        assert_eq!(hex8(*b"FFFFFFFF"), Some(u32::MAX));
+        assert_eq!(hex8(*b"00000000"), Some(0));
+    }
+
+    #[test]
     fn formats_each_style() {
         let g = Guid(0xC2D17964_BBDD_4339_B9F3_12D7205B39CC);
-        assert_eq!(
-            g.to_string_styled(GuidStyle::UpperBraced),
-            "{C2D17964-BBDD-4339-B9F3-12D7205B39CC}"
-        );
-        assert_eq!(
-            g.styled(GuidStyle::Lower).to_string(),
-            "c2d17964-bbdd-4339-b9f3-12d7205b39cc"
-        );
+        assert_eq!(g.to_string_styled(GuidStyle::UpperBraced), "{C2D17964-BBDD-4339-B9F3-12D7205B39CC}");
+        assert_eq!(g.styled(GuidStyle::Lower).to_string(), "c2d17964-bbdd-4339-b9f3-12d7205b39cc");
         assert_eq!(g.to_string(), "C2D17964-BBDD-4339-B9F3-12D7205B39CC");
         assert_eq!(Guid(0).to_string(), "00000000-0000-0000-0000-000000000000");
     }
@@ -258,11 +280,7 @@ mod tests {
                 let mut s = base;
                 s[pos] = c;
                 let dash = DASHES.contains(&pos);
-                let ok = if dash {
-                    c == b'-'
-                } else {
-                    c.is_ascii_hexdigit()
-                };
+                let ok = if dash { c == b'-' } else { c.is_ascii_hexdigit() };
                 match Guid::parse(&s) {
                     Ok(_) => assert!(ok, "{pos} {c}"),
                     Err(e) => {

@@ -46,15 +46,7 @@ const fn names(topic_type: u32, names: &'static [&'static str]) -> (u32, &'stati
 
 /// Per topic type, the state names in state-ID order (IDs are dense from 0).
 const TABLE: [(u32, &[&str]); 6] = [
-    names(
-        300,
-        &[
-            "Compliance state unknown",
-            "Compliant",
-            "Non-compliant",
-            "Conflict detected",
-        ],
-    ),
+    names(300, &["Compliance state unknown", "Compliant", "Non-compliant", "Conflict detected"]),
     names(
         301,
         &[
@@ -75,12 +67,7 @@ const TABLE: [(u32, &[&str]); 6] = [
     ),
     names(
         302,
-        &[
-            "Evaluation state unknown",
-            "Evaluation activated",
-            "Evaluation succeeded",
-            "Evaluation failed",
-        ],
+        &["Evaluation state unknown", "Evaluation activated", "Evaluation succeeded", "Evaluation failed"],
     ),
     names(
         402,
@@ -104,12 +91,7 @@ const TABLE: [(u32, &[&str]); 6] = [
     ),
     names(
         500,
-        &[
-            "Detection state unknown",
-            "Update is not required",
-            "Update is required",
-            "Update is installed",
-        ],
+        &["Detection state unknown", "Update is not required", "Update is required", "Update is installed"],
     ),
     names(
         501,
@@ -126,10 +108,7 @@ const TABLE: [(u32, &[&str]); 6] = [
 ];
 
 fn states(topic_type: u32) -> Option<&'static [&'static str]> {
-    TABLE
-        .iter()
-        .find(|(t, _)| *t == topic_type)
-        .map(|(_, s)| *s)
+    TABLE.iter().find(|(t, _)| *t == topic_type).map(|(_, s)| *s)
 }
 
 /// Whether `topic_type` is one of the software-update topic types in the table.
@@ -187,9 +166,6 @@ mod tests {
         assert_eq!(state_name(501, 2), Some("Scan is running"));
         assert_eq!(state_name(500, 9), None);
         let rows: Vec<_> = all().collect();
-        assert!(
-            rows.windows(2)
-                .all(|w| (w[0].topic_type, w[0].state_id) < (w[1].topic_type, w[1].state_id))
-        );
+        assert!(rows.windows(2).all(|w| (w[0].topic_type, w[0].state_id) < (w[1].topic_type, w[1].state_id)));
     }
 }

@@ -21,20 +21,19 @@ pub fn decode(bytes: &[u8]) -> Result<String, Utf16Error> {
         _ => (UTF_16LE, 0),
     };
     let src = &bytes[skip..];
-    if src.len() % 2 != 0 {
+    if !src.len().is_multiple_of(2) {
         return Err(Utf16Error::OddLength(bytes.len()));
     }
     let mut decoder = encoding.new_decoder_without_bom_handling();
-    let capacity = decoder
-        .max_utf8_buffer_length_without_replacement(src.len())
-        .unwrap_or(src.len() * 3 / 2 + 16);
+    let capacity =
+        decoder.max_utf8_buffer_length_without_replacement(src.len()).unwrap_or(src.len() * 3 / 2 + 16);
     let mut out = String::with_capacity(capacity);
     let (result, read) = decoder.decode_to_string_without_replacement(src, &mut out, true);
     match result {
         DecoderResult::InputEmpty => Ok(out),
-        DecoderResult::Malformed(bad, extra) => Err(Utf16Error::Invalid(
-            skip + read - usize::from(bad) - usize::from(extra),
-        )),
+        DecoderResult::Malformed(bad, extra) => {
+            Err(Utf16Error::Invalid(skip + read - usize::from(bad) - usize::from(extra)))
+        }
         // The buffer was sized for the worst case; treat the impossible as bad input, not a panic.
         DecoderResult::OutputFull => Err(Utf16Error::Invalid(skip + read)),
     }
@@ -50,10 +49,7 @@ pub fn encode_into(s: &str, bom: bool, out: &mut Vec<u8>) {
     let mut i = 0;
     while i < bytes.len() {
         // ASCII runs, the whole of most CCM XML, widen without decoding.
-        let run = bytes[i..]
-            .iter()
-            .position(|b| !b.is_ascii())
-            .unwrap_or(bytes.len() - i);
+        let run = bytes[i..].iter().position(|b| !b.is_ascii()).unwrap_or(bytes.len() - i);
         let start = out.len();
         out.resize(start + run * 2, 0);
         for (slot, &b) in out[start..].chunks_exact_mut(2).zip(&bytes[i..i + run]) {
@@ -94,15 +90,9 @@ mod tests {
     fn odd_and_lone_surrogates_are_errors() {
         assert_eq!(decode(&[b'a', 0, b'b']), Err(Utf16Error::OddLength(3)));
         // a, lone high surrogate D800, b
-        assert_eq!(
-            decode(&[b'a', 0, 0x00, 0xD8, b'b', 0]),
-            Err(Utf16Error::Invalid(2))
-        );
+        assert_eq!(decode(&[b'a', 0, 0x00, 0xD8, b'b', 0]), Err(Utf16Error::Invalid(2)));
         // lone low surrogate DC00 after a BOM
-        assert_eq!(
-            decode(&[0xFF, 0xFE, 0x00, 0xDC]),
-            Err(Utf16Error::Invalid(2))
-        );
+        assert_eq!(decode(&[0xFF, 0xFE, 0x00, 0xDC]), Err(Utf16Error::Invalid(2)));
         // high surrogate at the very end
         assert_eq!(decode(&[b'a', 0, 0x3D, 0xD8]), Err(Utf16Error::Invalid(2)));
     }

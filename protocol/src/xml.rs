@@ -20,10 +20,7 @@ pub struct XmlError {
 
 impl XmlError {
     pub(crate) fn new(reason: impl Into<String>, offset: u64) -> XmlError {
-        XmlError {
-            reason: reason.into(),
-            offset,
-        }
+        XmlError { reason: reason.into(), offset }
     }
 }
 
@@ -47,9 +44,8 @@ impl Element {
         let mut root: Option<Element> = None;
         loop {
             let at = reader.buffer_position();
-            let event = reader
-                .read_event()
-                .map_err(|e| XmlError::new(e.to_string(), reader.error_position()))?;
+            let event =
+                reader.read_event().map_err(|e| XmlError::new(e.to_string(), reader.error_position()))?;
             match event {
                 Event::Start(ref start) | Event::Empty(ref start) => {
                     let is_empty = matches!(event, Event::Empty(_));
@@ -59,18 +55,14 @@ impl Element {
                     if stack.len() >= MAX_DEPTH {
                         return Err(XmlError::new("elements nest too deep", at));
                     }
-                    let mut element = Element {
-                        name: start.name().as_ref().to_owned(),
-                        ..Element::default()
-                    };
+                    let mut element =
+                        Element { name: start.name().as_ref().to_owned(), ..Element::default() };
                     for attr in start.attributes() {
                         let attr = attr.map_err(|e| XmlError::new(e.to_string(), at))?;
                         let value = attr
                             .normalized_value(XmlVersion::Implicit1_0)
                             .map_err(|e| XmlError::new(e.to_string(), at))?;
-                        element
-                            .attrs
-                            .push((attr.key.as_ref().to_owned(), value.into_owned()));
+                        element.attrs.push((attr.key.as_ref().to_owned(), value.into_owned()));
                     }
                     if is_empty {
                         close(&mut stack, &mut root, element);
@@ -96,10 +88,7 @@ impl Element {
                     let Some(open) = stack.last_mut() else {
                         return Err(XmlError::new("a reference outside the root element", at));
                     };
-                    match r
-                        .resolve_char_ref()
-                        .map_err(|e| XmlError::new(e.to_string(), at))?
-                    {
+                    match r.resolve_char_ref().map_err(|e| XmlError::new(e.to_string(), at))? {
                         Some(c) => open.text.push(c),
                         None => match resolve_predefined_entity(&r) {
                             Some(s) => open.text.push_str(s),
@@ -122,10 +111,7 @@ impl Element {
             }
         }
         if !stack.is_empty() {
-            return Err(XmlError::new(
-                "the document ends inside an element",
-                xml.len() as u64,
-            ));
+            return Err(XmlError::new("the document ends inside an element", xml.len() as u64));
         }
         root.ok_or_else(|| XmlError::new("no root element", 0))
     }
@@ -147,19 +133,13 @@ impl Element {
 
     /// The value of attribute `name`.
     pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The value of attribute `name`, matched without regard to case (senders write both `Ack`
     /// and `ACK`).
     pub fn attr_ci(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The text of child `name`, trimmed; `None` when the child is absent.
@@ -172,10 +152,7 @@ impl Element {
         if self.name == name {
             Ok(self)
         } else {
-            Err(XmlError::new(
-                format!("expected <{name}>, found <{}>", self.name),
-                0,
-            ))
+            Err(XmlError::new(format!("expected <{name}>, found <{}>", self.name), 0))
         }
     }
 }

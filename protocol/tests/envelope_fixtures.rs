@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use protocol::bodies::{IpAddressInfo, WsusLocationReply, WsusLocationRequest};
-use protocol::envelope::{self, Limits, MsgHeader, Reply, CONTENT_TYPE};
+use protocol::envelope::{self, CONTENT_TYPE, Limits, MsgHeader, Reply};
 use protocol::report::{self, Collect};
 use protocol::{Guid, Timestamp};
 
@@ -77,9 +77,13 @@ fn location_request_compressed_and_raw() {
 
 #[test]
 fn location_xml_fixtures() {
-    assert_eq!(WsusLocationRequest::parse(&fixture_text("wsus-location-request.xml")).unwrap(), seed_location_request());
+    assert_eq!(
+        WsusLocationRequest::parse(&fixture_text("wsus-location-request.xml")).unwrap(),
+        seed_location_request()
+    );
     let reply = WsusLocationReply::parse(&fixture_text("wsus-location-reply.xml")).unwrap();
-    let records: Vec<_> = reply.records().map(|r| (r.wsus_url.as_str(), r.server_name.as_str(), r.version)).collect();
+    let records: Vec<_> =
+        reply.records().map(|r| (r.wsus_url.as_str(), r.server_name.as_str(), r.version)).collect();
     assert_eq!(
         records,
         [
@@ -111,8 +115,9 @@ for p in parts:
 
 #[test]
 fn python_reads_our_sync_reply() {
-    let request = envelope::decode_request(CONTENT_TYPE, &fixture("ccm-wsus-location-request.bin"), &Limits::default())
-        .unwrap();
+    let request =
+        envelope::decode_request(CONTENT_TYPE, &fixture("ccm-wsus-location-request.bin"), &Limits::default())
+            .unwrap();
     let reply_xml = fixture_text("wsus-location-reply.xml");
     let mut header = request.header.reply(Guid(7), "PS1SYS.CONTOSO.COM", Timestamp::from_unix_seconds(0));
     let bytes = envelope::build_sync_reply(&mut header, &reply_xml);
@@ -144,8 +149,9 @@ fn python_reads_our_sync_reply() {
 
 #[test]
 fn our_request_reads_like_the_fixture() {
-    let fixture_req = envelope::decode_request(CONTENT_TYPE, &fixture("ccm-relay-report-three.bin"), &Limits::default())
-        .unwrap();
+    let fixture_req =
+        envelope::decode_request(CONTENT_TYPE, &fixture("ccm-relay-report-three.bin"), &Limits::default())
+            .unwrap();
     for level in [None, Some(1), Some(6)] {
         let mut header: MsgHeader = fixture_req.header.clone();
         let bytes = envelope::build_request(&mut header, &fixture_req.body, level);

@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 
-use protocol::envelope::{self, Limits, CONTENT_TYPE};
-use protocol::report::{self, reference, Collect};
+use protocol::envelope::{self, CONTENT_TYPE, Limits};
+use protocol::report::{self, Collect, reference};
 use protocol::utf16;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -141,22 +141,24 @@ fn fragment() -> impl Strategy<Value = String> {
 }
 
 fn document() -> impl Strategy<Value = Vec<u8>> {
-    (any::<bool>(), any::<bool>(), prop::collection::vec(fragment(), 0..24)).prop_map(|(bom, skeleton, parts)| {
-        let mut doc = String::new();
-        if bom {
-            doc.push('\u{FEFF}');
-        }
-        if skeleton {
-            doc.push_str("<?xml version=\"1.0\" encoding=\"UTF-16\"?>\n<Report><ReportBody>");
-        }
-        for p in parts {
-            doc.push_str(&p);
-        }
-        if skeleton {
-            doc.push_str("</ReportBody></Report>");
-        }
-        doc.into_bytes()
-    })
+    (any::<bool>(), any::<bool>(), prop::collection::vec(fragment(), 0..24)).prop_map(
+        |(bom, skeleton, parts)| {
+            let mut doc = String::new();
+            if bom {
+                doc.push('\u{FEFF}');
+            }
+            if skeleton {
+                doc.push_str("<?xml version=\"1.0\" encoding=\"UTF-16\"?>\n<Report><ReportBody>");
+            }
+            for p in parts {
+                doc.push_str(&p);
+            }
+            if skeleton {
+                doc.push_str("</ReportBody></Report>");
+            }
+            doc.into_bytes()
+        },
+    )
 }
 
 proptest! {
@@ -194,7 +196,11 @@ fn decode(bytes: &[u8]) -> Result<envelope::Request, envelope::EnvelopeError> {
 
 #[test]
 fn every_truncation_of_every_envelope_fixture() {
-    for name in ["ccm-relay-report-three.bin", "ccm-wsus-location-request.bin", "ccm-wsus-location-request-uncompressed.bin"] {
+    for name in [
+        "ccm-relay-report-three.bin",
+        "ccm-wsus-location-request.bin",
+        "ccm-wsus-location-request-uncompressed.bin",
+    ] {
         let bytes = fixture(name);
         let whole = decode(&bytes).unwrap();
         for cut in 0..bytes.len() {
@@ -235,15 +241,27 @@ fn wrong_boundaries_are_refused() {
         assert!(envelope::decode_request(ct, &bytes, &Limits::default()).is_err(), "{ct}");
     }
     // Unquoted is fine.
-    assert!(envelope::decode_request("multipart/mixed; boundary=aAbBcCdDv1234567890VxXyYzZ", &bytes, &Limits::default()).is_ok());
+    assert!(
+        envelope::decode_request(
+            "multipart/mixed; boundary=aAbBcCdDv1234567890VxXyYzZ",
+            &bytes,
+            &Limits::default()
+        )
+        .is_ok()
+    );
 }
 
 /// Replaces the body part of a CCM request with `part` (content type and bytes).
 fn with_body(part_type: &str, part: &[u8], hooks: &str) -> Vec<u8> {
-    let header = format!("<Msg><ID>{{1}}</ID><TargetEndpoint>MP_RelayEndpoint</TargetEndpoint><Hooks>{hooks}</Hooks></Msg>");
-    let mut out = b"--aAbBcCdDv1234567890VxXyYzZ\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\n".to_vec();
+    let header = format!(
+        "<Msg><ID>{{1}}</ID><TargetEndpoint>MP_RelayEndpoint</TargetEndpoint><Hooks>{hooks}</Hooks></Msg>"
+    );
+    let mut out =
+        b"--aAbBcCdDv1234567890VxXyYzZ\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\n".to_vec();
     out.extend(utf16::encode(&header, true));
-    out.extend_from_slice(format!("\r\n--aAbBcCdDv1234567890VxXyYzZ\r\ncontent-type: {part_type}\r\n\r\n").as_bytes());
+    out.extend_from_slice(
+        format!("\r\n--aAbBcCdDv1234567890VxXyYzZ\r\ncontent-type: {part_type}\r\n\r\n").as_bytes(),
+    );
     out.extend_from_slice(part);
     out.extend_from_slice(b"\r\n--aAbBcCdDv1234567890VxXyYzZ--");
     out
@@ -260,23 +278,38 @@ fn bad_zlib_odd_utf16_and_bombs() {
         bad[damage] ^= 0x55;
         assert!(decode(&with_body("application/octet-stream", &bad, zlib)).is_err(), "damage at {damage}");
     }
-    assert!(matches!(decode(&with_body("application/octet-stream", b"not zlib", zlib)), Err(envelope::EnvelopeError::Zlib(_))));
+    assert!(matches!(
+        decode(&with_body("application/octet-stream", b"not zlib", zlib)),
+        Err(envelope::EnvelopeError::Zlib(_))
+    ));
     // A lone surrogate in the body, raw and compressed; and an odd byte count.
     let mut lone = utf16::encode("<Report>", false);
     lone.extend_from_slice(&[0x00, 0xD8]);
     lone.extend(utf16::encode("</Report>\0", false));
-    assert!(matches!(decode(&with_body("text/plain; charset=UTF-16", &lone, "")), Err(envelope::EnvelopeError::BodyText(_))));
-    assert!(matches!(decode(&with_body("application/octet-stream", &envelope::deflate(&lone, 1), zlib)), Err(envelope::EnvelopeError::BodyText(_))));
+    assert!(matches!(
+        decode(&with_body("text/plain; charset=UTF-16", &lone, "")),
+        Err(envelope::EnvelopeError::BodyText(_))
+    ));
+    assert!(matches!(
+        decode(&with_body("application/octet-stream", &envelope::deflate(&lone, 1), zlib)),
+        Err(envelope::EnvelopeError::BodyText(_))
+    ));
     assert!(decode(&with_body("text/plain; charset=UTF-16", b"<\0R\0x", "")).is_err());
     // A zip bomb: 64 MiB of zeros in about 64 KiB, against a 16 MiB limit.
     let bomb = envelope::deflate(&vec![0u8; 64 << 20], 9);
     assert!(bomb.len() < 100_000);
-    assert!(matches!(decode(&with_body("application/octet-stream", &bomb, zlib)), Err(envelope::EnvelopeError::TooLarge(_))));
+    assert!(matches!(
+        decode(&with_body("application/octet-stream", &bomb, zlib)),
+        Err(envelope::EnvelopeError::TooLarge(_))
+    ));
 }
 
 #[test]
 fn huge_header_values_and_lone_surrogates_in_the_header() {
-    let huge = format!("<Msg><ID>{}</ID><TargetEndpoint>MP_RelayEndpoint</TargetEndpoint></Msg>", "x".repeat(4 << 20));
+    let huge = format!(
+        "<Msg><ID>{}</ID><TargetEndpoint>MP_RelayEndpoint</TargetEndpoint></Msg>",
+        "x".repeat(4 << 20)
+    );
     let mut out = b"--B\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\n".to_vec();
     out.extend(utf16::encode(&huge, true));
     out.extend_from_slice(b"\r\n--B\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\n");

@@ -3,10 +3,10 @@
 use proptest::prelude::*;
 
 use protocol::bodies::*;
-use protocol::envelope::{self, BodyRange, Hook, Limits, MsgHeader, Reply, CONTENT_TYPE};
+use protocol::envelope::{self, BodyRange, CONTENT_TYPE, Hook, Limits, MsgHeader, Reply};
 use protocol::report::write::Param;
-use protocol::report::{self, reference, Collect, OutMessage, ReportIdentity, ReportWriter};
-use protocol::{statenames, Guid, GuidStyle, Timestamp};
+use protocol::report::{self, Collect, OutMessage, ReportIdentity, ReportWriter, reference};
+use protocol::{Guid, GuidStyle, Timestamp, statenames};
 
 /// Text that survives XML (trimmed on read, so no edge whitespace), with markup characters and
 /// characters outside the BMP to exercise escaping and UTF-16 surrogates.
@@ -209,7 +209,7 @@ proptest! {
         match envelope::decode_reply(CONTENT_TYPE, &bytes, &Limits::default()).unwrap() {
             Reply::Sync { header: got, body } => {
                 prop_assert_eq!(body, xml);
-                prop_assert_eq!(got, header);
+                prop_assert_eq!(*got, header);
             }
             other => prop_assert!(false, "{:?}", other),
         }

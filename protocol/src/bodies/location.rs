@@ -1,6 +1,6 @@
 //! `WSUSLocationRequest` / `WSUSLocationReply` (seed, "WSUS server location").
 
-use super::{bad, number, required, required_attr, root, BodyError};
+use super::{BodyError, bad, number, required, required_attr, root};
 use crate::guid::{Guid, GuidStyle};
 use crate::xml::XmlWriter;
 
@@ -32,11 +32,7 @@ impl WsusLocationRequest {
         let id = required_attr(content, "ID")?;
         let location = e.child("ClientLocationInfo");
         let named = |child: &str| {
-            location
-                .and_then(|l| l.child(child))
-                .and_then(|c| c.attr("Name"))
-                .unwrap_or_default()
-                .to_owned()
+            location.and_then(|l| l.child(child)).and_then(|c| c.attr("Name")).unwrap_or_default().to_owned()
         };
         Ok(WsusLocationRequest {
             content_id: Guid::parse(id.trim().as_bytes()).map_err(|_| bad("Content ID", id))?,
@@ -112,7 +108,9 @@ impl WsusLocationReply {
         let mut sites = Vec::new();
         for site in e.child("Sites").into_iter().flat_map(|s| s.children_named("Site")) {
             let mut records = Vec::new();
-            for r in site.child("LocationRecords").into_iter().flat_map(|l| l.children_named("LocationRecord")) {
+            for r in
+                site.child("LocationRecords").into_iter().flat_map(|l| l.children_named("LocationRecord"))
+            {
                 records.push(LocationRecord {
                     wsus_url: required_attr(r, "WSUSURL")?.to_owned(),
                     server_name: r.attr("ServerName").unwrap_or_default().to_owned(),
@@ -120,7 +118,11 @@ impl WsusLocationReply {
                 });
             }
             sites.push(LocationSite {
-                site_code: site.child("MPSite").and_then(|m| m.attr("SiteCode")).unwrap_or_default().to_owned(),
+                site_code: site
+                    .child("MPSite")
+                    .and_then(|m| m.attr("SiteCode"))
+                    .unwrap_or_default()
+                    .to_owned(),
                 records,
             });
         }
@@ -142,7 +144,11 @@ impl WsusLocationReply {
             for r in &site.records {
                 w.empty(
                     "LocationRecord",
-                    &[("WSUSURL", &r.wsus_url), ("ServerName", &r.server_name), ("Version", &r.version.to_string())],
+                    &[
+                        ("WSUSURL", &r.wsus_url),
+                        ("ServerName", &r.server_name),
+                        ("Version", &r.version.to_string()),
+                    ],
                 );
             }
             w.close("LocationRecords").close("Site");

@@ -7,11 +7,11 @@ mod mplist;
 mod policy;
 mod registration;
 
-pub use location::{IpAddressInfo, LocationRecord, LocationSite, WsusLocationRequest, WsusLocationReply};
+pub use location::{IpAddressInfo, LocationRecord, LocationSite, WsusLocationReply, WsusLocationRequest};
 pub use mplist::{MpEntry, MpList};
 pub use policy::{
-    parse_policy_query, policy_location, Identification, PolicyAssignment, ReplyAssignments, RequestAssignments,
-    UpdateSourcePolicy,
+    Identification, PolicyAssignment, ReplyAssignments, RequestAssignments, UpdateSourcePolicy,
+    parse_policy_query, policy_location,
 };
 pub use registration::{ClientRegistrationRequest, ClientRegistrationResponse};
 

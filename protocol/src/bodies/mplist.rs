@@ -1,6 +1,6 @@
 //! `GET /SMS_MP/.sms_aut?MPLIST`: the MPs a client may use.
 
-use super::{number, required_attr, root, BodyError};
+use super::{BodyError, number, required_attr, root};
 use crate::xml::XmlWriter;
 
 /// One MP of the list.

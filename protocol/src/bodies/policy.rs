@@ -1,7 +1,7 @@
 //! Machine policy: `RequestAssignments` / `ReplyAssignments` (`MP_PolicyManager`), the policy
 //! download URL, and the UpdateSource policy body (`CCM_UpdateSource`).
 
-use super::{bad, number, required, required_attr, root, BodyError};
+use super::{BodyError, bad, number, required, required_attr, root};
 use crate::guid::{Guid, GuidStyle};
 use crate::xml::{Element, XmlWriter};
 
@@ -19,7 +19,12 @@ impl Identification {
     fn read(e: &Element) -> Identification {
         let machine = e.path(&["Identification", "Machine"]);
         let text = |name: &str| machine.and_then(|m| m.child_text(name)).unwrap_or_default().to_owned();
-        Identification { client_id: text("ClientID"), fqdn: text("FQDN"), netbios_name: text("NetBIOSName"), sid: text("SID") }
+        Identification {
+            client_id: text("ClientID"),
+            fqdn: text("FQDN"),
+            netbios_name: text("NetBIOSName"),
+            sid: text("SID"),
+        }
     }
 
     fn write(&self, w: &mut XmlWriter) {
@@ -60,7 +65,11 @@ impl RequestAssignments {
             request_type: e.attr("RequestType").unwrap_or("Always").to_owned(),
             identification: Identification::read(&e),
             policy_source: e.child_text("PolicySource").unwrap_or_default().to_owned(),
-            resource_type: e.child("Resource").and_then(|r| r.attr("ResourceType")).unwrap_or("Machine").to_owned(),
+            resource_type: e
+                .child("Resource")
+                .and_then(|r| r.attr("ResourceType"))
+                .unwrap_or("Machine")
+                .to_owned(),
             server_cookie: e.child_text("ServerCookie").unwrap_or_default().to_owned(),
         })
     }
@@ -69,7 +78,11 @@ impl RequestAssignments {
         let mut w = XmlWriter::new();
         w.open(
             "RequestAssignments",
-            &[("SchemaVersion", "1.00"), ("ACK", if self.ack { "true" } else { "false" }), ("RequestType", &self.request_type)],
+            &[
+                ("SchemaVersion", "1.00"),
+                ("ACK", if self.ack { "true" } else { "false" }),
+                ("RequestType", &self.request_type),
+            ],
         );
         self.identification.write(&mut w);
         w.leaf("PolicySource", &self.policy_source)
@@ -135,7 +148,8 @@ impl ReplyAssignments {
             let p = required(a, "Policy")?;
             let flags = p.attr("PolicyFlags").unwrap_or("0");
             assignments.push(PolicyAssignment {
-                assignment_id: Guid::parse(id.trim().as_bytes()).map_err(|_| bad("PolicyAssignmentID", id))?,
+                assignment_id: Guid::parse(id.trim().as_bytes())
+                    .map_err(|_| bad("PolicyAssignmentID", id))?,
                 policy_id: required_attr(p, "PolicyID")?.to_owned(),
                 policy_version: required_attr(p, "PolicyVersion")?.to_owned(),
                 policy_type: p.attr("PolicyType").unwrap_or_default().to_owned(),
@@ -153,7 +167,11 @@ impl ReplyAssignments {
             reply_type: e.attr("ReplyType").unwrap_or_default().to_owned(),
             identification: Identification::read(&e),
             policy_source: e.child_text("PolicySource").unwrap_or_default().to_owned(),
-            resource_type: e.child("Resource").and_then(|r| r.attr("ResourceType")).unwrap_or_default().to_owned(),
+            resource_type: e
+                .child("Resource")
+                .and_then(|r| r.attr("ResourceType"))
+                .unwrap_or_default()
+                .to_owned(),
             server_cookie: e.child_text("ServerCookie").unwrap_or_default().to_owned(),
             assignments,
         })
@@ -213,7 +231,10 @@ pub fn parse_policy_query(query: &str) -> Option<(&str, String)> {
         return Some((id, rest.to_owned()));
     }
     let version = rest.replacen('_', ".", 1);
-    version.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).then_some((id, version))
+    version
+        .split('.')
+        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .then_some((id, version))
 }
 
 /// The UpdateSource policy: which update source, at which content version, clients scan.

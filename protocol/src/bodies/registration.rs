@@ -4,7 +4,7 @@
 //! agent and its discovery properties, then a `Signature`. Certificates and signatures are carried
 //! but not verified (wire.md §6 is later fidelity work).
 
-use super::{bad, required, required_attr, root, BodyError};
+use super::{BodyError, bad, required, required_attr, root};
 use crate::cimtime::Timestamp;
 use crate::guid::{Guid, GuidStyle};
 use crate::xml::XmlWriter;
@@ -47,7 +47,10 @@ impl ClientRegistrationRequest {
                 .path(&["Certificates", "Signing"])
                 .map(|s| s.text.trim().to_owned())
                 .unwrap_or_default(),
-            signature: e.path(&["Signature", "SignatureValue"]).map(|s| s.text.trim().to_owned()).unwrap_or_default(),
+            signature: e
+                .path(&["Signature", "SignatureValue"])
+                .map(|s| s.text.trim().to_owned())
+                .unwrap_or_default(),
         };
         if request.netbios_name().is_empty() {
             return Err(bad("Netbios Name", ""));
@@ -82,7 +85,11 @@ impl ClientRegistrationRequest {
         );
         w.empty(
             "AgentInformation",
-            &[("AgentIdentity", &self.agent_identity), ("AgentVersion", &self.agent_version), ("AgentType", "0")],
+            &[
+                ("AgentIdentity", &self.agent_identity),
+                ("AgentVersion", &self.agent_version),
+                ("AgentType", "0"),
+            ],
         )
         .open("Certificates", &[])
         .open("Signing", &[("Encoding", "HexBinary"), ("KeyType", "1")])

@@ -118,7 +118,11 @@ impl MsgHeader {
     pub fn set_compressed(&mut self, on: bool) {
         self.hooks.retain(|h| !h.name.eq_ignore_ascii_case("zlib-compress"));
         if on {
-            self.hooks.push(Hook { element: "Hook3".into(), name: "zlib-compress".into(), properties: Vec::new() });
+            self.hooks.push(Hook {
+                element: "Hook3".into(),
+                name: "zlib-compress".into(),
+                properties: Vec::new(),
+            });
         }
     }
 

@@ -229,7 +229,7 @@ pub const NO_REPLY: &[u8] = b"--aAbBcCdDv1234567890VxXyYzZ\r\ncontent-type: text
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// A sync reply: header and body XML (UTF-8, trailing NUL dropped).
-    Sync { header: MsgHeader, body: String },
+    Sync { header: Box<MsgHeader>, body: String },
     /// The async acknowledgement.
     NoReply,
     /// HTTP 200 with an empty body: the MP could not handle the message.
@@ -259,7 +259,7 @@ pub fn decode_reply(content_type: &str, body: &[u8], limits: &Limits) -> Result<
     if text.ends_with('\0') {
         text.pop();
     }
-    Ok(Reply::Sync { header, body: text })
+    Ok(Reply::Sync { header: Box::new(header), body: text })
 }
 
 #[cfg(test)]

@@ -21,8 +21,7 @@ pub struct Part<'a> {
 impl Part<'_> {
     /// Whether the content type is `application/octet-stream`.
     pub fn is_octet_stream(&self) -> bool {
-        self.content_type
-            .is_some_and(|ct| media_type(ct).eq_ignore_ascii_case("application/octet-stream"))
+        self.content_type.is_some_and(|ct| media_type(ct).eq_ignore_ascii_case("application/octet-stream"))
     }
 }
 
@@ -40,10 +39,7 @@ pub fn boundary(content_type: &str) -> Result<&str, EnvelopeError> {
         let Some((name, value)) = param.split_once('=') else { continue };
         if name.trim().eq_ignore_ascii_case("boundary") {
             let value = value.trim();
-            let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value);
+            let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
             if value.is_empty() || value.len() > 70 {
                 return Err(EnvelopeError::Multipart("the boundary must be 1 to 70 characters"));
             }
@@ -128,8 +124,8 @@ fn split_headers(part: &[u8]) -> Result<(&[u8], usize), EnvelopeError> {
 }
 
 fn content_type(headers: &[u8]) -> Result<Option<&str>, EnvelopeError> {
-    let headers = std::str::from_utf8(headers)
-        .map_err(|_| EnvelopeError::Multipart("part headers are not ASCII"))?;
+    let headers =
+        std::str::from_utf8(headers).map_err(|_| EnvelopeError::Multipart("part headers are not ASCII"))?;
     Ok(headers.lines().find_map(|line| {
         let (name, value) = line.split_once(':')?;
         name.trim().eq_ignore_ascii_case("content-type").then(|| value.trim())

@@ -2,9 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::{
-    Invalid, Params, ReportHeader, ReportSink, ScanError, ScanErrorKind, ScanSummary, StateMessage,
-};
+use super::{Invalid, Params, ReportHeader, ReportSink, ScanError, ScanErrorKind, ScanSummary, StateMessage};
 use crate::cimtime::Timestamp;
 use crate::guid::Guid;
 use crate::statenames;
@@ -61,10 +59,7 @@ impl Ctx {
 
     /// Elements whose text is read (and so must hold only valid references).
     pub(crate) fn reads_text(self) -> bool {
-        matches!(
-            self,
-            Ctx::ClientId | Ctx::NetBios | Ctx::ClientVersion | Ctx::Priority | Ctx::Param
-        )
+        matches!(self, Ctx::ClientId | Ctx::NetBios | Ctx::ClientVersion | Ctx::Priority | Ctx::Param)
     }
 
     /// The field an attribute of this element fills, if any.
@@ -121,27 +116,135 @@ struct RawHeader<'a> {
     priority: Text<'a>,
 }
 
-#[derive(Default)]
-struct RawRecord<'a> {
-    offset: usize,
-    time: Text<'a>,
-    serial: Text<'a>,
+impl Slot {
+    const fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// The record being read: its fields are parsed as their attributes arrive, straight into the
+/// message the sink will see, so nothing is copied or moved per record.
+struct Record<'a> {
+    message: StateMessage<'a>,
+    /// Slots whose attribute was present.
+    seen: u8,
+    /// Slots whose attribute did not parse.
+    bad: u8,
     has_topic: bool,
-    topic_id: Text<'a>,
-    topic_type: Text<'a>,
-    id_type: Text<'a>,
     has_state: bool,
-    state: Text<'a>,
-    criticality: Text<'a>,
-    params: Params<'a>,
     /// Params seen, including any past [`super::MAX_PARAMS`].
     param_count: usize,
 }
 
-/// A decimal number, surrounding ASCII whitespace allowed, no sign.
+impl<'a> Record<'a> {
+    fn new() -> Record<'a> {
+        Record {
+            message: StateMessage {
+                offset: 0,
+                time: Timestamp::default(),
+                serial: 0,
+                topic_id: Guid::default(),
+                topic_type: 0,
+                id_type: 0,
+                state: 0,
+                criticality: 0,
+                params: Params::new(),
+                invalid: None,
+            },
+            seen: 0,
+            bad: 0,
+            has_topic: false,
+            has_state: false,
+            param_count: 0,
+        }
+    }
+
+    fn reset(&mut self, offset: usize) {
+        let m = &mut self.message;
+        (m.offset, m.time, m.serial, m.topic_id) = (offset, Timestamp::default(), 0, Guid::default());
+        (m.topic_type, m.id_type, m.state, m.criticality) = (0, 0, 0, 0);
+        m.params.clear();
+        (self.seen, self.bad, self.has_topic, self.has_state, self.param_count) = (0, 0, false, false, 0);
+    }
+
+    /// Forgets the slots of an element that appears again.
+    fn clear(&mut self, slots: &[Slot]) {
+        for &slot in slots {
+            self.seen &= !slot.bit();
+            self.bad &= !slot.bit();
+            self.set(slot, "0");
+        }
+    }
+
+    /// Parses `value` into `slot`; a value that does not parse leaves zero and marks the slot.
+    #[inline]
+    fn set(&mut self, slot: Slot, value: &str) -> bool {
+        let m = &mut self.message;
+        let text = value.as_bytes().trim_ascii();
+        let ok = match slot {
+            Slot::Time => Timestamp::parse_cim(text).map(|t| m.time = t).is_ok(),
+            Slot::Serial => number(text).map(|v| m.serial = v).is_some(),
+            Slot::TopicId => Guid::parse(text).map(|g| m.topic_id = g).is_ok(),
+            Slot::TopicType => number(text).map(|v| m.topic_type = v).is_some(),
+            Slot::IdType => number(text).map(|v| m.id_type = v).is_some(),
+            Slot::StateId => number(text).map(|v| m.state = v).is_some(),
+            Slot::Criticality => number(text).map(|v| m.criticality = v).is_some(),
+        };
+        if !ok {
+            match slot {
+                Slot::Time => m.time = Timestamp::default(),
+                Slot::Serial => m.serial = 0,
+                Slot::TopicId => m.topic_id = Guid::default(),
+                Slot::TopicType => m.topic_type = 0,
+                Slot::IdType => m.id_type = 0,
+                Slot::StateId => m.state = 0,
+                Slot::Criticality => m.criticality = 0,
+            }
+        }
+        ok
+    }
+
+    /// Decides whether the record is usable; the first bad field in document order names the
+    /// problem.
+    fn judge(&mut self) {
+        let ok = |slot: Slot| self.seen & slot.bit() != 0 && self.bad & slot.bit() == 0;
+        let bad = |slot: Slot| self.bad & slot.bit() != 0;
+        let m = &self.message;
+        let max_state = statenames::max_state(m.topic_type);
+        let why = if !ok(Slot::Time) {
+            Some(Invalid::BadTime)
+        } else if !ok(Slot::Serial) {
+            Some(Invalid::BadSerial)
+        } else if !self.has_topic {
+            Some(Invalid::MissingTopic)
+        } else if !ok(Slot::TopicId) {
+            Some(Invalid::BadTopicId)
+        } else if !ok(Slot::TopicType) {
+            Some(Invalid::BadTopicType)
+        } else if max_state.is_none() {
+            Some(Invalid::UnknownTopicType)
+        } else if bad(Slot::IdType) {
+            Some(Invalid::BadIdType)
+        } else if !self.has_state {
+            Some(Invalid::MissingState)
+        } else if !ok(Slot::StateId) {
+            Some(Invalid::BadState)
+        } else if max_state.is_some_and(|max| m.state > max) {
+            Some(Invalid::StateOutOfRange)
+        } else if bad(Slot::Criticality) {
+            Some(Invalid::BadCriticality)
+        } else if self.param_count > super::MAX_PARAMS {
+            Some(Invalid::TooManyParams)
+        } else {
+            None
+        };
+        self.message.invalid = why;
+    }
+}
+
+/// A decimal number (already trimmed), no sign.
 #[inline]
-fn number<T: TryFrom<u64>>(text: &Text<'_>) -> Option<T> {
-    let digits = text.as_deref()?.as_bytes().trim_ascii();
+fn number<T: TryFrom<u64>>(digits: &[u8]) -> Option<T> {
     if digits.is_empty() || digits.len() > 20 {
         return None;
     }
@@ -156,94 +259,6 @@ fn number<T: TryFrom<u64>>(text: &Text<'_>) -> Option<T> {
     T::try_from(v).ok()
 }
 
-impl<'a> RawRecord<'a> {
-    /// Turns raw field text into a record; the first bad field in document order names the
-    /// problem.
-    fn build(&mut self) -> StateMessage<'a> {
-        let mut invalid = None;
-        let mut flag = |why: Invalid| {
-            invalid.get_or_insert(why);
-        };
-        let time = match self
-            .time
-            .as_deref()
-            .map(|t| Timestamp::parse_cim(t.trim().as_bytes()))
-        {
-            Some(Ok(t)) => t,
-            _ => {
-                flag(Invalid::BadTime);
-                Timestamp::default()
-            }
-        };
-        let serial = number(&self.serial).unwrap_or_else(|| {
-            flag(Invalid::BadSerial);
-            0
-        });
-        let (mut topic_id, mut topic_type, mut id_type) = (Guid::default(), 0, 0);
-        if !self.has_topic {
-            flag(Invalid::MissingTopic);
-        } else {
-            match self
-                .topic_id
-                .as_deref()
-                .map(|t| Guid::parse(t.trim().as_bytes()))
-            {
-                Some(Ok(g)) => topic_id = g,
-                _ => flag(Invalid::BadTopicId),
-            }
-            match number(&self.topic_type) {
-                Some(t) if statenames::is_known_topic_type(t) => topic_type = t,
-                Some(t) => {
-                    topic_type = t;
-                    flag(Invalid::UnknownTopicType);
-                }
-                None => flag(Invalid::BadTopicType),
-            }
-            if self.id_type.is_some() {
-                match number(&self.id_type) {
-                    Some(t) => id_type = t,
-                    None => flag(Invalid::BadIdType),
-                }
-            }
-        }
-        let (mut state, mut criticality) = (0, 0);
-        if !self.has_state {
-            flag(Invalid::MissingState);
-        } else {
-            match number::<u32>(&self.state) {
-                Some(s) => {
-                    state = s;
-                    if statenames::max_state(topic_type).is_some_and(|max| s > max) {
-                        flag(Invalid::StateOutOfRange);
-                    }
-                }
-                None => flag(Invalid::BadState),
-            }
-            if self.criticality.is_some() {
-                match number(&self.criticality) {
-                    Some(c) => criticality = c,
-                    None => flag(Invalid::BadCriticality),
-                }
-            }
-        }
-        if self.param_count > super::MAX_PARAMS {
-            flag(Invalid::TooManyParams);
-        }
-        StateMessage {
-            offset: self.offset,
-            time,
-            serial,
-            topic_id,
-            topic_type,
-            id_type,
-            state,
-            criticality,
-            params: std::mem::take(&mut self.params),
-            invalid,
-        }
-    }
-}
-
 /// Document rules and record assembly, driven by a tokenizer.
 pub(crate) struct Assembler<'a, 's, S> {
     sink: &'s mut S,
@@ -253,7 +268,7 @@ pub(crate) struct Assembler<'a, 's, S> {
     root_seen: bool,
     header: RawHeader<'a>,
     header_sent: bool,
-    record: RawRecord<'a>,
+    record: Record<'a>,
     summary: ScanSummary,
 }
 
@@ -266,7 +281,7 @@ impl<'a, 's, S: ReportSink<'a>> Assembler<'a, 's, S> {
             root_seen: false,
             header: RawHeader::default(),
             header_sent: false,
-            record: RawRecord::default(),
+            record: Record::new(),
             summary: ScanSummary::default(),
         }
     }
@@ -274,11 +289,7 @@ impl<'a, 's, S: ReportSink<'a>> Assembler<'a, 's, S> {
     /// The context text and attributes currently belong to.
     #[inline]
     pub(crate) fn current(&self) -> Ctx {
-        if self.depth == 0 {
-            Ctx::Outside
-        } else {
-            self.stack[self.depth - 1]
-        }
+        if self.depth == 0 { Ctx::Outside } else { self.stack[self.depth - 1] }
     }
 
     pub(crate) fn depth(&self) -> usize {
@@ -305,25 +316,22 @@ impl<'a, 's, S: ReportSink<'a>> Assembler<'a, 's, S> {
         self.depth += 1;
         let empty = || Some(Cow::Borrowed(""));
         match ctx {
-            Ctx::StateMessage => {
-                self.record = RawRecord {
-                    offset,
-                    ..RawRecord::default()
-                };
-            }
+            Ctx::StateMessage => self.record.reset(offset),
             Ctx::Topic => {
-                let r = &mut self.record;
-                r.has_topic = true;
-                (r.topic_id, r.topic_type, r.id_type) = (None, None, None);
+                if self.record.has_topic {
+                    self.record.clear(&[Slot::TopicId, Slot::TopicType, Slot::IdType]);
+                }
+                self.record.has_topic = true;
             }
             Ctx::State => {
-                let r = &mut self.record;
-                r.has_state = true;
-                (r.state, r.criticality) = (None, None);
+                if self.record.has_state {
+                    self.record.clear(&[Slot::StateId, Slot::Criticality]);
+                }
+                self.record.has_state = true;
             }
             Ctx::Param => {
                 self.record.param_count += 1;
-                self.record.params.push(Cow::Borrowed(""));
+                self.record.message.params.push(Cow::Borrowed(""));
             }
             Ctx::Body => self.send_header(),
             Ctx::ClientId => self.header.client_id = empty(),
@@ -342,10 +350,11 @@ impl<'a, 's, S: ReportSink<'a>> Assembler<'a, 's, S> {
         self.depth -= 1;
         match ctx {
             Ctx::StateMessage => {
-                let message = self.record.build();
+                self.record.judge();
+                let message = &self.record.message;
                 self.summary.records += 1;
                 self.summary.invalid += u64::from(message.invalid.is_some());
-                self.sink.on_state_message(&message);
+                self.sink.on_state_message(message);
             }
             Ctx::Header => self.send_header(),
             _ => {}
@@ -356,16 +365,12 @@ impl<'a, 's, S: ReportSink<'a>> Assembler<'a, 's, S> {
     #[inline]
     pub(crate) fn attr(&mut self, slot: Slot, value: Cow<'a, str>) {
         let r = &mut self.record;
-        let field = match slot {
-            Slot::Time => &mut r.time,
-            Slot::Serial => &mut r.serial,
-            Slot::TopicId => &mut r.topic_id,
-            Slot::TopicType => &mut r.topic_type,
-            Slot::IdType => &mut r.id_type,
-            Slot::StateId => &mut r.state,
-            Slot::Criticality => &mut r.criticality,
-        };
-        *field = Some(value);
+        r.seen |= slot.bit();
+        if r.set(slot, &value) {
+            r.bad &= !slot.bit();
+        } else {
+            r.bad |= slot.bit();
+        }
     }
 
     /// A piece of text (unescaped) directly inside the current element, when it
@@ -380,10 +385,10 @@ impl<'a, 's, S: ReportSink<'a>> Assembler<'a, 's, S> {
             Ctx::Param => {
                 let r = &mut self.record;
                 // Text of a Param past the fifth is not kept (the record is invalid anyway).
-                if r.param_count <= super::MAX_PARAMS {
-                    if let Some(last) = r.params.last_mut() {
-                        join(last, piece);
-                    }
+                if r.param_count <= super::MAX_PARAMS
+                    && let Some(last) = r.message.params.last_mut()
+                {
+                    join(last, piece);
                 }
                 return;
             }
@@ -399,14 +404,11 @@ impl<'a, 's, S: ReportSink<'a>> Assembler<'a, 's, S> {
         self.header_sent = true;
         let h = std::mem::take(&mut self.header);
         let header = ReportHeader {
-            client: h
-                .client_id
-                .as_deref()
-                .and_then(|s| Guid::parse_sms_id(s).ok()),
+            client: h.client_id.as_deref().and_then(|s| Guid::parse_sms_id(s).ok()),
             client_id_text: h.client_id,
             netbios_name: h.netbios,
             client_version: h.version,
-            priority: number(&h.priority),
+            priority: h.priority.as_deref().and_then(|p| number(p.as_bytes().trim_ascii())),
         };
         self.sink.on_header(&header);
     }

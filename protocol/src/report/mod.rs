@@ -89,6 +89,10 @@ impl<'a> Params<'a> {
         self.items[..self.len()].iter().map(|c| c.as_ref())
     }
 
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+
     pub(crate) fn last_mut(&mut self) -> Option<&mut Cow<'a, str>> {
         let len = self.len();
         self.items[..len].last_mut()
@@ -290,10 +294,7 @@ impl<'a> ReportSink<'a> for Collect {
         for p in m.params.iter() {
             params.push(Cow::Owned(p.to_owned()));
         }
-        self.messages.push(StateMessage {
-            params,
-            ..m.clone_without_params()
-        });
+        self.messages.push(StateMessage { params, ..m.clone_without_params() });
     }
 }
 

@@ -15,16 +15,9 @@ use super::{ReportSink, ScanError, ScanErrorKind as Kind, ScanSummary};
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Reads a UTF-8 Report with quick-xml, with the same results as [`super::scan`].
-pub fn read<'a, S: ReportSink<'a>>(
-    input: &'a [u8],
-    sink: &mut S,
-) -> Result<ScanSummary, ScanError> {
+pub fn read<'a, S: ReportSink<'a>>(input: &'a [u8], sink: &mut S) -> Result<ScanSummary, ScanError> {
     // quick-xml drops a leading BOM without counting it; offsets here are into `input`.
-    let bom = if input.starts_with(UTF8_BOM) {
-        UTF8_BOM.len()
-    } else {
-        0
-    };
+    let bom = if input.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
     let mut reader = Reader::from_reader(input);
     let mut asm = Assembler::new(sink);
     loop {
@@ -32,12 +25,12 @@ pub fn read<'a, S: ReportSink<'a>>(
         let event = reader.read_event().map_err(|e| {
             let kind = match e {
                 quick_xml::Error::Encoding(_) => Kind::Utf8,
-                quick_xml::Error::IllFormed(
-                    quick_xml::errors::IllFormedError::MismatchedEndTag { .. },
-                ) => Kind::MismatchedEnd,
-                quick_xml::Error::IllFormed(
-                    quick_xml::errors::IllFormedError::UnmatchedEndTag(_),
-                ) => Kind::UnmatchedEnd,
+                quick_xml::Error::IllFormed(quick_xml::errors::IllFormedError::MismatchedEndTag {
+                    ..
+                }) => Kind::MismatchedEnd,
+                quick_xml::Error::IllFormed(quick_xml::errors::IllFormedError::UnmatchedEndTag(_)) => {
+                    Kind::UnmatchedEnd
+                }
                 _ => Kind::Unclosed,
             };
             ScanError::new(kind, reader.error_position() as usize + bom)
@@ -100,9 +93,7 @@ fn open<'a, S: ReportSink<'a>>(
         for attr in start.attributes() {
             let attr = attr.map_err(|e| {
                 let kind = match e {
-                    quick_xml::events::attributes::AttrError::Duplicated(..) => {
-                        Kind::DuplicateAttribute
-                    }
+                    quick_xml::events::attributes::AttrError::Duplicated(..) => Kind::DuplicateAttribute,
                     _ => Kind::Attribute,
                 };
                 ScanError::new(kind, at)

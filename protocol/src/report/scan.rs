@@ -42,25 +42,89 @@ fn is_ws(b: u8) -> bool {
     CLASS[b as usize] & WS != 0
 }
 
-/// The first `stop` byte class at or after `i`, or `b.len()`.
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Flags the bytes of `x` below `n` (n <= 128). Only the lowest flag is exact, which is the one
+/// used: the first such byte, in little-endian order.
+#[inline(always)]
+fn below(x: u64, n: u8) -> u64 {
+    x.wrapping_sub(LO * u64::from(n)) & !x & HI
+}
+
+/// Flags the zero bytes of `x` (lowest flag exact).
+#[inline(always)]
+fn zeros(x: u64) -> u64 {
+    below(x, 1)
+}
+
+#[inline(always)]
+fn word(b: &[u8], i: usize) -> Option<u64> {
+    b.get(i..i + 8).and_then(|w| w.try_into().ok()).map(u64::from_le_bytes)
+}
+
+/// The first byte of the `STOP` class at or after `i`, or `b.len()`. Eight bytes at a time: every
+/// stop byte is below 0x40, and name bytes mostly are not.
 #[inline(always)]
 fn skip_name(b: &[u8], mut i: usize) -> usize {
+    while let Some(x) = word(b, i) {
+        let m = below(x, 0x40);
+        if m == 0 {
+            i += 8;
+            continue;
+        }
+        let k = i + (m.trailing_zeros() / 8) as usize;
+        if CLASS[b[k] as usize] & STOP != 0 {
+            return k;
+        }
+        i = k + 1;
+    }
     while i < b.len() && CLASS[b[i] as usize] & STOP == 0 {
         i += 1;
     }
     i
 }
 
-/// `c` at or after `from`: a plain loop for the short distances inside a tag, memchr past them.
+/// The closing `quote` of an attribute value starting at `from`, and whether a `&` comes before
+/// it (the value then needs unescaping).
 #[inline(always)]
-fn find_near(b: &[u8], from: usize, c: u8) -> Option<usize> {
-    let end = b.len().min(from + 32);
-    for i in from..end {
-        if b[i] == c {
-            return Some(i);
+fn value_end(b: &[u8], mut i: usize, quote: u8) -> Option<(usize, bool)> {
+    let mut amp = false;
+    while let Some(x) = word(b, i) {
+        let q = zeros(x ^ (LO * u64::from(quote)));
+        let a = zeros(x ^ (LO * u64::from(b'&')));
+        if q != 0 {
+            let tq = q.trailing_zeros();
+            amp |= a != 0 && a.trailing_zeros() < tq;
+            return Some((i + (tq / 8) as usize, amp));
         }
+        amp |= a != 0;
+        i += 8;
     }
-    memchr(c, &b[end..]).map(|p| end + p)
+    while i < b.len() {
+        match b[i] {
+            c if c == quote => return Some((i, amp)),
+            b'&' => amp = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Byte equality for short names without a call into `memcmp`: two overlapping words cover
+/// names of 8 to 16 bytes.
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
+    }
 }
 
 /// Whether `s` holds a reference to resolve.
@@ -70,17 +134,9 @@ fn has_amp(s: &[u8]) -> bool {
 }
 
 /// Scans a UTF-8 Report, pushing the header and every record into `sink`.
-pub fn scan<'a, S: ReportSink<'a>>(
-    input: &'a [u8],
-    sink: &mut S,
-) -> Result<ScanSummary, ScanError> {
-    let text =
-        std::str::from_utf8(input).map_err(|e| ScanError::new(Kind::Utf8, e.valid_up_to()))?;
-    let mut scanner = Scanner {
-        s: text,
-        b: input,
-        names: [Name::default(); MAX_DEPTH],
-    };
+pub fn scan<'a, S: ReportSink<'a>>(input: &'a [u8], sink: &mut S) -> Result<ScanSummary, ScanError> {
+    let text = std::str::from_utf8(input).map_err(|e| ScanError::new(Kind::Utf8, e.valid_up_to()))?;
+    let mut scanner = Scanner { s: text, b: input, names: [Name::default(); MAX_DEPTH] };
     scanner.run(Assembler::new(sink))
 }
 
@@ -100,20 +156,13 @@ struct Scanner<'a> {
     names: [Name; MAX_DEPTH],
 }
 
-
 impl<'a> Scanner<'a> {
-    fn run<S: ReportSink<'a>>(
-        &mut self,
-        mut asm: Assembler<'a, '_, S>,
-    ) -> Result<ScanSummary, ScanError> {
+    fn run<S: ReportSink<'a>>(&mut self, mut asm: Assembler<'a, '_, S>) -> Result<ScanSummary, ScanError> {
         let b = self.b;
-        let mut pos = if b.starts_with(UTF8_BOM) {
-            UTF8_BOM.len()
-        } else {
-            0
-        };
+        let mut pos = if b.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
         loop {
-            let next = if b.get(pos) == Some(&b'<') { Some(pos) } else { memchr(b'<', &b[pos..]).map(|i| pos + i) };
+            let next =
+                if b.get(pos) == Some(&b'<') { Some(pos) } else { memchr(b'<', &b[pos..]).map(|i| pos + i) };
             let Some(lt) = next else {
                 self.text(&mut asm, pos, b.len())?;
                 break;
@@ -175,17 +224,14 @@ impl<'a> Scanner<'a> {
         let name = &b[open.start..open.end];
         let after = lt + 2 + name.len();
         // One pass: `</name>` exactly.
-        if !open.quoted && b.get(after) == Some(&b'>') && &b[lt + 2..after] == name {
+        if !open.quoted && b.get(after) == Some(&b'>') && same(&b[lt + 2..after], name) {
             asm.end();
             return Ok(after + 1);
         }
         // Exact: the `>` outside quotes, trailing whitespace trimmed from the name.
         let gt = tag_end(b, lt + 1).ok_or(ScanError::new(Kind::Unclosed, lt))?;
         let content = &b[lt + 2..gt];
-        let found = &content[..content
-            .iter()
-            .rposition(|&c| !is_ws(c))
-            .map_or(0, |p| p + 1)];
+        let found = &content[..content.iter().rposition(|&c| !is_ws(c)).map_or(0, |p| p + 1)];
         if found != name {
             return Err(ScanError::new(Kind::MismatchedEnd, lt));
         }
@@ -194,23 +240,17 @@ impl<'a> Scanner<'a> {
     }
 
     /// `<!--…-->`, `<![CDATA[…]]>`; a DOCTYPE or anything else after `<!` is refused.
-    fn bang<S: ReportSink<'a>>(
-        &self,
-        asm: &mut Assembler<'a, '_, S>,
-        lt: usize,
-    ) -> Result<usize, ScanError> {
+    fn bang<S: ReportSink<'a>>(&self, asm: &mut Assembler<'a, '_, S>, lt: usize) -> Result<usize, ScanError> {
         let b = self.b;
         match b.get(lt + 2) {
             Some(b'-') if b.get(lt + 3) == Some(&b'-') => {
                 // The first `-->` whose `>` is at least 6 past the `<` (so `<!-->` is no comment).
-                let end =
-                    memmem::find(&b[lt + 4..], b"-->").ok_or(ScanError::new(Kind::Unclosed, lt))?;
+                let end = memmem::find(&b[lt + 4..], b"-->").ok_or(ScanError::new(Kind::Unclosed, lt))?;
                 Ok(lt + 4 + end + 3)
             }
             Some(b'[') if b[lt..].starts_with(b"<![CDATA[") => {
                 let start = lt + 9;
-                let end =
-                    memmem::find(&b[start..], b"]]>").ok_or(ScanError::new(Kind::Unclosed, lt))?;
+                let end = memmem::find(&b[start..], b"]]>").ok_or(ScanError::new(Kind::Unclosed, lt))?;
                 if asm.depth() == 0 {
                     return Err(ScanError::new(Kind::OutsideRoot, lt));
                 }
@@ -225,7 +265,11 @@ impl<'a> Scanner<'a> {
     }
 
     #[inline]
-    fn start_tag<S: ReportSink<'a>>(&mut self, asm: &mut Assembler<'a, '_, S>, lt: usize) -> Result<usize, ScanError> {
+    fn start_tag<S: ReportSink<'a>>(
+        &mut self,
+        asm: &mut Assembler<'a, '_, S>,
+        lt: usize,
+    ) -> Result<usize, ScanError> {
         let b = self.b;
         let name_end = skip_name(b, lt + 1);
         // The name ends where quick-xml's does only at whitespace, `>` or `/>`.
@@ -258,7 +302,9 @@ impl<'a> Scanner<'a> {
             match b.get(i) {
                 Some(b'>') => break (false, i),
                 Some(b'/') if b.get(i + 1) == Some(&b'>') => break (true, i + 1),
-                None | Some(b'/' | b'"' | b'\'' | b'=') => return self.attributes_after_bail(asm, ctx, lt, name_end),
+                None | Some(b'/' | b'"' | b'\'' | b'=') => {
+                    return self.attributes_after_bail(asm, ctx, lt, name_end);
+                }
                 Some(_) => {}
             }
             let key_start = i;
@@ -272,7 +318,7 @@ impl<'a> Scanner<'a> {
                 _ => return self.attributes_after_bail(asm, ctx, lt, name_end),
             };
             let value_start = i + 2;
-            let Some(value_end) = find_near(b, value_start, quote) else {
+            let Some((value_end, amp)) = value_end(b, value_start, quote) else {
                 return self.attributes_after_bail(asm, ctx, lt, name_end);
             };
             if reads {
@@ -284,7 +330,7 @@ impl<'a> Scanner<'a> {
                 }
                 keys[count] = (key_start as u32, i as u32);
                 count += 1;
-                self.deliver(asm, ctx, key, (value_start, value_end))?;
+                self.deliver(asm, ctx, key, (value_start, value_end), amp)?;
             }
             i = value_end + 1;
         };
@@ -297,7 +343,13 @@ impl<'a> Scanner<'a> {
     /// The one-pass route met a shape it leaves alone after the element was opened: find the
     /// tag's end and re-read its attributes by quick-xml's rules.
     #[cold]
-    fn attributes_after_bail<S: ReportSink<'a>>(&mut self, asm: &mut Assembler<'a, '_, S>, ctx: Ctx, lt: usize, name_end: usize) -> Result<usize, ScanError> {
+    fn attributes_after_bail<S: ReportSink<'a>>(
+        &mut self,
+        asm: &mut Assembler<'a, '_, S>,
+        ctx: Ctx,
+        lt: usize,
+        name_end: usize,
+    ) -> Result<usize, ScanError> {
         let b = self.b;
         let gt = tag_end(b, lt + 1).ok_or(ScanError::new(Kind::Unclosed, lt))?;
         let empty = b[gt - 1] == b'/';
@@ -323,19 +375,12 @@ impl<'a> Scanner<'a> {
         let empty = gt >= lt + 2 && b[gt - 1] == b'/';
         let content_end = if empty { gt - 1 } else { gt };
         let content = &b[lt + 1..content_end];
-        let name_len = content
-            .iter()
-            .position(|&c| is_ws(c))
-            .unwrap_or(content.len());
+        let name_len = content.iter().position(|&c| is_ws(c)).unwrap_or(content.len());
         let name = &content[..name_len];
         let ctx = asm.start(name, lt)?;
         if !empty {
             let quoted = name.iter().any(|&c| c == b'"' || c == b'\'');
-            self.names[asm.depth() - 1] = Name {
-                start: lt + 1,
-                end: lt + 1 + name_len,
-                quoted,
-            };
+            self.names[asm.depth() - 1] = Name { start: lt + 1, end: lt + 1 + name_len, quoted };
         }
         if ctx.reads_attributes() {
             self.attributes_exact(asm, ctx, lt + 1 + name_len, content_end)?;
@@ -392,33 +437,36 @@ impl<'a> Scanner<'a> {
                 _ => return Err(ScanError::new(Kind::Attribute, key_start)),
             };
             let value_start = i + 1;
-            let len = memchr(quote, &b[value_start..to])
-                .ok_or(ScanError::new(Kind::Attribute, key_start))?;
-            self.deliver(asm, ctx, key, (value_start, value_start + len))?;
+            let len = memchr(quote, &b[value_start..to]).ok_or(ScanError::new(Kind::Attribute, key_start))?;
+            let value = (value_start, value_start + len);
+            self.deliver(asm, ctx, key, value, has_amp(&b[value.0..value.1]))?;
             i = value_start + len + 1;
         }
     }
 
     /// Hands an attribute to the assembler when it fills a field.
-    #[inline]
+    #[inline(always)]
     fn deliver<S: ReportSink<'a>>(
         &self,
         asm: &mut Assembler<'a, '_, S>,
         ctx: Ctx,
         key: &[u8],
         value: (usize, usize),
+        amp: bool,
     ) -> Result<(), ScanError> {
         if let Some(slot) = ctx.slot(key) {
             let raw = &self.s[value.0..value.1];
-            let value = if has_amp(raw.as_bytes()) {
-                unescape(raw).map_err(|_| ScanError::new(Kind::Reference, value.0))?
-            } else {
-                Cow::Borrowed(raw)
-            };
+            let value = if amp { unescape_value(raw, value.0)? } else { Cow::Borrowed(raw) };
             asm.attr(slot, value);
         }
         Ok(())
     }
+}
+
+/// Resolves the references in a value (rare: state messages carry none).
+#[cold]
+fn unescape_value(raw: &str, at: usize) -> Result<Cow<'_, str>, ScanError> {
+    unescape(raw).map_err(|_| ScanError::new(Kind::Reference, at))
 }
 
 /// The `>` that ends a tag begun before `from`: the first one outside single- or double-quoted
@@ -441,7 +489,7 @@ fn tag_end(b: &[u8], from: usize) -> Option<usize> {
 fn pi(b: &[u8], lt: usize) -> Result<usize, ScanError> {
     let q = memmem::find(&b[lt + 1..], b"?>").ok_or(ScanError::new(Kind::Unclosed, lt))?;
     let gt = lt + 1 + q + 1;
-    if gt - lt + 1 <= 3 {
+    if gt - lt < 3 {
         return Err(ScanError::new(Kind::Unclosed, lt));
     }
     Ok(gt + 1)

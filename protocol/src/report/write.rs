@@ -89,14 +89,18 @@ impl ReportWriter {
         push_text(b, id.client_version);
         b.extend_from_slice(b"</ClientVersion><NetBIOSName>");
         push_text(b, id.netbios_name);
-        b.extend_from_slice(b"</NetBIOSName><CodePage>437</CodePage><SystemDefaultLCID>1033</SystemDefaultLCID><Priority>");
+        b.extend_from_slice(
+            b"</NetBIOSName><CodePage>437</CodePage><SystemDefaultLCID>1033</SystemDefaultLCID><Priority>",
+        );
         push_u64(b, u64::from(id.priority));
         b.extend_from_slice(
             b"</Priority></Machine></Identification><ReportDetails><ReportContent>State Message Data</ReportContent>\
 <ReportType>Full</ReportType><Date>",
         );
         push_cim(b, date);
-        b.extend_from_slice(b"</Date><Version>1.0</Version><Format>1.0</Format></ReportDetails></ReportHeader><ReportBody>");
+        b.extend_from_slice(
+            b"</Date><Version>1.0</Version><Format>1.0</Format></ReportDetails></ReportHeader><ReportBody>",
+        );
     }
 
     /// Appends one `StateMessage`.
