@@ -62,6 +62,25 @@ impl Ctx {
         matches!(self, Ctx::ClientId | Ctx::NetBios | Ctx::ClientVersion | Ctx::Priority | Ctx::Param)
     }
 
+    /// The attributes clients write on this element, in their usual order, each as `key="` with
+    /// the field it fills. The fast scanner tries these first; [`Ctx::slot`] decides the rest.
+    pub(crate) fn usual_attributes(self) -> &'static [(&'static [u8], Option<Slot>)] {
+        match self {
+            Ctx::StateMessage => {
+                &[(b"MessageTime=\"", Some(Slot::Time)), (b"SerialNumber=\"", Some(Slot::Serial))]
+            }
+            Ctx::Topic => &[
+                (b"ID=\"", Some(Slot::TopicId)),
+                (b"Type=\"", Some(Slot::TopicType)),
+                (b"IDType=\"", Some(Slot::IdType)),
+                (b"User=\"", None),
+                (b"UserSID=\"", None),
+            ],
+            Ctx::State => &[(b"ID=\"", Some(Slot::StateId)), (b"Criticality=\"", Some(Slot::Criticality))],
+            _ => &[],
+        }
+    }
+
     /// The field an attribute of this element fills, if any.
     pub(crate) fn slot(self, key: &[u8]) -> Option<Slot> {
         match (self, key) {
@@ -423,5 +442,21 @@ impl<'a, 's, S: ReportSink<'a>> Assembler<'a, 's, S> {
         }
         self.send_header();
         Ok(self.summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast scanner's guesses name the same fields as the general rule.
+    #[test]
+    fn usual_attributes_agree_with_slot() {
+        for ctx in [Ctx::StateMessage, Ctx::Topic, Ctx::State, Ctx::Param, Ctx::Other] {
+            for &(pattern, slot) in ctx.usual_attributes() {
+                let key = pattern.strip_suffix(b"=\"").expect("key=\"");
+                assert_eq!(ctx.slot(key), slot, "{ctx:?} {key:?}");
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use memchr::{memchr, memchr2, memchr3_iter, memmem};
 use quick_xml::escape::unescape;
 
-use super::assemble::{Assembler, Ctx, MAX_DEPTH};
+use super::assemble::{Assembler, Ctx, MAX_DEPTH, Slot};
 use super::{ReportSink, ScanError, ScanErrorKind as Kind, ScanSummary};
 
 /// Attributes an element may have on the one-pass route; more go the exact route.
@@ -285,6 +285,10 @@ impl<'a> Scanner<'a> {
         // Keys seen, for the duplicate check of elements whose attributes are read.
         let mut keys = [(0u32, 0u32); FAST_ATTRS];
         let mut count = 0;
+        // While every key is the usual one in its usual place, keys are recognised with one
+        // compare each and cannot repeat.
+        let usual = ctx.usual_attributes();
+        let mut in_order = true;
         let mut i = name_end;
         // One pass over `(ws+ key="value")* ws* (> | />)`, handing values over as they come; on
         // any other shape the attributes are re-read by quick-xml's rules (handing a value over
@@ -308,6 +312,23 @@ impl<'a> Scanner<'a> {
                 Some(_) => {}
             }
             let key_start = i;
+            if in_order
+                && let Some(&(pattern, slot)) = usual.get(count)
+                && b[i..].starts_with(pattern)
+            {
+                let value_start = i + pattern.len();
+                let Some((value_end, amp)) = value_end(b, value_start, b'"') else {
+                    return self.attributes_after_bail(asm, ctx, lt, name_end);
+                };
+                keys[count] = (key_start as u32, (value_start - 2) as u32);
+                count += 1;
+                if let Some(slot) = slot {
+                    self.deliver_slot(asm, slot, (value_start, value_end), amp)?;
+                }
+                i = value_end + 1;
+                continue;
+            }
+            in_order = false;
             i = skip_name(b, i);
             if b.get(i) != Some(&b'=') {
                 return self.attributes_after_bail(asm, ctx, lt, name_end);
@@ -325,7 +346,7 @@ impl<'a> Scanner<'a> {
                 if count == FAST_ATTRS {
                     return self.attributes_after_bail(asm, ctx, lt, name_end);
                 }
-                if keys[..count].iter().any(|&(s, e)| &b[s as usize..e as usize] == key) {
+                if keys[..count].iter().any(|&(s, e)| same(&b[s as usize..e as usize], key)) {
                     return Err(ScanError::new(Kind::DuplicateAttribute, key_start));
                 }
                 keys[count] = (key_start as u32, i as u32);
@@ -454,11 +475,23 @@ impl<'a> Scanner<'a> {
         value: (usize, usize),
         amp: bool,
     ) -> Result<(), ScanError> {
-        if let Some(slot) = ctx.slot(key) {
-            let raw = &self.s[value.0..value.1];
-            let value = if amp { unescape_value(raw, value.0)? } else { Cow::Borrowed(raw) };
-            asm.attr(slot, value);
+        match ctx.slot(key) {
+            Some(slot) => self.deliver_slot(asm, slot, value, amp),
+            None => Ok(()),
         }
+    }
+
+    #[inline(always)]
+    fn deliver_slot<S: ReportSink<'a>>(
+        &self,
+        asm: &mut Assembler<'a, '_, S>,
+        slot: Slot,
+        value: (usize, usize),
+        amp: bool,
+    ) -> Result<(), ScanError> {
+        let raw = &self.s[value.0..value.1];
+        let value = if amp { unescape_value(raw, value.0)? } else { Cow::Borrowed(raw) };
+        asm.attr(slot, value);
         Ok(())
     }
 }
