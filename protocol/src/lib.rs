@@ -22,6 +22,8 @@
 pub mod bodies;
 pub mod cimtime;
 pub mod envelope;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guid;
 pub mod report;
 pub mod statenames;

@@ -149,8 +149,10 @@ proptest! {
               source_id in guid(), content: u32, aid in guid(), pid in guid(), hash in "[0-9A-F]{0,64}") {
         let request = RequestAssignments {
             ack, request_type: kind.into(),
-            identification: Identification { client_id: format!("GUID:{client}"), fqdn, netbios_name: name, sid: String::new() },
-            policy_source: source, resource_type: "Machine".into(), server_cookie: cookie,
+            requester: Requester {
+                identification: Identification { client_id: format!("GUID:{client}"), fqdn, netbios_name: name, sid: String::new() },
+                policy_source: source, resource_type: "Machine".into(), server_cookie: cookie,
+            },
         };
         prop_assert_eq!(RequestAssignments::parse(&request.to_xml()).unwrap(), request.clone());
         let policy_id = pid.to_string_styled(GuidStyle::Lower);

@@ -10,7 +10,7 @@ mod registration;
 pub use location::{IpAddressInfo, LocationRecord, LocationSite, WsusLocationReply, WsusLocationRequest};
 pub use mplist::{MpEntry, MpList};
 pub use policy::{
-    Identification, PolicyAssignment, ReplyAssignments, RequestAssignments, UpdateSourcePolicy,
+    Identification, PolicyAssignment, ReplyAssignments, RequestAssignments, Requester, UpdateSourcePolicy,
     parse_policy_query, policy_location,
 };
 pub use registration::{ClientRegistrationRequest, ClientRegistrationResponse};

@@ -42,13 +42,9 @@ impl Identification {
     }
 }
 
-/// A client's policy poll.
+/// Who is polling: what a policy request says of the client, and the reply echoes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestAssignments {
-    /// `ACK` (or `Ack`) attribute.
-    pub ack: bool,
-    /// `Full`, `OnUpdate` or `Always`.
-    pub request_type: String,
+pub struct Requester {
     pub identification: Identification,
     /// `SMS:PS1`; some senders hard-code `SMS:PRI`, which is accepted.
     pub policy_source: String,
@@ -57,13 +53,10 @@ pub struct RequestAssignments {
     pub server_cookie: String,
 }
 
-impl RequestAssignments {
-    pub fn parse(xml: &str) -> Result<RequestAssignments, BodyError> {
-        let e = root(xml, "RequestAssignments")?;
-        Ok(RequestAssignments {
-            ack: e.attr_ci("ACK").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
-            request_type: e.attr("RequestType").unwrap_or("Always").to_owned(),
-            identification: Identification::read(&e),
+impl Requester {
+    fn read(e: &Element) -> Requester {
+        Requester {
+            identification: Identification::read(e),
             policy_source: e.child_text("PolicySource").unwrap_or_default().to_owned(),
             resource_type: e
                 .child("Resource")
@@ -71,6 +64,38 @@ impl RequestAssignments {
                 .unwrap_or("Machine")
                 .to_owned(),
             server_cookie: e.child_text("ServerCookie").unwrap_or_default().to_owned(),
+        }
+    }
+
+    fn write(&self, w: &mut XmlWriter) {
+        self.identification.write(w);
+        w.leaf("PolicySource", &self.policy_source)
+            .empty("Resource", &[("ResourceType", &self.resource_type)]);
+        if self.server_cookie.is_empty() {
+            w.empty("ServerCookie", &[]);
+        } else {
+            w.leaf("ServerCookie", &self.server_cookie);
+        }
+    }
+}
+
+/// A client's policy poll.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestAssignments {
+    /// `ACK` (or `Ack`) attribute.
+    pub ack: bool,
+    /// `Full`, `OnUpdate` or `Always`.
+    pub request_type: String,
+    pub requester: Requester,
+}
+
+impl RequestAssignments {
+    pub fn parse(xml: &str) -> Result<RequestAssignments, BodyError> {
+        let e = root(xml, "RequestAssignments")?;
+        Ok(RequestAssignments {
+            ack: e.attr_ci("ACK").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            request_type: e.attr("RequestType").unwrap_or("Always").to_owned(),
+            requester: Requester::read(&e),
         })
     }
 
@@ -84,14 +109,7 @@ impl RequestAssignments {
                 ("RequestType", &self.request_type),
             ],
         );
-        self.identification.write(&mut w);
-        w.leaf("PolicySource", &self.policy_source)
-            .empty("Resource", &[("ResourceType", &self.resource_type)]);
-        if self.server_cookie.is_empty() {
-            w.empty("ServerCookie", &[]);
-        } else {
-            w.leaf("ServerCookie", &self.server_cookie);
-        }
+        self.requester.write(&mut w);
         w.close("RequestAssignments");
         w.finish()
     }
@@ -120,24 +138,15 @@ pub struct PolicyAssignment {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplyAssignments {
     pub reply_type: String,
-    pub identification: Identification,
-    pub policy_source: String,
-    pub resource_type: String,
-    pub server_cookie: String,
+    /// What the request said of the client, echoed.
+    pub requester: Requester,
     pub assignments: Vec<PolicyAssignment>,
 }
 
 impl ReplyAssignments {
     /// The reply to `request` carrying `assignments`.
     pub fn answering(request: &RequestAssignments, assignments: Vec<PolicyAssignment>) -> ReplyAssignments {
-        ReplyAssignments {
-            reply_type: "Full".into(),
-            identification: request.identification.clone(),
-            policy_source: request.policy_source.clone(),
-            resource_type: request.resource_type.clone(),
-            server_cookie: request.server_cookie.clone(),
-            assignments,
-        }
+        ReplyAssignments { reply_type: "Full".into(), requester: request.requester.clone(), assignments }
     }
 
     pub fn parse(xml: &str) -> Result<ReplyAssignments, BodyError> {
@@ -165,14 +174,7 @@ impl ReplyAssignments {
         }
         Ok(ReplyAssignments {
             reply_type: e.attr("ReplyType").unwrap_or_default().to_owned(),
-            identification: Identification::read(&e),
-            policy_source: e.child_text("PolicySource").unwrap_or_default().to_owned(),
-            resource_type: e
-                .child("Resource")
-                .and_then(|r| r.attr("ResourceType"))
-                .unwrap_or_default()
-                .to_owned(),
-            server_cookie: e.child_text("ServerCookie").unwrap_or_default().to_owned(),
+            requester: Requester::read(&e),
             assignments,
         })
     }
@@ -180,14 +182,7 @@ impl ReplyAssignments {
     pub fn to_xml(&self) -> String {
         let mut w = XmlWriter::new();
         w.open("ReplyAssignments", &[("SchemaVersion", "1.00"), ("ReplyType", &self.reply_type)]);
-        self.identification.write(&mut w);
-        w.leaf("PolicySource", &self.policy_source)
-            .empty("Resource", &[("ResourceType", &self.resource_type)]);
-        if self.server_cookie.is_empty() {
-            w.empty("ServerCookie", &[]);
-        } else {
-            w.leaf("ServerCookie", &self.server_cookie);
-        }
+        self.requester.write(&mut w);
         for a in &self.assignments {
             let id = a.assignment_id.to_string_styled(GuidStyle::UpperBraced);
             w.open("PolicyAssignment", &[("PolicyAssignmentID", &id)])

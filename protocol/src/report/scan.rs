@@ -371,17 +371,8 @@ impl<'a> Scanner<'a> {
         lt: usize,
         name_end: usize,
     ) -> Result<usize, ScanError> {
-        let b = self.b;
-        let gt = tag_end(b, lt + 1).ok_or(ScanError::new(Kind::Unclosed, lt))?;
-        let empty = b[gt - 1] == b'/';
-        let content_end = if empty { gt - 1 } else { gt };
-        if ctx.reads_attributes() {
-            self.attributes_exact(asm, ctx, name_end, content_end)?;
-        }
-        if empty {
-            asm.end();
-        }
-        Ok(gt + 1)
+        let tag = TagBounds::find(self.b, lt)?;
+        self.finish_tag_exact(asm, ctx, name_end, tag)
     }
 
     /// A start tag read by quick-xml's rules, for the shapes the one-pass route leaves alone.
@@ -392,24 +383,31 @@ impl<'a> Scanner<'a> {
         lt: usize,
     ) -> Result<usize, ScanError> {
         let b = self.b;
-        let gt = tag_end(b, lt + 1).ok_or(ScanError::new(Kind::Unclosed, lt))?;
-        let empty = gt >= lt + 2 && b[gt - 1] == b'/';
-        let content_end = if empty { gt - 1 } else { gt };
-        let content = &b[lt + 1..content_end];
+        let tag = TagBounds::find(b, lt)?;
+        let content = &b[lt + 1..tag.content_end];
         let name_len = content.iter().position(|&c| is_ws(c)).unwrap_or(content.len());
         let name = &content[..name_len];
         let ctx = asm.start(name, lt)?;
-        if !empty {
-            let quoted = name.iter().any(|&c| c == b'"' || c == b'\'');
-            self.names[asm.depth() - 1] = Name { start: lt + 1, end: lt + 1 + name_len, quoted };
-        }
+        let quoted = name.iter().any(|&c| c == b'"' || c == b'\'');
+        self.names[asm.depth() - 1] = Name { start: lt + 1, end: lt + 1 + name_len, quoted };
+        self.finish_tag_exact(asm, ctx, lt + 1 + name_len, tag)
+    }
+
+    /// Reads the attributes (when the element's are read) and closes an empty element.
+    fn finish_tag_exact<S: ReportSink<'a>>(
+        &mut self,
+        asm: &mut Assembler<'a, '_, S>,
+        ctx: Ctx,
+        name_end: usize,
+        tag: TagBounds,
+    ) -> Result<usize, ScanError> {
         if ctx.reads_attributes() {
-            self.attributes_exact(asm, ctx, lt + 1 + name_len, content_end)?;
+            self.attributes_exact(asm, ctx, name_end, tag.content_end)?;
         }
-        if empty {
+        if tag.empty {
             asm.end();
         }
-        Ok(gt + 1)
+        Ok(tag.gt + 1)
     }
 
     /// Attributes in `from..to` by quick-xml's rules (XML mode, with checks): whitespace
@@ -500,6 +498,26 @@ impl<'a> Scanner<'a> {
 #[cold]
 fn unescape_value(raw: &str, at: usize) -> Result<Cow<'_, str>, ScanError> {
     unescape(raw).map_err(|_| ScanError::new(Kind::Reference, at))
+}
+
+/// Where a start tag beginning at `<` ends, by quick-xml's rules.
+#[derive(Clone, Copy)]
+struct TagBounds {
+    /// The closing `>`.
+    gt: usize,
+    /// `/>`: the element is empty.
+    empty: bool,
+    /// End of name and attributes (before `/>` or `>`).
+    content_end: usize,
+}
+
+impl TagBounds {
+    fn find(b: &[u8], lt: usize) -> Result<TagBounds, ScanError> {
+        let gt = tag_end(b, lt + 1).ok_or(ScanError::new(Kind::Unclosed, lt))?;
+        // `<` is never `/` here (that is an end tag), so a `/` before `>` is past the `<`.
+        let empty = b[gt - 1] == b'/' && gt - 1 > lt;
+        Ok(TagBounds { gt, empty, content_end: if empty { gt - 1 } else { gt } })
+    }
 }
 
 /// The `>` that ends a tag begun before `from`: the first one outside single- or double-quoted
