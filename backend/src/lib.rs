@@ -1,9 +1,15 @@
 //! # backend: sumstorm's management point and site server
 //!
-//! This crate is empty today. It will hold the MP (location manager, policy, relay endpoint
-//! writing durable SMX files, MP file dispatch), the site (sync → STN → Policy Provider chain,
-//! catalog, boundaries) and StateSys (inboxes, processing on the zero-copy scanner of
-//! [`protocol::report`], the sharded state store, summarization), as `backend::run` plus a
-//! `backend serve` binary: see issues 3 and 4 and `shared/spec/contract.md` §2.
+//! Built so far: the pieces every component shares.
+//! - [`clock`]: site time with a time scale, on which every product interval runs.
+//! - [`logs`]: component logs in the product's two formats, rolled over at 250,000 bytes.
 //!
-//! It has no binary yet, on purpose: a binary that exists must do what its `--help` says.
+//! Still to come (issues 3 and 4, `shared/spec/contract.md` §2): the MP (location manager,
+//! policy, relay endpoint writing durable SMX files, MP file dispatch), the site (sync → STN →
+//! Policy Provider chain, catalog, boundaries), StateSys (inboxes, processing on the zero-copy
+//! scanner of [`protocol::report`], the sharded state store, summarization), `backend::run` and
+//! the `backend serve` binary. There is no binary yet, on purpose: a binary that exists must do
+//! what its `--help` says.
+
+pub mod clock;
+pub mod logs;

@@ -1,0 +1,203 @@
+//! Component logs in the product's two formats (flow.md §9), rolled over at 250,000 bytes to
+//! `.lo_` as ConfigMgr does, so CMTrace and OneTrace read them. Components log per batch, never
+//! per message; a line is formatted outside the lock and written under it.
+//!
+//! - MP components (`MP_Relay.log`, `MP_Location.log`):
+//!   `<![LOG[message]LOG]!><time="HH:mm:ss.fff+000" date="MM-dd-yyyy" component="MP_RelayEndpoint" context="" type="1" thread="4316" file="">`
+//! - Site-server components (`StateSys.log`, `PolicyPv.log`, `SMSDBMON.log`, `MPFDM.log`,
+//!   `WSyncMgr.log`): `message~  $$<SMS_STATE_SYSTEM><MM-DD-YYYY HH:MM:SS.mmm+000><thread=4316 (0x10DC)>`
+
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use protocol::Timestamp;
+use protocol::cimtime::civil_from_days;
+
+use crate::clock::SiteClock;
+
+/// The size at which a log rolls over.
+pub const ROLLOVER_BYTES: u64 = 250_000;
+
+/// Which of the product's two line formats a log uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Client and MP components: the CMTrace `<![LOG[...]LOG]!>` form.
+    Mp,
+    /// Site-server components: `message~  $$<COMPONENT><date time><thread=...>`.
+    Site,
+}
+
+/// Line severity (`type` in the MP format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Info = 1,
+    Warning = 2,
+    Error = 3,
+}
+
+/// A small number per OS thread, stable for the thread's life, for the `thread` field.
+fn thread_number() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(4316);
+    thread_local!(static ID: u32 = NEXT.fetch_add(1, Ordering::Relaxed));
+    ID.with(|id| *id)
+}
+
+/// One component log file.
+#[derive(Debug)]
+pub struct ComponentLog {
+    path: PathBuf,
+    component: String,
+    format: Format,
+    clock: SiteClock,
+    /// The open file and its size; the lock is held only to write a formatted line and to roll
+    /// over, so components logging per batch never contend for long.
+    file: Mutex<(File, u64)>,
+}
+
+impl ComponentLog {
+    /// Opens (appending to) `dir/<file_name>`, e.g. `StateSys.log`, for `component`
+    /// (`SMS_STATE_SYSTEM`, `MP_RelayEndpoint`, ...).
+    pub fn open(
+        dir: &Path,
+        file_name: &str,
+        component: &str,
+        format: Format,
+        clock: SiteClock,
+    ) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(file_name);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(ComponentLog {
+            path,
+            component: component.to_owned(),
+            format,
+            clock,
+            file: Mutex::new((file, size)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Logs an informational line.
+    pub fn info(&self, message: &str) {
+        self.log(Severity::Info, message);
+    }
+
+    /// Logs a line. I/O errors go to stderr: a full disk must not stop the component.
+    pub fn log(&self, severity: Severity, message: &str) {
+        let line = self.format_line(severity, message, self.clock.now(), thread_number());
+        if let Err(e) = self.write(&line) {
+            eprintln!("sumstorm: cannot write {}: {e}", self.path.display());
+        }
+    }
+
+    fn write(&self, line: &str) -> io::Result<()> {
+        let mut guard = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (file, size) = &mut *guard;
+        if *size > 0 && *size + line.len() as u64 > ROLLOVER_BYTES {
+            file.flush()?;
+            fs::rename(&self.path, self.path.with_extension("lo_"))?;
+            *file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            *size = 0;
+        }
+        file.write_all(line.as_bytes())?;
+        *size += line.len() as u64;
+        Ok(())
+    }
+
+    /// A line in this log's format, newline included.
+    fn format_line(&self, severity: Severity, message: &str, at: Timestamp, thread: u32) -> String {
+        let secs = at.unix_seconds();
+        let millis = at.0.rem_euclid(1_000_000) / 1000;
+        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+        let sod = secs.rem_euclid(86_400);
+        let (h, mi, s) = (sod / 3600, sod / 60 % 60, sod % 60);
+        let mut line = String::with_capacity(message.len() + 160);
+        // Writing into a String cannot fail.
+        let _ = match self.format {
+            Format::Mp => writeln!(
+                line,
+                "<![LOG[{message}]LOG]!><time=\"{h:02}:{mi:02}:{s:02}.{millis:03}+000\" date=\"{mo:02}-{d:02}-{y:04}\" \
+                 component=\"{}\" context=\"\" type=\"{}\" thread=\"{thread}\" file=\"\">",
+                self.component, severity as u8
+            ),
+            Format::Site => writeln!(
+                line,
+                "{message}~  $$<{}><{mo:02}-{d:02}-{y:04} {h:02}:{mi:02}:{s:02}.{millis:03}+000><thread={thread} (0x{thread:X})>",
+                self.component
+            ),
+        };
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sumstorm-logs-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn both_formats_match_the_product() {
+        let dir = temp_dir("formats");
+        let clock = SiteClock::new(Timestamp(0), 1.0);
+        let at = Timestamp::parse_iso(b"2014-01-20T17:18:55.573Z").unwrap();
+        let site = ComponentLog::open(&dir, "StateSys.log", "SMS_STATE_SYSTEM", Format::Site, clock).unwrap();
+        assert_eq!(
+            site.format_line(Severity::Info, "Processed 1 records with 0 invalid records.", at, 4316),
+            "Processed 1 records with 0 invalid records.~  $$<SMS_STATE_SYSTEM><01-20-2014 17:18:55.573+000><thread=4316 (0x10DC)>\n"
+        );
+        let mp = ComponentLog::open(&dir, "MP_Relay.log", "MP_RelayEndpoint", Format::Mp, clock).unwrap();
+        assert_eq!(
+            mp.format_line(Severity::Warning, "Relay: Outbox dir: x", at, 7),
+            "<![LOG[Relay: Outbox dir: x]LOG]!><time=\"17:18:55.573+000\" date=\"01-20-2014\" component=\"MP_RelayEndpoint\" context=\"\" type=\"2\" thread=\"7\" file=\"\">\n"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rolls_over_at_250000_bytes_to_lo_() {
+        let dir = temp_dir("rollover");
+        let log = ComponentLog::open(
+            &dir,
+            "StateSys.log",
+            "SMS_STATE_SYSTEM",
+            Format::Site,
+            SiteClock::real_time(),
+        )
+        .unwrap();
+        let message = "x".repeat(900);
+        for _ in 0..300 {
+            log.info(&message);
+        }
+        let old = fs::metadata(dir.join("StateSys.lo_")).unwrap().len();
+        let new = fs::metadata(dir.join("StateSys.log")).unwrap().len();
+        assert!(old <= ROLLOVER_BYTES && old > ROLLOVER_BYTES - 1000, "{old}");
+        let line = log.format_line(Severity::Info, &message, Timestamp(0), thread_number()).len() as u64;
+        assert_eq!(old + new, 300 * line, "nothing lost across the rollover");
+        // Reopening appends.
+        drop(log);
+        let again = ComponentLog::open(
+            &dir,
+            "StateSys.log",
+            "SMS_STATE_SYSTEM",
+            Format::Site,
+            SiteClock::real_time(),
+        )
+        .unwrap();
+        again.info("one more");
+        assert!(fs::metadata(dir.join("StateSys.log")).unwrap().len() > new);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
