@@ -3,13 +3,16 @@
 //! Built so far: the pieces every component shares.
 //! - [`clock`]: site time with a time scale, on which every product interval runs.
 //! - [`logs`]: component logs in the product's two formats, rolled over at 250,000 bytes.
+//! - [`inbox`]: durable SMX files between the relay and StateSys: checksummed segments of many
+//!   Reports, a group-commit writer that acknowledges only after `fdatasync`, crash recovery.
 //!
 //! Still to come (issues 3 and 4, `shared/spec/contract.md` §2): the MP (location manager,
-//! policy, relay endpoint writing durable SMX files, MP file dispatch), the site (sync → STN →
+//! policy, the relay endpoint on top of [`inbox`], MP file dispatch), the site (sync → STN →
 //! Policy Provider chain, catalog, boundaries), StateSys (inboxes, processing on the zero-copy
 //! scanner of [`protocol::report`], the sharded state store, summarization), `backend::run` and
 //! the `backend serve` binary. There is no binary yet, on purpose: a binary that exists must do
 //! what its `--help` says.
 
 pub mod clock;
+pub mod inbox;
 pub mod logs;

@@ -142,35 +142,30 @@ impl ComponentLog {
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("sumstorm-logs-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
-
     #[test]
     fn both_formats_match_the_product() {
-        let dir = temp_dir("formats");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let clock = SiteClock::new(Timestamp(0), 1.0);
         let at = Timestamp::parse_iso(b"2014-01-20T17:18:55.573Z").unwrap();
-        let site = ComponentLog::open(&dir, "StateSys.log", "SMS_STATE_SYSTEM", Format::Site, clock).unwrap();
+        let site = ComponentLog::open(dir, "StateSys.log", "SMS_STATE_SYSTEM", Format::Site, clock).unwrap();
         assert_eq!(
             site.format_line(Severity::Info, "Processed 1 records with 0 invalid records.", at, 4316),
             "Processed 1 records with 0 invalid records.~  $$<SMS_STATE_SYSTEM><01-20-2014 17:18:55.573+000><thread=4316 (0x10DC)>\n"
         );
-        let mp = ComponentLog::open(&dir, "MP_Relay.log", "MP_RelayEndpoint", Format::Mp, clock).unwrap();
+        let mp = ComponentLog::open(dir, "MP_Relay.log", "MP_RelayEndpoint", Format::Mp, clock).unwrap();
         assert_eq!(
             mp.format_line(Severity::Warning, "Relay: Outbox dir: x", at, 7),
             "<![LOG[Relay: Outbox dir: x]LOG]!><time=\"17:18:55.573+000\" date=\"01-20-2014\" component=\"MP_RelayEndpoint\" context=\"\" type=\"2\" thread=\"7\" file=\"\">\n"
         );
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn rolls_over_at_250000_bytes_to_lo_() {
-        let dir = temp_dir("rollover");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let log = ComponentLog::open(
-            &dir,
+            dir,
             "StateSys.log",
             "SMS_STATE_SYSTEM",
             Format::Site,
@@ -189,7 +184,7 @@ mod tests {
         // Reopening appends.
         drop(log);
         let again = ComponentLog::open(
-            &dir,
+            dir,
             "StateSys.log",
             "SMS_STATE_SYSTEM",
             Format::Site,
@@ -198,6 +193,5 @@ mod tests {
         .unwrap();
         again.info("one more");
         assert!(fs::metadata(dir.join("StateSys.log")).unwrap().len() > new);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,280 @@
+//! SMX segments: many Reports in one inbox file, so one fsync makes a whole batch durable.
+//!
+//! ```text
+//! "SUMSTORM-SMX-SEGMENT/1\n"                      magic (a plain .SMX file starts with '<' or a BOM)
+//! ( len: u32 LE | crc32: u32 LE | len bytes of Report XML )*
+//! ```
+//! A segment is written as `<name>.part` and renamed to `<name>.SMX` when sealed, so StateSys
+//! never reads a file still being written. A crash can leave a `.part` whose last record is torn
+//! (never acknowledged: acks follow the fsync); [`recover`] cuts it back to its last whole record
+//! and seals it. A bad checksum before the tail is corruption, not a tear.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+pub const MAGIC: &[u8] = b"SUMSTORM-SMX-SEGMENT/1\n";
+const RECORD_HEAD: usize = 8;
+/// A record larger than this is refused (the relay's body limit is far below it).
+pub const MAX_RECORD: usize = 64 << 20;
+
+/// The extension of a sealed inbox file.
+pub const SEALED: &str = "SMX";
+/// The extension of a segment being written.
+pub const PART: &str = "part";
+
+/// What is wrong with a segment's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SegmentError {
+    #[error("not a segment (no magic)")]
+    NotASegment,
+    #[error("record at byte {0} is corrupt (bad length or checksum) and is not the last")]
+    Corrupt(usize),
+    #[error("the last record, at byte {offset}, is incomplete (torn write); {valid} bytes are whole")]
+    TornTail { offset: usize, valid: usize },
+}
+
+/// Whether `bytes` are a segment (rather than a plain one-Report SMX file).
+pub fn is_segment(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+/// The Reports of a segment, in order. Stops at the first bad record: corrupt if more bytes
+/// follow it, torn if it is the tail.
+pub fn records(bytes: &[u8]) -> impl Iterator<Item = Result<&[u8], SegmentError>> {
+    let mut at = if is_segment(bytes) { MAGIC.len() } else { usize::MAX };
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        if at == usize::MAX {
+            done = true;
+            return Some(Err(SegmentError::NotASegment));
+        }
+        if at == bytes.len() {
+            return None;
+        }
+        let record = read_record(bytes, at);
+        match record {
+            Ok((payload, next)) => {
+                at = next;
+                Some(Ok(payload))
+            }
+            Err(e) => {
+                done = true;
+                Some(Err(e))
+            }
+        }
+    })
+}
+
+fn read_record(bytes: &[u8], at: usize) -> Result<(&[u8], usize), SegmentError> {
+    let torn = SegmentError::TornTail { offset: at, valid: at };
+    let head = bytes.get(at..at + RECORD_HEAD).ok_or(torn)?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    let end = at + RECORD_HEAD + len;
+    if len > MAX_RECORD {
+        return Err(SegmentError::Corrupt(at));
+    }
+    let Some(payload) = bytes.get(at + RECORD_HEAD..end) else {
+        return Err(torn);
+    };
+    if crc32fast::hash(payload) != crc {
+        // A checksum that fails on the last record is a tear; before it, corruption.
+        return Err(if end == bytes.len() { torn } else { SegmentError::Corrupt(at) });
+    }
+    Ok((payload, end))
+}
+
+/// The length of the whole-record prefix of a segment.
+pub fn valid_len(bytes: &[u8]) -> Result<usize, SegmentError> {
+    let mut at = MAGIC.len();
+    for r in records(bytes) {
+        match r {
+            Ok(payload) => at += RECORD_HEAD + payload.len(),
+            Err(SegmentError::TornTail { .. }) => return Ok(at),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(at)
+}
+
+/// Appends records to `<dir>/<name>.part`; [`SegmentWriter::seal`] makes it `<name>.SMX`.
+#[derive(Debug)]
+pub struct SegmentWriter {
+    file: File,
+    part: PathBuf,
+    /// Bytes written; all of them are whole records.
+    len: u64,
+    /// Bytes known to be on disk (the last successful sync).
+    synced: u64,
+    records: u64,
+}
+
+impl SegmentWriter {
+    pub fn create(dir: &Path, name: &str) -> io::Result<SegmentWriter> {
+        let part = dir.join(format!("{name}.{PART}"));
+        let mut file = OpenOptions::new().create_new(true).write(true).open(&part)?;
+        file.write_all(MAGIC)?;
+        Ok(SegmentWriter { file, part, len: MAGIC.len() as u64, synced: 0, records: 0 })
+    }
+
+    /// Bytes in the segment.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether no record has been appended.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Appends several Reports with one write. On error the file is cut back to what was there,
+    /// so the segment stays whole.
+    pub fn append_all<'r>(&mut self, reports: impl IntoIterator<Item = &'r [u8]>) -> io::Result<()> {
+        let mut buf = Vec::new();
+        let mut count = 0;
+        for report in reports {
+            if report.len() > MAX_RECORD {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "record too large for a segment"));
+            }
+            buf.extend_from_slice(&(report.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&crc32fast::hash(report).to_le_bytes());
+            buf.extend_from_slice(report);
+            count += 1;
+        }
+        if let Err(e) = self.file.write_all(&buf) {
+            self.cut_back();
+            return Err(e);
+        }
+        self.len += buf.len() as u64;
+        self.records += count;
+        Ok(())
+    }
+
+    /// Makes everything appended durable (`fdatasync`).
+    pub fn sync(&mut self) -> io::Result<()> {
+        match self.file.sync_data() {
+            Ok(()) => {
+                self.synced = self.len;
+                Ok(())
+            }
+            Err(e) => {
+                // What was not synced is not acknowledged; drop it so later records stay whole.
+                self.len = self.synced.max(MAGIC.len() as u64);
+                self.cut_back();
+                Err(e)
+            }
+        }
+    }
+
+    fn cut_back(&mut self) {
+        // Best effort: if this fails too, the checksums still mark the tail as torn on recovery.
+        let _ =
+            self.file.set_len(self.len).and_then(|()| self.file.seek(SeekFrom::Start(self.len)).map(drop));
+    }
+
+    /// Syncs, renames `.part` to `.SMX`, syncs the directory, and returns the sealed path.
+    pub fn seal(mut self) -> io::Result<PathBuf> {
+        self.sync()?;
+        seal_path(&self.part)
+    }
+}
+
+fn seal_path(part: &Path) -> io::Result<PathBuf> {
+    let sealed = part.with_extension(SEALED);
+    fs::rename(part, &sealed)?;
+    if let Some(dir) = part.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(sealed)
+}
+
+/// After a crash: cuts a `.part` segment back to its whole records and seals it (an empty one is
+/// removed). Returns the sealed path, if any. A segment corrupt before its tail is sealed as is,
+/// for StateSys to move to `corrupt/`.
+pub fn recover(part: &Path) -> io::Result<Option<PathBuf>> {
+    let bytes = fs::read(part)?;
+    let keep = match valid_len(&bytes) {
+        Ok(n) => n,
+        Err(SegmentError::NotASegment) if bytes.len() < MAGIC.len() && MAGIC.starts_with(&bytes) => {
+            fs::remove_file(part)?;
+            return Ok(None);
+        }
+        Err(_) => bytes.len(),
+    };
+    if keep == MAGIC.len() {
+        fs::remove_file(part)?;
+        return Ok(None);
+    }
+    if keep < bytes.len() {
+        let file = OpenOptions::new().write(true).open(part)?;
+        file.set_len(keep as u64)?;
+        file.sync_all()?;
+    }
+    seal_path(part).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reports(n: usize) -> Vec<Vec<u8>> {
+        (0..n).map(|i| format!("<Report>{}</Report>", "x".repeat(i * 7)).into_bytes()).collect()
+    }
+
+    #[test]
+    fn write_seal_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let all = reports(20);
+        let mut w = SegmentWriter::create(dir, "0000000000000001").unwrap();
+        w.append_all(all[..5].iter().map(Vec::as_slice)).unwrap();
+        w.sync().unwrap();
+        w.append_all(all[5..].iter().map(Vec::as_slice)).unwrap();
+        let sealed = w.seal().unwrap();
+        assert_eq!(sealed.file_name().unwrap(), "0000000000000001.SMX");
+        assert!(!dir.join("0000000000000001.part").exists());
+        let bytes = fs::read(&sealed).unwrap();
+        let got: Vec<&[u8]> = records(&bytes).collect::<Result<_, _>>().unwrap();
+        assert_eq!(got, all.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        assert!(matches!(records(b"<Report/>").next(), Some(Err(SegmentError::NotASegment))));
+    }
+
+    /// A crash at any byte of the last record leaves every earlier record, and recovery seals
+    /// exactly those.
+    #[test]
+    fn every_torn_tail_recovers_to_the_whole_records() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let all = reports(4);
+        let mut w = SegmentWriter::create(dir, "A").unwrap();
+        w.append_all(all.iter().map(Vec::as_slice)).unwrap();
+        let full = fs::read(dir.join("A.part")).unwrap();
+        let last_start = full.len() - RECORD_HEAD - all[3].len();
+        drop(w);
+        for cut in last_start..full.len() {
+            let part = dir.join("B.part");
+            fs::write(&part, &full[..cut]).unwrap();
+            let sealed = recover(&part).unwrap().unwrap();
+            let bytes = fs::read(&sealed).unwrap();
+            let got: Vec<&[u8]> = records(&bytes).collect::<Result<_, _>>().unwrap();
+            assert_eq!(got.len(), 3, "cut at {cut}");
+            fs::remove_file(sealed).unwrap();
+        }
+        // A flipped byte in the last record is a tear too; in an earlier one, corruption.
+        let mut flipped = full.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(valid_len(&flipped), Ok(last_start));
+        let mut early = full.clone();
+        early[MAGIC.len() + RECORD_HEAD] ^= 1;
+        assert_eq!(valid_len(&early), Err(SegmentError::Corrupt(MAGIC.len())));
+        // Nothing whole: removed.
+        let part = dir.join("C.part");
+        fs::write(&part, &full[..MAGIC.len() + 3]).unwrap();
+        assert_eq!(recover(&part).unwrap(), None);
+        assert!(!part.exists());
+    }
+}
