@@ -164,14 +164,9 @@ mod tests {
     fn rolls_over_at_250000_bytes_to_lo_() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let log = ComponentLog::open(
-            dir,
-            "StateSys.log",
-            "SMS_STATE_SYSTEM",
-            Format::Site,
-            SiteClock::real_time(),
-        )
-        .unwrap();
+        let log =
+            ComponentLog::open(dir, "StateSys.log", "SMS_STATE_SYSTEM", Format::Site, SiteClock::real_time())
+                .unwrap();
         let message = "x".repeat(900);
         for _ in 0..300 {
             log.info(&message);
@@ -183,14 +178,9 @@ mod tests {
         assert_eq!(old + new, 300 * line, "nothing lost across the rollover");
         // Reopening appends.
         drop(log);
-        let again = ComponentLog::open(
-            dir,
-            "StateSys.log",
-            "SMS_STATE_SYSTEM",
-            Format::Site,
-            SiteClock::real_time(),
-        )
-        .unwrap();
+        let again =
+            ComponentLog::open(dir, "StateSys.log", "SMS_STATE_SYSTEM", Format::Site, SiteClock::real_time())
+                .unwrap();
         again.info("one more");
         assert!(fs::metadata(dir.join("StateSys.log")).unwrap().len() > new);
     }

@@ -1,0 +1,53 @@
+//! The relay's durable write: Reports through the group-commit writer into SMX segments, each
+//! acknowledged only after the fdatasync that covers it. `inbox/group_commit_43k/inflight_<N>`
+//! keeps N Reports in flight (N concurrent relay requests).
+
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+use backend::inbox::commit::{Ack, Busy, CommitConfig, CommitError, GroupCommit};
+use benches::sample_report;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn group_commit(c: &mut Criterion) {
+    let report = sample_report(150);
+    let mut g = c.benchmark_group("inbox/group_commit_43k");
+    for inflight in [1usize, 16, 256] {
+        g.throughput(Throughput::Elements(inflight as u64));
+        g.bench_function(format!("inflight_{inflight}"), |b| {
+            let tmp = tempfile::tempdir().expect("temp dir");
+            let commit = GroupCommit::start(CommitConfig::new(tmp.path().to_owned()), Box::new(|_| {}))
+                .expect("writer starts");
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let (tx, rx) = channel();
+                    for _ in 0..inflight {
+                        let tx = tx.clone();
+                        let mut entry =
+                            (report.clone(), Box::new(move |r| tx.send(r).expect("bench waits")) as Ack);
+                        while let Err(Busy { report, ack }) = commit.submit(entry.0, entry.1) {
+                            entry = (report, ack);
+                            std::thread::yield_now();
+                        }
+                    }
+                    drop(tx);
+                    assert!(rx.iter().all(|r: Result<(), CommitError>| r.is_ok()));
+                }
+                start.elapsed()
+            });
+            commit.shutdown();
+        });
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .sample_size(20)
+}
+
+criterion_group! { name = benches; config = config(); targets = group_commit }
+criterion_main!(benches);
