@@ -5,6 +5,8 @@
 //! - [`logs`]: component logs in the product's two formats, rolled over at 250,000 bytes.
 //! - [`inbox`]: durable SMX files between the relay and StateSys: checksummed segments of many
 //!   Reports, a group-commit writer that acknowledges only after `fdatasync`, crash recovery.
+//! - [`site`]: the site model (site file, default site, catalog and syncs, boundary groups) and
+//!   the WSUS location decision.
 //!
 //! Still to come (issues 3 and 4, `shared/spec/contract.md` §2): the MP (location manager,
 //! policy, the relay endpoint on top of [`inbox`], MP file dispatch), the site (sync → STN →
@@ -16,3 +18,4 @@
 pub mod clock;
 pub mod inbox;
 pub mod logs;
+pub mod site;

@@ -1,0 +1,285 @@
+//! The site file (TOML): raw as serde reads it, then validated into a [`Site`] with errors that
+//! name the key. Without a file, `backend serve` uses [`Site::default_site`].
+//!
+//! ```toml
+//! site_code = "PS1"
+//! update_source_id = "{C2D17964-BBDD-4339-B9F3-12D7205B39CC}"
+//! content_version = 38                        # of the last successful sync
+//! policy_id = "{d0855677-b0a6-4e33-9bd5-7b0d06f0a2be}"
+//! policy_version = 40                         # major part: 40 is "40.00"
+//! catalog_size = 200
+//! catalog_seed = 1
+//!
+//! [[boundary_group]]
+//! name = "Everywhere"
+//! subnets = ["192.168.2.0"]                   # subnet IDs clients report
+//! ip_ranges = ["0.0.0.0-255.255.255.255"]     # inclusive IPv4 ranges
+//! ad_sites = ["CM12-R2-PS1"]
+//!
+//! [[sup]]
+//! name = "PS1SITE"
+//! boundary_groups = ["Everywhere"]
+//! intranet = true                             # default true
+//! internet = false                            # default false
+//! synced_version = 37                         # optional: a SUP behind the site
+//! ```
+
+use std::net::Ipv4Addr;
+
+use protocol::Guid;
+use serde::Deserialize;
+
+use super::{Boundary, BoundaryGroup, Catalog, Site, Sup};
+
+/// A site file that cannot be used, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SiteError {
+    #[error("site file: {0}")]
+    Toml(String),
+    #[error("site file: `{key}`: {why}")]
+    Invalid { key: String, why: String },
+}
+
+fn invalid(key: impl Into<String>, why: impl Into<String>) -> SiteError {
+    SiteError::Invalid { key: key.into(), why: why.into() }
+}
+
+/// The site file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteFile {
+    pub site_code: String,
+    pub update_source_id: String,
+    #[serde(default = "default_content_version")]
+    pub content_version: u32,
+    #[serde(default = "default_policy_id")]
+    pub policy_id: String,
+    #[serde(default = "default_policy_version")]
+    pub policy_version: u32,
+    #[serde(default = "default_catalog_size")]
+    pub catalog_size: usize,
+    #[serde(default = "default_catalog_seed")]
+    pub catalog_seed: u64,
+    #[serde(default)]
+    pub boundary_group: Vec<BoundaryGroupFile>,
+    #[serde(default)]
+    pub sup: Vec<SupFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundaryGroupFile {
+    pub name: String,
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    #[serde(default)]
+    pub ip_ranges: Vec<String>,
+    #[serde(default)]
+    pub ad_sites: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupFile {
+    pub name: String,
+    pub boundary_groups: Vec<String>,
+    #[serde(default = "yes")]
+    pub intranet: bool,
+    #[serde(default)]
+    pub internet: bool,
+    pub synced_version: Option<u32>,
+}
+
+fn default_content_version() -> u32 {
+    38
+}
+fn default_policy_id() -> String {
+    "{d0855677-b0a6-4e33-9bd5-7b0d06f0a2be}".into()
+}
+fn default_policy_version() -> u32 {
+    40
+}
+fn default_catalog_size() -> usize {
+    200
+}
+fn default_catalog_seed() -> u64 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+fn ipv4(key: &str, text: &str) -> Result<Ipv4Addr, SiteError> {
+    text.trim().parse().map_err(|_| invalid(key, format!("{text:?} is not an IPv4 address")))
+}
+
+impl SiteFile {
+    /// Reads a site file's text.
+    pub fn parse(text: &str) -> Result<SiteFile, SiteError> {
+        toml::from_str(text).map_err(|e| SiteError::Toml(e.to_string()))
+    }
+
+    /// Validates into the site the backend runs.
+    pub fn into_site(self) -> Result<Site, SiteError> {
+        let code = self.site_code.trim();
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(invalid("site_code", "a site code is three letters or digits"));
+        }
+        let update_source_id = Guid::parse(self.update_source_id.trim().as_bytes())
+            .map_err(|e| invalid("update_source_id", e.to_string()))?;
+        let policy_guid =
+            Guid::parse(self.policy_id.trim().as_bytes()).map_err(|e| invalid("policy_id", e.to_string()))?;
+        if self.catalog_size == 0 || self.catalog_size > 100_000 {
+            return Err(invalid("catalog_size", "must be 1 to 100000"));
+        }
+        let mut boundary_groups = Vec::new();
+        for (i, g) in self.boundary_group.iter().enumerate() {
+            let key = |field: &str| format!("boundary_group[{i}].{field}");
+            if g.name.trim().is_empty() || boundary_groups.iter().any(|b: &BoundaryGroup| b.name == g.name) {
+                return Err(invalid(key("name"), "names must be present and unique"));
+            }
+            let mut boundaries = Vec::new();
+            for s in &g.subnets {
+                boundaries.push(Boundary::Subnet(ipv4(&key("subnets"), s)?));
+            }
+            for r in &g.ip_ranges {
+                let (lo, hi) =
+                    r.split_once('-').ok_or_else(|| invalid(key("ip_ranges"), "a range is FIRST-LAST"))?;
+                let (lo, hi) = (ipv4(&key("ip_ranges"), lo)?, ipv4(&key("ip_ranges"), hi)?);
+                if lo > hi {
+                    return Err(invalid(key("ip_ranges"), format!("{r:?} ends before it starts")));
+                }
+                boundaries.push(Boundary::Range(lo, hi));
+            }
+            boundaries.extend(g.ad_sites.iter().map(|s| Boundary::AdSite(s.trim().to_owned())));
+            if boundaries.is_empty() {
+                return Err(invalid(key("name"), "a boundary group needs subnets, ip_ranges or ad_sites"));
+            }
+            boundary_groups.push(BoundaryGroup { name: g.name.clone(), boundaries });
+        }
+        let mut sups: Vec<Sup> = Vec::new();
+        for (i, s) in self.sup.iter().enumerate() {
+            let key = |field: &str| format!("sup[{i}].{field}");
+            let name_ok =
+                !s.name.is_empty() && s.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !name_ok || sups.iter().any(|x| x.name.eq_ignore_ascii_case(&s.name)) {
+                return Err(invalid(key("name"), "names must be unique letters, digits or '-'"));
+            }
+            let groups = s
+                .boundary_groups
+                .iter()
+                .map(|g| {
+                    boundary_groups.iter().position(|b| &b.name == g).ok_or_else(|| {
+                        invalid(key("boundary_groups"), format!("no boundary group named {g:?}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if !s.intranet && !s.internet {
+                return Err(invalid(key("intranet"), "a SUP serves the intranet, the internet or both"));
+            }
+            if s.synced_version.is_some_and(|v| v > self.content_version) {
+                return Err(invalid(key("synced_version"), "cannot be past the site's content_version"));
+            }
+            sups.push(Sup {
+                name: s.name.clone(),
+                intranet: s.intranet,
+                internet: s.internet,
+                boundary_groups: groups,
+                synced_version: s.synced_version,
+            });
+        }
+        if sups.is_empty() {
+            return Err(invalid("sup", "a site needs at least one SUP"));
+        }
+        Ok(Site {
+            code: code.to_ascii_uppercase(),
+            update_source_id,
+            content_version: self.content_version,
+            policy_id: format!("{{{}}}", policy_guid.styled(protocol::GuidStyle::Lower)),
+            policy_major: self.policy_version,
+            sups,
+            boundary_groups,
+            catalog: Catalog::generate(self.catalog_seed, self.catalog_size, self.content_version),
+        })
+    }
+}
+
+impl Site {
+    /// The site `backend serve` builds without a site file (contract §2.1): site PS1, the seed's
+    /// UpdateSource, two SUPs, one boundary group covering every address, 200 updates.
+    pub fn default_site() -> Site {
+        const DEFAULT: &str = r#"
+            site_code = "PS1"
+            update_source_id = "{C2D17964-BBDD-4339-B9F3-12D7205B39CC}"
+            [[boundary_group]]
+            name = "Default-Site-Boundary-Group"
+            ip_ranges = ["0.0.0.0-255.255.255.255"]
+            [[sup]]
+            name = "PS1SITE"
+            boundary_groups = ["Default-Site-Boundary-Group"]
+            [[sup]]
+            name = "PS1SYS"
+            boundary_groups = ["Default-Site-Boundary-Group"]
+            internet = true
+        "#;
+        // The text above is part of the program; a test proves it validates.
+        SiteFile::parse(DEFAULT).and_then(SiteFile::into_site).unwrap_or_else(|e| unreachable!("{e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_site() {
+        let s = Site::default_site();
+        assert_eq!(s.code, "PS1");
+        assert_eq!(s.sups.len(), 2);
+        assert_eq!(s.boundary_groups.len(), 1);
+        assert_eq!(s.catalog.len(), 200);
+        assert_eq!(s.policy_version(), "40.00");
+        assert_eq!(s.policy_id, "{d0855677-b0a6-4e33-9bd5-7b0d06f0a2be}");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let base = r#"
+            site_code = "PS1"
+            update_source_id = "{C2D17964-BBDD-4339-B9F3-12D7205B39CC}"
+            [[boundary_group]]
+            name = "A"
+            subnets = ["10.0.0.0"]
+            [[sup]]
+            name = "S1"
+            boundary_groups = ["A"]
+        "#;
+        assert!(SiteFile::parse(base).unwrap().into_site().is_ok());
+        let cases = [
+            (base.replace("\"PS1\"", "\"PS12\""), "site_code"),
+            (base.replace("{C2D17964", "{X2D17964"), "update_source_id"),
+            (base.replace("\"10.0.0.0\"", "\"10.0.0\""), "boundary_group[0].subnets"),
+            (
+                base.replace("boundary_groups = [\"A\"]", "boundary_groups = [\"B\"]"),
+                "sup[0].boundary_groups",
+            ),
+            (
+                base.replace("subnets = [\"10.0.0.0\"]", "ip_ranges = [\"10.0.0.9-10.0.0.1\"]"),
+                "boundary_group[0].ip_ranges",
+            ),
+            (format!("catalog_size = 0\n{base}"), "catalog_size"),
+            (
+                format!(
+                    "content_version = 5\n{base}\n[[sup]]\nname = \"S2\"\nboundary_groups = [\"A\"]\nsynced_version = 6"
+                ),
+                "sup[1].synced_version",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = SiteFile::parse(&text).and_then(SiteFile::into_site).unwrap_err();
+            assert!(matches!(&err, SiteError::Invalid { key: k, .. } if k == key), "{key}: {err}");
+        }
+        let unknown = SiteFile::parse(&format!("{base}\nbogus = 1")).unwrap_err();
+        assert!(unknown.to_string().contains("bogus"), "{unknown}");
+    }
+}

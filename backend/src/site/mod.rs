@@ -1,0 +1,226 @@
+//! The site: what WSyncMgr, the Policy Provider and the MP's location manager know.
+//!
+//! - [`file`]: the site file (TOML), read raw and validated into a [`Site`] with errors that
+//!   name the key; [`Site::default_site`] is the site `backend serve` builds without one.
+//! - [`catalog`]: the dense, deterministic update catalog and what a sync does to it.
+//! - [`Site::locate`]: the WSUS location decision (boundary group by subnet, IP range or AD
+//!   site; intranet or internet; only SUPs synced at or past the requested content version).
+
+pub mod catalog;
+pub mod file;
+
+use std::net::Ipv4Addr;
+
+use protocol::Guid;
+use protocol::bodies::{LocationRecord, LocationSite, WsusLocationReply, WsusLocationRequest};
+
+pub use catalog::{Catalog, Update};
+
+/// A software update point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sup {
+    pub name: String,
+    /// Serves clients on the intranet.
+    pub intranet: bool,
+    /// Serves clients on the internet.
+    pub internet: bool,
+    /// Indexes into [`Site::boundary_groups`].
+    pub boundary_groups: Vec<usize>,
+    /// The content version this SUP has synchronized; `None` follows the site's.
+    pub synced_version: Option<u32>,
+}
+
+/// A boundary: what makes a client belong to a boundary group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boundary {
+    /// An IP subnet, matched against the `SubnetAddress` the client reports.
+    Subnet(Ipv4Addr),
+    /// An inclusive IPv4 address range.
+    Range(Ipv4Addr, Ipv4Addr),
+    /// An Active Directory site (case-insensitive).
+    AdSite(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundaryGroup {
+    pub name: String,
+    pub boundaries: Vec<Boundary>,
+}
+
+impl BoundaryGroup {
+    fn contains(&self, req: &WsusLocationRequest) -> bool {
+        self.boundaries.iter().any(|b| match b {
+            Boundary::AdSite(site) => site.eq_ignore_ascii_case(&req.ad_site),
+            Boundary::Subnet(net) => {
+                req.ip_addresses.iter().any(|ip| ip.subnet.parse::<Ipv4Addr>().is_ok_and(|s| s == *net))
+            }
+            Boundary::Range(lo, hi) => req
+                .ip_addresses
+                .iter()
+                .filter_map(|ip| ip.address.parse::<Ipv4Addr>().ok())
+                .any(|a| (*lo..=*hi).contains(&a)),
+        })
+    }
+}
+
+/// The site and its software-update configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub code: String,
+    pub update_source_id: Guid,
+    /// The content version of the last successful sync.
+    pub content_version: u32,
+    /// The UpdateSource policy, `{guid}` as the site writes it.
+    pub policy_id: String,
+    /// Major part of the policy version (`40` for `40.00`).
+    pub policy_major: u32,
+    pub sups: Vec<Sup>,
+    pub boundary_groups: Vec<BoundaryGroup>,
+    pub catalog: Catalog,
+}
+
+impl Site {
+    /// The policy version as the product writes it: `40.00`.
+    pub fn policy_version(&self) -> String {
+        format!("{}.00", self.policy_major)
+    }
+
+    /// The content version `sup` has synchronized.
+    pub fn synced_version(&self, sup: &Sup) -> u32 {
+        sup.synced_version.unwrap_or(self.content_version)
+    }
+
+    /// The WSUS location reply for `req`, with URLs pointing back at `base_url`
+    /// (`http://127.0.0.1:8080`), one record per eligible SUP in name order. A request for
+    /// another UpdateSource, or from a client in no boundary group, gets no records.
+    pub fn locate(&self, req: &WsusLocationRequest, base_url: &str) -> WsusLocationReply {
+        let groups: Vec<usize> =
+            (0..self.boundary_groups.len()).filter(|&g| self.boundary_groups[g].contains(req)).collect();
+        let mut sups: Vec<&Sup> = if req.content_id != self.update_source_id {
+            Vec::new()
+        } else {
+            self.sups
+                .iter()
+                .filter(|s| if req.on_internet { s.internet } else { s.intranet })
+                .filter(|s| s.boundary_groups.iter().any(|g| groups.contains(g)))
+                .filter(|s| self.synced_version(s) >= req.content_version)
+                .collect()
+        };
+        sups.sort_by(|a, b| a.name.cmp(&b.name));
+        let records = sups
+            .iter()
+            .map(|s| LocationRecord {
+                wsus_url: format!("{}/wsus/{}", base_url.trim_end_matches('/'), s.name),
+                server_name: s.name.clone(),
+                version: self.synced_version(s),
+            })
+            .collect();
+        WsusLocationReply { sites: vec![LocationSite { site_code: self.code.clone(), records }] }
+    }
+
+    /// A SUP synchronization (WSyncMgr): the content version rises by one and the catalog grows
+    /// by `new` updates, `superseded` of the current ones being replaced. Returns the new version.
+    /// The policy version is the Policy Provider's to bump, once it sees the STN file.
+    pub fn sync(&mut self, new: usize, superseded: usize) -> u32 {
+        self.content_version += 1;
+        self.catalog.sync(self.content_version, new, superseded);
+        self.content_version
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::bodies::IpAddressInfo;
+
+    fn request(site: &Site, subnet: &str, address: &str, ad_site: &str) -> WsusLocationRequest {
+        WsusLocationRequest {
+            content_id: site.update_source_id,
+            content_version: site.content_version,
+            site_code: site.code.clone(),
+            on_internet: false,
+            ad_site: ad_site.into(),
+            forest: "CONTOSO.COM".into(),
+            domain: "CONTOSO.COM".into(),
+            ip_addresses: vec![IpAddressInfo { subnet: subnet.into(), address: address.into() }],
+        }
+    }
+
+    fn names(reply: &WsusLocationReply) -> Vec<&str> {
+        reply.records().map(|r| r.server_name.as_str()).collect()
+    }
+
+    fn site() -> Site {
+        file::SiteFile::parse(
+            r#"
+            site_code = "PS1"
+            update_source_id = "{C2D17964-BBDD-4339-B9F3-12D7205B39CC}"
+            content_version = 38
+            catalog_size = 20
+            [[boundary_group]]
+            name = "HQ"
+            subnets = ["192.168.2.0"]
+            [[boundary_group]]
+            name = "Branch"
+            ip_ranges = ["10.1.0.1-10.1.255.254"]
+            ad_sites = ["BRANCH-SITE"]
+            [[sup]]
+            name = "SUPB"
+            boundary_groups = ["HQ", "Branch"]
+            internet = true
+            [[sup]]
+            name = "SUPA"
+            boundary_groups = ["HQ"]
+            [[sup]]
+            name = "SUPLAG"
+            boundary_groups = ["Branch"]
+            synced_version = 37
+            "#,
+        )
+        .unwrap()
+        .into_site()
+        .unwrap()
+    }
+
+    #[test]
+    fn boundary_groups_by_subnet_range_and_ad_site() {
+        let s = site();
+        let base = "http://127.0.0.1:8080";
+        let hq = s.locate(&request(&s, "192.168.2.0", "192.168.2.62", "CM12-R2-PS1"), base);
+        assert_eq!(names(&hq), ["SUPA", "SUPB"], "name order, stable");
+        assert_eq!(hq.sites[0].site_code, "PS1");
+        assert_eq!(hq.sites[0].records[0].wsus_url, "http://127.0.0.1:8080/wsus/SUPA");
+        assert_eq!(hq.sites[0].records[0].version, 38);
+        // Branch by address range; the lagging SUP is left out at version 38 but offered at 37.
+        let mut branch = request(&s, "10.1.4.0", "10.1.4.9", "");
+        assert_eq!(names(&s.locate(&branch, base)), ["SUPB"]);
+        branch.content_version = 37;
+        assert_eq!(names(&s.locate(&branch, base)), ["SUPB", "SUPLAG"]);
+        // Branch by AD site, any case.
+        assert_eq!(names(&s.locate(&request(&s, "172.16.0.0", "172.16.0.5", "branch-site"), base)), ["SUPB"]);
+        // Nowhere: no records.
+        assert!(names(&s.locate(&request(&s, "172.16.0.0", "172.16.0.5", "X"), base)).is_empty());
+    }
+
+    #[test]
+    fn internet_clients_and_unknown_update_sources() {
+        let s = site();
+        let mut req = request(&s, "192.168.2.0", "192.168.2.62", "");
+        req.on_internet = true;
+        assert_eq!(names(&s.locate(&req, "http://x")), ["SUPB"]);
+        req.on_internet = false;
+        req.content_id = Guid(1);
+        assert!(names(&s.locate(&req, "http://x")).is_empty());
+    }
+
+    #[test]
+    fn a_sync_moves_the_content_version_and_the_sups_with_it() {
+        let mut s = site();
+        assert_eq!(s.sync(5, 2), 39);
+        assert_eq!(s.catalog.len(), 25);
+        let req = request(&s, "192.168.2.0", "192.168.2.62", "");
+        let reply = s.locate(&req, "http://x");
+        assert!(reply.records().all(|r| r.version == 39));
+        assert_eq!(s.policy_version(), "40.00", "the Policy Provider bumps it, not the sync");
+    }
+}
