@@ -4,7 +4,7 @@
 //! - [`envelope`]: the `CCM_POST` multipart request (UTF-16LE `Msg` header + zlib or raw UTF-16LE
 //!   body), the two-part sync reply and the async `NoReply` reply. UTF-16 and zlib are handled
 //!   here, at the edge ([`utf16`]); everything after it is UTF-8.
-//! - [`report`]: the state-message `Report`, the hot path. [`report::scan`] is a zero-copy
+//! - [`report`]: the state-message `Report`, the hot path. [`report::scan()`] is a zero-copy
 //!   scanner that pushes each record into a [`report::ReportSink`]; [`report::reference`] is the
 //!   quick-xml oracle it is tested against; [`report::ReportWriter`] writes Reports from templates.
 //! - [`bodies`]: the low-rate message bodies (WSUS location, registration, policy assignments, the

@@ -1,6 +1,6 @@
 //! The site: what WSyncMgr, the Policy Provider and the MP's location manager know.
 //!
-//! - [`file`]: the site file (TOML), read raw and validated into a [`Site`] with errors that
+//! - [`file`](mod@file): the site file (TOML), read raw and validated into a [`Site`] with errors that
 //!   name the key; [`Site::default_site`] is the site `backend serve` builds without one.
 //! - [`catalog`]: the dense, deterministic update catalog and what a sync does to it.
 //! - [`Site::locate`]: the WSUS location decision (boundary group by subnet, IP range or AD

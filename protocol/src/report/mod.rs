@@ -6,7 +6,7 @@
 //!  bytes ──► reference::read (quick-xml) ────┘   (structure,    ReportSink::on_state_message
 //!                                                  fields)
 //! ```
-//! Both readers are tokenizers only: they hand tags, attributes and text to one [`assemble`]
+//! Both readers are tokenizers only: they hand tags, attributes and text to one `assemble`
 //! stage that owns the document rules (one `Report` root, depth limit, nothing but whitespace
 //! outside it) and turns raw field text into typed records. So the two readers can differ only in
 //! tokenizing, which is what the differential tests and fuzz targets compare.
@@ -17,7 +17,7 @@
 //! not). Records delivered before an error belong to a bad document: a sink that applies them must
 //! wait for the scan's `Ok`.
 //!
-//! [`write`] is the other direction: templated bytes for the load generator.
+//! [`write`](mod@write) is the other direction: templated bytes for the load generator.
 
 mod assemble;
 pub mod reference;

@@ -1,5 +1,5 @@
 //! The reference Report reader: a plain quick-xml event loop feeding the same assembler as
-//! [`super::scan`]. It is the oracle the fast path is tested and fuzzed against, and a second
+//! [`super::scan()`]. It is the oracle the fast path is tested and fuzzed against, and a second
 //! opinion anyone can read in a minute. It owns copies of the values it hands on, so it is not
 //! for the hot path.
 
@@ -14,7 +14,7 @@ use super::{ReportSink, ScanError, ScanErrorKind as Kind, ScanSummary};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Reads a UTF-8 Report with quick-xml, with the same results as [`super::scan`].
+/// Reads a UTF-8 Report with quick-xml, with the same results as [`super::scan()`].
 pub fn read<'a, S: ReportSink<'a>>(input: &'a [u8], sink: &mut S) -> Result<ScanSummary, ScanError> {
     // quick-xml drops a leading BOM without counting it; offsets here are into `input`.
     let bom = if input.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
