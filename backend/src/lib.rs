@@ -5,12 +5,14 @@
 //! - [`logs`]: component logs in the product's two formats, rolled over at 250,000 bytes.
 //! - [`inbox`]: durable SMX files between the relay and StateSys: checksummed segments of many
 //!   Reports, a group-commit writer that acknowledges only after `fdatasync`, crash recovery.
+//! - [`mp`]: the MP's message handling over the site model (registration, policy assignments
+//!   and body, location, relay check, MP list), without I/O.
 //! - [`site`]: the site model (site file, default site, catalog and syncs, boundary groups) and
 //!   the WSUS location decision.
 //!
-//! Still to come (issues 3 and 4, `shared/spec/contract.md` §2): the MP (location manager,
-//! policy, the relay endpoint on top of [`inbox`], MP file dispatch), the site (sync → STN →
-//! Policy Provider chain, catalog, boundaries), StateSys (inboxes, processing on the zero-copy
+//! Still to come (issues 3 and 4, `shared/spec/contract.md` §2): the MP's HTTP side (the
+//! endpoints over [`mp`], the relay on top of [`inbox`], MP file dispatch), the site's sync → STN →
+//! Policy Provider chain, StateSys (inboxes, processing on the zero-copy
 //! scanner of [`protocol::report`], the sharded state store, summarization), `backend::run` and
 //! the `backend serve` binary. There is no binary yet, on purpose: a binary that exists must do
 //! what its `--help` says.
@@ -18,4 +20,5 @@
 pub mod clock;
 pub mod inbox;
 pub mod logs;
+pub mod mp;
 pub mod site;
