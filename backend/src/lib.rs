@@ -11,8 +11,8 @@
 //!   the WSUS location decision.
 //!
 //! Still to come (issues 3 and 4, `shared/spec/contract.md` §2): the MP's HTTP side (the
-//! endpoints over [`mp`], the relay on top of [`inbox`], MP file dispatch), the site's sync → STN →
-//! Policy Provider chain, StateSys (inboxes, processing on the zero-copy
+//! endpoints over [`mp`], the relay on top of [`inbox`], MP file dispatch), the runtime that drives
+//! [`site::chain`], StateSys (inboxes, processing on the zero-copy
 //! scanner of [`protocol::report`], the sharded state store, summarization), `backend::run` and
 //! the `backend serve` binary. There is no binary yet, on purpose: a binary that exists must do
 //! what its `--help` says.

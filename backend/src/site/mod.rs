@@ -3,10 +3,13 @@
 //! - [`file`](mod@file): the site file (TOML), read raw and validated into a [`Site`] with errors that
 //!   name the key; [`Site::default_site`] is the site `backend serve` builds without one.
 //! - [`catalog`]: the dense, deterministic update catalog and what a sync does to it.
+//! - [`chain`]: what a sync sets off: WSyncMgr, SMSDBMON's `.STN` file, the Policy Provider's
+//!   version bump, with the product's log lines.
 //! - [`Site::locate`]: the WSUS location decision (boundary group by subnet, IP range or AD
 //!   site; intranet or internet; only SUPs synced at or past the requested content version).
 
 pub mod catalog;
+pub mod chain;
 pub mod file;
 
 use std::net::Ipv4Addr;
