@@ -1,0 +1,10 @@
+//! StateSys: applies state messages to the store.
+//!
+//! - [`store`]: the sharded state store and the apply rule.
+//! - [`serials`]: per-client serial numbers seen and the gaps between them.
+//!
+//! Still to come (issue 3): reading the inboxes in name order, processing threads, checkpoints,
+//! the per-batch log lines.
+
+pub mod serials;
+pub mod store;

@@ -1,0 +1,411 @@
+//! The state store: what StateSys knows of every client.
+//!
+//! Layout: clients are spread over shards by a hash of their SMS ID; each shard (one mutex) holds
+//! its clients in a `Vec` and, for the dense update catalog, one row of [`UpdateState`] per client
+//! (`stride` entries of 24 bytes, rows grown by at most a quarter at a time), so a (client,
+//! update) state costs at most 32 bytes with slack, and a Report's records for one client touch
+//! one lock and one row.
+//!
+//! Applying a record (flow.md §5): per (client, update) the record with the greatest
+//! `MessageTime` is in force, equal times going to the greater serial; an identical or older
+//! record changes nothing, so replays and duplicates are harmless and state, time, serial and
+//! check time do not depend on delivery order. `LastStatusCheckTime` is the in-force record's
+//! MessageTime; `LastStatusChangeTime` moves when a newer record brings a different state (the
+//! product's rule, exact when each update's records arrive in order, as StateSys reads a client's
+//! files). The scan state (topic type 501) follows the same rule per client.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use protocol::Guid;
+
+use super::serials::Serials;
+
+/// "No record yet" in a time field.
+pub const NO_TIME: i64 = i64::MIN;
+
+/// One (client, update) state: 24 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateState {
+    /// MessageTime of the record in force (µs since the epoch) = LastStatusCheckTime; [`NO_TIME`]
+    /// when the client has not reported this update.
+    pub time: i64,
+    /// LastStatusChangeTime.
+    pub changed: i64,
+    /// The in-force record's serial, saturated at `u32::MAX` (serials past 4 billion only break
+    /// ties between records of the same MessageTime, and then compare equal).
+    pub serial: u32,
+    /// Topic type 500 state: 0 unknown, 1 not required, 2 required, 3 installed.
+    pub state: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<UpdateState>() == 24);
+
+impl UpdateState {
+    pub const EMPTY: UpdateState = UpdateState { time: NO_TIME, changed: NO_TIME, serial: 0, state: 0 };
+
+    pub fn is_known(&self) -> bool {
+        self.time != NO_TIME
+    }
+}
+
+/// The client's last scan state (topic type 501).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanState {
+    pub time: i64,
+    pub serial: u64,
+    pub state: u8,
+    /// The content version the scan reported (first Param of a 501 message), 0 if none.
+    pub content_version: u32,
+}
+
+/// A record ready to apply: resolved from a state message by StateSys, compact and owned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    pub time: i64,
+    pub serial: u64,
+    pub target: Target,
+}
+
+/// What a record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Topic type 500 for the catalog update at this dense index.
+    Update { index: u32, state: u8 },
+    /// Topic type 501.
+    Scan { state: u8, content_version: u32 },
+    /// A valid record the store keeps no state for (402, 300-302): only its serial counts.
+    Other,
+}
+
+/// One client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub id: Guid,
+    pub netbios_name: String,
+    pub scan: Option<ScanState>,
+    pub serials: Serials,
+    /// The newest MessageTime reported, [`NO_TIME`] before any (for aged status).
+    pub last_seen: i64,
+}
+
+/// What applying a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Records that changed the store.
+    pub applied: u64,
+    /// Records older than, or identical to, what is in force.
+    pub stale: u64,
+}
+
+impl std::ops::AddAssign for Applied {
+    fn add_assign(&mut self, o: Applied) {
+        self.applied += o.applied;
+        self.stale += o.stale;
+    }
+}
+
+struct Shard {
+    index: HashMap<Guid, u32>,
+    clients: Vec<Client>,
+    /// `clients.len() * stride` states, one row per client.
+    rows: Vec<UpdateState>,
+    stride: usize,
+}
+
+impl Shard {
+    fn slot(&mut self, id: Guid, netbios: &str) -> usize {
+        if let Some(&i) = self.index.get(&id) {
+            let i = i as usize;
+            if self.clients[i].netbios_name != netbios && !netbios.is_empty() {
+                netbios.clone_into(&mut self.clients[i].netbios_name);
+            }
+            return i;
+        }
+        let i = self.clients.len();
+        self.index.insert(id, i as u32);
+        self.clients.push(Client {
+            id,
+            netbios_name: netbios.to_owned(),
+            scan: None,
+            serials: Serials::default(),
+            last_seen: NO_TIME,
+        });
+        if self.rows.len() + self.stride > self.rows.capacity() {
+            // A quarter more at a time, not double: the slack stays under a quarter of a row set.
+            self.rows.reserve_exact(self.stride.max(self.rows.len() / 4));
+        }
+        self.rows.resize(self.rows.len() + self.stride, UpdateState::EMPTY);
+        i
+    }
+
+    /// Widens every row to hold update `index` (the catalog grew with a sync).
+    fn widen(&mut self, index: usize) {
+        let stride = (index + 1).max(self.stride + 64);
+        let mut rows = vec![UpdateState::EMPTY; self.clients.len() * stride];
+        for (new, old) in rows.chunks_exact_mut(stride).zip(self.rows.chunks_exact(self.stride.max(1))) {
+            new[..old.len()].copy_from_slice(old);
+        }
+        self.rows = rows;
+        self.stride = stride;
+    }
+}
+
+/// The sharded store. Shared by StateSys's processing threads and the summarizers.
+pub struct Store {
+    shards: Box<[Mutex<Shard>]>,
+    shift: u32,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("shards", &self.shards.len()).field("clients", &self.clients()).finish()
+    }
+}
+
+fn lock(m: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
+    // A panic while holding a shard cannot leave a half-applied record (fields are set last), so
+    // the data stays usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Store {
+    /// A store of `2^shard_bits` shards with rows for `updates` catalog entries.
+    pub fn new(shard_bits: u32, updates: usize) -> Store {
+        let shards = (0..1usize << shard_bits)
+            .map(|_| {
+                Mutex::new(Shard {
+                    index: HashMap::new(),
+                    clients: Vec::new(),
+                    rows: Vec::new(),
+                    stride: updates,
+                })
+            })
+            .collect();
+        Store { shards, shift: 64 - shard_bits }
+    }
+
+    fn shard(&self, id: Guid) -> &Mutex<Shard> {
+        let h = ((id.0 as u64) ^ ((id.0 >> 64) as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        &self.shards[if self.shift == 64 { 0 } else { (h >> self.shift) as usize }]
+    }
+
+    /// Applies one client's records (one Report's worth) under one lock.
+    pub fn apply(&self, client: Guid, netbios: &str, records: &[Record]) -> Applied {
+        let mut shard = lock(self.shard(client));
+        let slot = shard.slot(client, netbios);
+        let mut done = Applied::default();
+        for r in records {
+            let changed = match r.target {
+                Target::Update { index, state } => {
+                    let index = index as usize;
+                    if index >= shard.stride {
+                        shard.widen(index);
+                    }
+                    let stride = shard.stride;
+                    let e = &mut shard.rows[slot * stride + index];
+                    let serial = u32::try_from(r.serial).unwrap_or(u32::MAX);
+                    let newer = !e.is_known() || (r.time, serial) > (e.time, e.serial);
+                    if newer {
+                        if !e.is_known() || e.state != state {
+                            e.changed = r.time;
+                        }
+                        (e.time, e.serial, e.state) = (r.time, serial, state);
+                    }
+                    newer
+                }
+                Target::Scan { state, content_version } => {
+                    let c = &mut shard.clients[slot];
+                    let newer = c.scan.is_none_or(|s| (r.time, r.serial) > (s.time, s.serial));
+                    if newer {
+                        c.scan = Some(ScanState { time: r.time, serial: r.serial, state, content_version });
+                    }
+                    newer
+                }
+                Target::Other => false,
+            };
+            let c = &mut shard.clients[slot];
+            c.serials.record(r.serial);
+            c.last_seen = c.last_seen.max(r.time);
+            if changed {
+                done.applied += 1;
+            } else if !matches!(r.target, Target::Other) {
+                done.stale += 1;
+            }
+        }
+        done
+    }
+
+    /// One client and its update states (a copy, taken under its shard's lock).
+    pub fn client(&self, id: Guid) -> Option<(Client, Vec<UpdateState>)> {
+        let shard = lock(self.shard(id));
+        let &i = shard.index.get(&id)?;
+        let i = i as usize;
+        Some((shard.clients[i].clone(), shard.rows[i * shard.stride..(i + 1) * shard.stride].to_vec()))
+    }
+
+    /// Visits every client with its row, one shard locked at a time.
+    pub fn for_each(&self, mut f: impl FnMut(&Client, &[UpdateState])) {
+        for m in self.shards.iter() {
+            let shard = lock(m);
+            for (i, c) in shard.clients.iter().enumerate() {
+                f(c, &shard.rows[i * shard.stride..(i + 1) * shard.stride]);
+            }
+        }
+    }
+
+    pub fn clients(&self) -> usize {
+        self.shards.iter().map(|m| lock(m).clients.len()).sum()
+    }
+
+    /// Bytes held for update states (row capacity), for the sizing figure.
+    pub fn state_bytes(&self) -> usize {
+        self.shards.iter().map(|m| lock(m).rows.capacity() * std::mem::size_of::<UpdateState>()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn update(time: i64, serial: u64, index: u32, state: u8) -> Record {
+        Record { time, serial, target: Target::Update { index, state } }
+    }
+
+    #[test]
+    fn newest_wins_ties_by_serial_replays_change_nothing() {
+        let store = Store::new(2, 4);
+        let c = Guid(42);
+        assert_eq!(store.apply(c, "PC", &[update(100, 1, 2, 2)]), Applied { applied: 1, stale: 0 });
+        assert_eq!(store.apply(c, "PC", &[update(100, 1, 2, 2)]), Applied { applied: 0, stale: 1 }, "replay");
+        assert_eq!(store.apply(c, "PC", &[update(50, 9, 2, 3)]), Applied { applied: 0, stale: 1 }, "older");
+        assert_eq!(store.apply(c, "PC", &[update(100, 0, 2, 3)]).stale, 1, "same time, lower serial");
+        store.apply(c, "PC", &[update(100, 5, 2, 2)]);
+        let (_, row) = store.client(c).unwrap();
+        assert_eq!(
+            row[2],
+            UpdateState { time: 100, changed: 100, serial: 5, state: 2 },
+            "same state: no change"
+        );
+        // Serials past u32 saturate: they still win over smaller ones at the same time.
+        let big = Guid(43);
+        store.apply(big, "PC", &[update(100, u64::MAX, 1, 1), update(100, 7, 1, 2)]);
+        assert_eq!(store.client(big).unwrap().1[1].state, 1);
+        store.apply(c, "PC", &[update(200, 6, 2, 3)]);
+        let (client, row) = store.client(c).unwrap();
+        assert_eq!(row[2], UpdateState { time: 200, changed: 200, serial: 6, state: 3 });
+        assert!(!row[0].is_known());
+        assert_eq!((client.serials.first(), client.serials.last()), (Some(0), Some(9)));
+        assert_eq!(client.last_seen, 200);
+    }
+
+    #[test]
+    fn scan_state_and_other_topics() {
+        let store = Store::new(0, 4);
+        let c = Guid(7);
+        let scan =
+            |t, s, st| Record { time: t, serial: s, target: Target::Scan { state: st, content_version: 38 } };
+        store.apply(c, "PC", &[scan(10, 1, 2), scan(20, 2, 3), scan(15, 3, 5)]);
+        assert_eq!(store.client(c).unwrap().0.scan.map(|s| s.state), Some(3));
+        let done = store.apply(c, "PC", &[Record { time: 30, serial: 4, target: Target::Other }]);
+        assert_eq!(done, Applied::default());
+        assert_eq!(store.client(c).unwrap().0.serials.last(), Some(4));
+    }
+
+    #[test]
+    fn rows_widen_when_the_catalog_grows() {
+        let store = Store::new(1, 2);
+        store.apply(Guid(1), "A", &[update(1, 1, 0, 1), update(1, 2, 1, 2)]);
+        store.apply(Guid(2), "B", &[update(1, 1, 1, 3)]);
+        store.apply(Guid(1), "A", &[update(2, 3, 200, 2)]);
+        let (_, a) = store.client(Guid(1)).unwrap();
+        assert_eq!((a[0].state, a[1].state, a[200].state), (1, 2, 2));
+        assert_eq!(store.client(Guid(2)).unwrap().1[1].state, 3, "other clients keep their states");
+    }
+
+    #[test]
+    fn at_most_thirty_two_bytes_per_state() {
+        let store = Store::new(4, 200);
+        let records: Vec<Record> = (0..200).map(|i| update(1, i, i as u32, 2)).collect();
+        for c in 0..5_000u128 {
+            store.apply(Guid(c * 0x1_0000_0001), "PC", &records);
+        }
+        assert_eq!(store.clients(), 5_000);
+        let per_state = store.state_bytes() as f64 / (5_000.0 * 200.0);
+        assert!(per_state <= 32.0, "{per_state} bytes per state, growth slack included");
+    }
+
+    type Snapshot = Vec<(Client, Vec<UpdateState>)>;
+
+    fn snapshot(store: &Store) -> Snapshot {
+        let mut all = Vec::new();
+        store.for_each(|c, row| all.push((c.clone(), row.to_vec())));
+        all.sort_by_key(|(c, _)| c.id);
+        all
+    }
+
+    proptest! {
+        /// Shuffled (each update's records kept in order), duplicated and split into other batches:
+        /// the same store as in-order delivery, change times included. Fully shuffled: the same
+        /// but for change times.
+        #[test]
+        fn delivery_order_and_duplicates_do_not_matter(
+            records in prop::collection::vec((0u128..4, 0u32..6, 0i64..50, 0u8..4), 1..120),
+            seed: u64,
+        ) {
+            // In order: by time, serial = position.
+            let mut ordered: Vec<(Guid, Record)> = records.iter().enumerate()
+                .map(|(i, &(c, u, t, s))| (Guid(c), update(t * 1000, i as u64, u, s)))
+                .collect();
+            ordered.sort_by_key(|(_, r)| (r.time, r.serial));
+            let in_order = Store::new(2, 6);
+            for (c, r) in &ordered {
+                in_order.apply(*c, "PC", std::slice::from_ref(r));
+            }
+            let mut x = seed | 1;
+            let mut next = |n: usize| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; (x % n as u64) as usize };
+            // Interleave keeping each (client, update)'s order, with duplicates.
+            let mut queues: Vec<Vec<(Guid, Record)>> = Vec::new();
+            for (c, r) in &ordered {
+                let key = |q: &Vec<(Guid, Record)>| q[0].0 == *c && q[0].1.target == r.target
+                    || matches!((q[0].1.target, r.target), (Target::Update { index: a, .. }, Target::Update { index: b, .. }) if a == b && q[0].0 == *c);
+                match queues.iter_mut().find(|q| key(q)) {
+                    Some(q) => q.push((*c, *r)),
+                    None => queues.push(vec![(*c, *r)]),
+                }
+            }
+            let mut interleaved = Vec::new();
+            while !queues.is_empty() {
+                let q = next(queues.len());
+                let item = queues[q].remove(0);
+                interleaved.push(item);
+                if next(4) == 0 { interleaved.push(item); }
+                if queues[q].is_empty() { queues.swap_remove(q); }
+            }
+            let batched = Store::new(2, 6);
+            let mut i = 0;
+            while i < interleaved.len() {
+                // A batch is one client's consecutive records, as in one Report.
+                let c = interleaved[i].0;
+                let len = interleaved[i..].iter().take_while(|(k, _)| *k == c).count().min(1 + next(5));
+                let batch: Vec<Record> = interleaved[i..i + len].iter().map(|(_, r)| *r).collect();
+                batched.apply(c, "PC", &batch);
+                i += len;
+            }
+            prop_assert_eq!(snapshot(&in_order), snapshot(&batched));
+
+            // Fully shuffled: all but change times agree.
+            let mut shuffled = ordered.clone();
+            for i in (1..shuffled.len()).rev() { let j = next(i + 1); shuffled.swap(i, j); }
+            let any = Store::new(2, 6);
+            for (c, r) in &shuffled { any.apply(*c, "PC", std::slice::from_ref(r)); }
+            let strip = |s: Snapshot| {
+                s.into_iter()
+                    .map(|(c, row)| (c, row.into_iter().map(|u| (u.time, u.serial, u.state)).collect::<Vec<_>>()))
+                    .collect::<Vec<_>>()
+            };
+            prop_assert_eq!(strip(snapshot(&in_order)), strip(snapshot(&any)));
+        }
+    }
+}
