@@ -1,0 +1,169 @@
+//! One Report into the store: scan it, resolve each valid record against the catalog, and apply
+//! the Report's records under one lock, only once the whole Report scanned well (a bad file
+//! applies nothing).
+
+use std::collections::HashMap;
+
+use protocol::Guid;
+use protocol::report::{self, ReportHeader, ReportSink, ScanError, StateMessage};
+use protocol::statenames::{TOPIC_SCAN, TOPIC_UPDATE_DETECTION};
+
+use super::store::{Applied, Record, Store, Target};
+use crate::site::Catalog;
+
+/// Update ID → dense catalog index.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateIndex(HashMap<Guid, u32>);
+
+impl UpdateIndex {
+    pub fn new(catalog: &Catalog) -> UpdateIndex {
+        UpdateIndex(catalog.updates().iter().enumerate().map(|(i, u)| (u.id, i as u32)).collect())
+    }
+
+    pub fn get(&self, id: Guid) -> Option<u32> {
+        self.0.get(&id).copied()
+    }
+}
+
+/// What processing one Report did, for StateSys's counters and batch log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Processed {
+    /// Records in the Report.
+    pub records: u64,
+    /// Records that could not be used: unusable fields, or a Report without a client ID.
+    pub invalid: u64,
+    /// Valid 500 records for updates the catalog does not have (counted, not stored).
+    pub unknown_updates: u64,
+    pub applied: Applied,
+}
+
+impl std::ops::AddAssign for Processed {
+    fn add_assign(&mut self, o: Processed) {
+        self.records += o.records;
+        self.invalid += o.invalid;
+        self.unknown_updates += o.unknown_updates;
+        self.applied += o.applied;
+    }
+}
+
+struct Resolve<'i, 'r> {
+    index: &'i UpdateIndex,
+    records: &'r mut Vec<Record>,
+    client: Option<Guid>,
+    netbios: String,
+    invalid: u64,
+    unknown: u64,
+}
+
+impl<'a> ReportSink<'a> for Resolve<'_, '_> {
+    fn on_header(&mut self, h: &ReportHeader<'a>) {
+        self.client = h.client;
+        self.netbios = h.netbios_name.as_deref().unwrap_or_default().trim().to_owned();
+    }
+
+    fn on_state_message(&mut self, m: &StateMessage<'a>) {
+        if !m.is_valid() {
+            self.invalid += 1;
+            return;
+        }
+        let target = match m.topic_type {
+            TOPIC_UPDATE_DETECTION => match self.index.get(m.topic_id) {
+                Some(index) => Target::Update { index, state: m.state as u8 },
+                None => {
+                    self.unknown += 1;
+                    return;
+                }
+            },
+            TOPIC_SCAN => Target::Scan {
+                state: m.state as u8,
+                content_version: m.params.get(0).and_then(|p| p.trim().parse().ok()).unwrap_or(0),
+            },
+            _ => Target::Other,
+        };
+        self.records.push(Record { time: m.time.0, serial: m.serial, target });
+    }
+}
+
+/// Scans `report` and applies it. `scratch` is reused between Reports (no allocation per
+/// record). A malformed Report returns the scan error and applies nothing.
+pub fn process_report(
+    store: &Store,
+    index: &UpdateIndex,
+    report: &[u8],
+    scratch: &mut Vec<Record>,
+) -> Result<Processed, ScanError> {
+    scratch.clear();
+    let mut sink =
+        Resolve { index, records: scratch, client: None, netbios: String::new(), invalid: 0, unknown: 0 };
+    let summary = report::scan(report, &mut sink)?;
+    let (client, netbios, invalid, unknown) = (sink.client, sink.netbios, sink.invalid, sink.unknown);
+    let Some(client) = client else {
+        // Without a client ID no record can be attributed.
+        return Ok(Processed { records: summary.records, invalid: summary.records, ..Processed::default() });
+    };
+    let applied = store.apply(client, &netbios, scratch);
+    Ok(Processed { records: summary.records, invalid, unknown_updates: unknown, applied })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site::Site;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/../../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// A catalog holding the fixtures' two update IDs at indexes 0 and 1.
+    fn index() -> UpdateIndex {
+        let mut index = UpdateIndex::new(&Site::default_site().catalog);
+        index.0.insert("505fda07-b4f3-45fb-83d9-8642554e2773".parse().unwrap(), 0);
+        index.0.insert("4ae85c00-0eaa-4be0-b81b-dbd7053d5fae".parse().unwrap(), 1);
+        index
+    }
+
+    #[test]
+    fn fixtures_apply_as_their_readme_says() {
+        let store = Store::new(2, 200);
+        let index = index();
+        let mut scratch = Vec::new();
+        let three =
+            process_report(&store, &index, &fixture("report-three-messages.xml"), &mut scratch).unwrap();
+        assert_eq!((three.records, three.invalid, three.applied.applied), (3, 0, 3));
+        let client: Guid = "A1006D0E-CF56-41D1-A006-6330EFC39381".parse().unwrap();
+        let (c, row) = store.client(client).unwrap();
+        assert_eq!((row[0].state, row[1].state), (2, 3), "505fda07 required, 4ae85c00 installed");
+        assert_eq!(c.scan.map(|s| (s.state, s.content_version)), Some((2, 38)));
+        assert_eq!(c.netbios_name, "PS1WIN7X64");
+
+        let bad = process_report(&store, &index, &fixture("report-bad-records.xml"), &mut scratch).unwrap();
+        assert_eq!((bad.records, bad.invalid, bad.applied.applied), (4, 3, 1));
+        let other: Guid = "B2006D0E-CF56-41D1-A006-6330EFC39382".parse().unwrap();
+        assert_eq!(store.client(other).unwrap().1[0].state, 3, "505fda07 installed for B2006D0E");
+
+        let clients = store.clients();
+        assert!(process_report(&store, &index, &fixture("report-truncated.xml"), &mut scratch).is_err());
+        assert_eq!(store.clients(), clients, "a bad file applies nothing");
+
+        // Replaying a file changes nothing.
+        let again =
+            process_report(&store, &index, &fixture("report-three-messages.xml"), &mut scratch).unwrap();
+        assert_eq!((again.applied.applied, again.applied.stale), (0, 3));
+    }
+
+    #[test]
+    fn unknown_updates_and_reports_without_a_client() {
+        let store = Store::new(0, 200);
+        let index = UpdateIndex::new(&Site::default_site().catalog);
+        let mut scratch = Vec::new();
+        let p = process_report(&store, &index, &fixture("report-one-message.xml"), &mut scratch).unwrap();
+        assert_eq!((p.records, p.unknown_updates, p.applied.applied), (1, 1, 0));
+        let anonymous = String::from_utf8(fixture("report-one-message.xml")).unwrap().replace(
+            "<ClientID>GUID: A1006D0E-CF56-41D1-A006-6330EFC39381</ClientID>",
+            "<ClientID>not an id</ClientID>",
+        );
+        let p = process_report(&store, &index, anonymous.as_bytes(), &mut scratch).unwrap();
+        assert_eq!((p.records, p.invalid), (1, 1));
+    }
+}
