@@ -77,6 +77,14 @@ impl Serials {
     pub fn missing(&self) -> &[(u64, u64)] {
         &self.missing
     }
+
+    /// Rebuilds a tracker from its parts (a checkpoint); `None` if they are not consistent.
+    pub fn from_parts(span: Option<(u64, u64)>, missing: Vec<(u64, u64)>) -> Option<Serials> {
+        let inside = |&(a, b): &(u64, u64)| span.is_some_and(|(lo, hi)| lo < a && a <= b && b < hi);
+        let ordered = missing.windows(2).all(|w| w[0].1 < w[1].0);
+        (missing.iter().all(inside) && ordered && missing.len() <= MAX_GAPS)
+            .then_some(Serials { span, missing })
+    }
 }
 
 #[cfg(test)]

@@ -254,6 +254,26 @@ impl Store {
         }
     }
 
+    /// Catalog entries per client row (the widest shard's).
+    pub fn stride(&self) -> usize {
+        self.shards.iter().map(|m| lock(m).stride).max().unwrap_or(0)
+    }
+
+    /// Puts back a client as a checkpoint recorded it (replacing any client with the same ID).
+    pub fn restore(&self, client: Client, row: &[UpdateState]) {
+        let mut shard = lock(self.shard(client.id));
+        let id = client.id;
+        let slot = shard.slot(id, "");
+        if row.len() > shard.stride {
+            shard.widen(row.len() - 1);
+        }
+        let stride = shard.stride;
+        let dest = &mut shard.rows[slot * stride..(slot + 1) * stride];
+        dest[..row.len()].copy_from_slice(row);
+        dest[row.len()..].fill(UpdateState::EMPTY);
+        shard.clients[slot] = client;
+    }
+
     pub fn clients(&self) -> usize {
         self.shards.iter().map(|m| lock(m).clients.len()).sum()
     }

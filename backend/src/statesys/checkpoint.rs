@@ -1,0 +1,269 @@
+//! The store's durable form: one file, written whole to a temporary name, synced, and renamed
+//! over the previous checkpoint (then the directory synced), so a crash leaves either the old
+//! checkpoint or the new one, never a mix. A CRC-32 over the file catches a damaged one.
+//!
+//! ```text
+//! "SUMSTORM-STORE/1\n" | stride: u32 | clients: u64
+//! per client: id u128 | name len u16 + bytes | last_seen i64 | scan: flag u8 (+ time i64,
+//!   serial u64, state u8, content_version u32) | serials: flag u8 (+ lo u64, hi u64) |
+//!   gaps u16 + (u64, u64)* | stride × (time i64, changed i64, serial u32, state u8)
+//! crc32 of everything before: u32
+//! ```
+//! All integers little-endian.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use protocol::Guid;
+
+use super::serials::Serials;
+use super::store::{Client, ScanState, Store, UpdateState};
+
+const MAGIC: &[u8] = b"SUMSTORM-STORE/1\n";
+
+/// Writes `store` to `path` atomically.
+pub fn save(store: &Store, path: &Path) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut out = Crc(BufWriter::with_capacity(1 << 20, File::create(&tmp)?), crc32fast::Hasher::new());
+    out.put(MAGIC)?;
+    let stride = store.stride();
+    out.put(&(stride as u32).to_le_bytes())?;
+    out.put(&(store.clients() as u64).to_le_bytes())?;
+    let mut result = Ok(());
+    store.for_each(|c, row| {
+        if result.is_ok() {
+            result = write_client(&mut out, c, row, stride);
+        }
+    });
+    result?;
+    let crc = out.1.clone().finalize();
+    let Crc(mut file, _) = out;
+    file.write_all(&crc.to_le_bytes())?;
+    let file = file.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// A writer that checksums what passes through it.
+struct Crc<W>(W, crc32fast::Hasher);
+
+impl<W: Write> Crc<W> {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.1.update(bytes);
+        self.0.write_all(bytes)
+    }
+}
+
+fn write_client<W: Write>(
+    out: &mut Crc<W>,
+    c: &Client,
+    row: &[UpdateState],
+    stride: usize,
+) -> io::Result<()> {
+    out.put(&c.id.0.to_le_bytes())?;
+    let name = &c.netbios_name.as_bytes()[..c.netbios_name.len().min(u16::MAX as usize)];
+    out.put(&(name.len() as u16).to_le_bytes())?;
+    out.put(name)?;
+    out.put(&c.last_seen.to_le_bytes())?;
+    match c.scan {
+        None => out.put(&[0])?,
+        Some(s) => {
+            out.put(&[1])?;
+            out.put(&s.time.to_le_bytes())?;
+            out.put(&s.serial.to_le_bytes())?;
+            out.put(&[s.state])?;
+            out.put(&s.content_version.to_le_bytes())?;
+        }
+    }
+    match (c.serials.first(), c.serials.last()) {
+        (Some(lo), Some(hi)) => {
+            out.put(&[1])?;
+            out.put(&lo.to_le_bytes())?;
+            out.put(&hi.to_le_bytes())?;
+        }
+        _ => out.put(&[0])?,
+    }
+    out.put(&(c.serials.missing().len() as u16).to_le_bytes())?;
+    for &(a, b) in c.serials.missing() {
+        out.put(&a.to_le_bytes())?;
+        out.put(&b.to_le_bytes())?;
+    }
+    let mut buf = Vec::with_capacity(stride * 21);
+    for i in 0..stride {
+        let u = row.get(i).copied().unwrap_or(UpdateState::EMPTY);
+        buf.extend_from_slice(&u.time.to_le_bytes());
+        buf.extend_from_slice(&u.changed.to_le_bytes());
+        buf.extend_from_slice(&u.serial.to_le_bytes());
+        buf.push(u.state);
+    }
+    out.put(&buf)
+}
+
+/// Why a checkpoint could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading the checkpoint: {0}")]
+    Io(#[from] io::Error),
+    #[error("the checkpoint is damaged: {0}")]
+    Damaged(&'static str),
+}
+
+struct Reader<'b> {
+    b: &'b [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], LoadError> {
+        let bytes = self.b.get(self.at..self.at + N).ok_or(LoadError::Damaged("truncated"))?;
+        self.at += N;
+        Ok(bytes.try_into().unwrap_or([0; N]))
+    }
+    fn u8(&mut self) -> Result<u8, LoadError> {
+        Ok(self.take::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, LoadError> {
+        Ok(u16::from_le_bytes(self.take()?))
+    }
+    fn u32(&mut self) -> Result<u32, LoadError> {
+        Ok(u32::from_le_bytes(self.take()?))
+    }
+    fn u64(&mut self) -> Result<u64, LoadError> {
+        Ok(u64::from_le_bytes(self.take()?))
+    }
+    fn i64(&mut self) -> Result<i64, LoadError> {
+        Ok(i64::from_le_bytes(self.take()?))
+    }
+}
+
+/// Loads a checkpoint into a new store of `2^shard_bits` shards.
+pub fn load(path: &Path, shard_bits: u32) -> Result<Store, LoadError> {
+    let bytes = fs::read(path)?;
+    let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
+        return Err(LoadError::Damaged("truncated"));
+    };
+    if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
+        return Err(LoadError::Damaged("checksum mismatch"));
+    }
+    let mut r = Reader { b: body, at: 0 };
+    if !body.starts_with(MAGIC) {
+        return Err(LoadError::Damaged("not a store checkpoint"));
+    }
+    r.at = MAGIC.len();
+    let stride = r.u32()? as usize;
+    let count = r.u64()?;
+    let store = Store::new(shard_bits, stride);
+    let mut row = vec![UpdateState::EMPTY; stride];
+    for _ in 0..count {
+        let id = Guid(u128::from_le_bytes(r.take()?));
+        let len = r.u16()? as usize;
+        let name = body.get(r.at..r.at + len).ok_or(LoadError::Damaged("truncated"))?;
+        r.at += len;
+        let netbios_name = String::from_utf8(name.to_vec()).map_err(|_| LoadError::Damaged("client name"))?;
+        let last_seen = r.i64()?;
+        let scan = match r.u8()? {
+            0 => None,
+            _ => Some(ScanState {
+                time: r.i64()?,
+                serial: r.u64()?,
+                state: r.u8()?,
+                content_version: r.u32()?,
+            }),
+        };
+        let span = match r.u8()? {
+            0 => None,
+            _ => Some((r.u64()?, r.u64()?)),
+        };
+        let gaps = (0..r.u16()?).map(|_| Ok((r.u64()?, r.u64()?))).collect::<Result<Vec<_>, LoadError>>()?;
+        let serials = Serials::from_parts(span, gaps).ok_or(LoadError::Damaged("serial ranges"))?;
+        for u in row.iter_mut() {
+            *u = UpdateState { time: r.i64()?, changed: r.i64()?, serial: r.u32()?, state: r.u8()? };
+        }
+        store.restore(Client { id, netbios_name, scan, serials, last_seen }, &row);
+    }
+    if r.at != body.len() {
+        return Err(LoadError::Damaged("trailing bytes"));
+    }
+    Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::statesys::store::{Record, Target};
+
+    /// Every client with its known states; rows compared without trailing empty entries (shards
+    /// widen independently, a checkpoint writes the widest stride).
+    fn snapshot(store: &Store) -> Vec<(Client, Vec<UpdateState>)> {
+        let mut all = Vec::new();
+        store.for_each(|c, row| {
+            let known = row.iter().rposition(UpdateState::is_known).map_or(0, |i| i + 1);
+            all.push((c.clone(), row[..known].to_vec()));
+        });
+        all.sort_by_key(|(c, _)| c.id);
+        all
+    }
+
+    fn populated() -> Store {
+        let store = Store::new(3, 8);
+        for c in 0..50u128 {
+            let records: Vec<Record> = (0..20u64)
+                .map(|k| Record {
+                    time: 1_000 * k as i64 + c as i64,
+                    serial: 100 + k * (1 + c as u64 % 3),
+                    target: match k % 5 {
+                        0 => Target::Scan { state: 2 + (k % 2) as u8, content_version: 38 },
+                        4 => Target::Other,
+                        _ => Target::Update {
+                            index: (k % 8) as u32 + if c == 7 { 10 } else { 0 },
+                            state: (k % 4) as u8,
+                        },
+                    },
+                })
+                .collect();
+            store.apply(Guid(c * 0x1234_5678_9ABC), &format!("PC{c}"), &records);
+        }
+        store
+    }
+
+    #[test]
+    fn a_checkpoint_loads_back_the_same_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("store.ckpt");
+        let store = populated();
+        save(&store, &path).unwrap();
+        assert!(!path.with_extension("tmp").exists());
+        let loaded = load(&path, 1).unwrap();
+        let (a, b) = (snapshot(&loaded), snapshot(&store));
+        assert_eq!(a.len(), 50);
+        assert!(a == b, "the loaded store differs from the saved one");
+        assert!(b.iter().any(|(_, row)| row.len() > 8), "a widened row is covered");
+        // And it keeps working: a newer record still applies, a replay still does not.
+        let c = Guid(3 * 0x1234_5678_9ABC);
+        let r = Record { time: 1 << 40, serial: 1 << 20, target: Target::Update { index: 1, state: 3 } };
+        assert_eq!(loaded.apply(c, "PC3", &[r]).applied, 1);
+        assert_eq!(loaded.apply(c, "PC3", &[r]).stale, 1);
+    }
+
+    #[test]
+    fn damage_is_detected_not_loaded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("store.ckpt");
+        save(&populated(), &path).unwrap();
+        let good = fs::read(&path).unwrap();
+        for at in [0, MAGIC.len() + 2, good.len() / 2, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x40;
+            fs::write(&path, &bad).unwrap();
+            assert!(matches!(load(&path, 1), Err(LoadError::Damaged(_))), "flip at {at}");
+        }
+        fs::write(&path, &good[..good.len() - 9]).unwrap();
+        assert!(matches!(load(&path, 1), Err(LoadError::Damaged(_))));
+        assert!(matches!(load(&tmp.path().join("missing"), 1), Err(LoadError::Io(_))));
+    }
+}
