@@ -3,12 +3,15 @@
 //! - [`checkpoint`]: the store's durable form, written atomically and checksummed.
 //! - [`process`]: one Report into the store (scan, resolve against the catalog, apply).
 //! - [`store`]: the sharded state store and the apply rule.
+//! - [`worker`]: the file loop: inboxes in name order, bad files to `corrupt/`, batch log lines,
+//!   checkpoint then delete, crash recovery.
 //! - [`serials`]: per-client serial numbers seen and the gaps between them.
 //!
-//! Still to come (issue 3): reading the inboxes in name order, processing threads, when to
-//! checkpoint and delete processed files, the per-batch log lines.
+//! Still to come (issue 3): the processing threads that drive [`worker`] (notification plus
+//! polling, the pause, when to checkpoint), and the site API over the store.
 
 pub mod checkpoint;
 pub mod process;
 pub mod serials;
 pub mod store;
+pub mod worker;

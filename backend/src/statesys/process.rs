@@ -23,6 +23,11 @@ impl UpdateIndex {
     pub fn get(&self, id: Guid) -> Option<u32> {
         self.0.get(&id).copied()
     }
+
+    /// Adds or moves an update (tests, and catalogs built by hand).
+    pub fn insert(&mut self, id: Guid, index: u32) {
+        self.0.insert(id, index);
+    }
 }
 
 /// What processing one Report did, for StateSys's counters and batch log lines.
@@ -118,8 +123,8 @@ mod tests {
     /// A catalog holding the fixtures' two update IDs at indexes 0 and 1.
     fn index() -> UpdateIndex {
         let mut index = UpdateIndex::new(&Site::default_site().catalog);
-        index.0.insert("505fda07-b4f3-45fb-83d9-8642554e2773".parse().unwrap(), 0);
-        index.0.insert("4ae85c00-0eaa-4be0-b81b-dbd7053d5fae".parse().unwrap(), 1);
+        index.insert("505fda07-b4f3-45fb-83d9-8642554e2773".parse().unwrap(), 0);
+        index.insert("4ae85c00-0eaa-4be0-b81b-dbd7053d5fae".parse().unwrap(), 1);
         index
     }
 
