@@ -23,5 +23,6 @@ pub mod clock;
 pub mod inbox;
 pub mod logs;
 pub mod mp;
+pub mod server;
 pub mod site;
 pub mod statesys;

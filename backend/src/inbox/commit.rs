@@ -5,9 +5,9 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -82,9 +82,10 @@ struct Entry {
 
 /// The writer thread and the way to it.
 pub struct GroupCommit {
-    /// `None` once shutting down; dropping it lets the thread drain, seal and exit.
-    tx: Option<SyncSender<Entry>>,
-    thread: Option<JoinHandle<()>>,
+    /// `None` once shut down; dropping the sender lets the thread drain, seal and exit. Read-locked
+    /// per submit (uncontended), write-locked once at shutdown.
+    tx: RwLock<Option<SyncSender<Entry>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<CommitStats>,
 }
 
@@ -109,12 +110,13 @@ impl GroupCommit {
             on_sealed,
         };
         let thread = std::thread::Builder::new().name("inbox-commit".into()).spawn(move || writer.run(rx))?;
-        Ok(GroupCommit { tx: Some(tx), thread: Some(thread), stats })
+        Ok(GroupCommit { tx: RwLock::new(Some(tx)), thread: Mutex::new(Some(thread)), stats })
     }
 
     /// Queues a Report; `ack` is called once it is durable (or failed). Never blocks.
     pub fn submit(&self, report: Vec<u8>, ack: Ack) -> Result<(), Busy> {
-        let Some(tx) = &self.tx else {
+        let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = guard.as_ref() else {
             ack(Err(CommitError::Closed));
             return Ok(());
         };
@@ -132,14 +134,12 @@ impl GroupCommit {
         &self.stats
     }
 
-    /// Stops accepting, commits what is queued, seals the open segment and waits for the thread.
-    pub fn shutdown(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        self.tx = None;
-        if let Some(thread) = self.thread.take() {
+    /// Stops accepting (later submits are acked `Closed`), commits what is queued, seals the open
+    /// segment and waits for the thread. Idempotent.
+    pub fn shutdown(&self) {
+        self.tx.write().unwrap_or_else(|p| p.into_inner()).take();
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
             let _ = thread.join();
         }
     }
@@ -147,7 +147,7 @@ impl GroupCommit {
 
 impl Drop for GroupCommit {
     fn drop(&mut self) {
-        self.stop();
+        self.shutdown();
     }
 }
 

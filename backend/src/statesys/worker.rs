@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::checkpoint;
 use super::process::{Processed, UpdateIndex, process_report};
@@ -56,6 +57,10 @@ impl Paths {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Batch {
     pub files: u64,
+    /// Reports taken out of the files (one per plain file, many per segment).
+    pub reports: u64,
+    /// Of those, the ones from segments: what the relay wrote.
+    pub relayed: u64,
     pub bad_files: u64,
     pub processed: Processed,
 }
@@ -64,7 +69,7 @@ pub struct Batch {
 #[derive(Debug)]
 pub struct Worker {
     paths: Paths,
-    store: Store,
+    store: Arc<Store>,
     index: UpdateIndex,
     log: ComponentLog,
     /// Files applied but not yet covered by a checkpoint: skipped when listing, deleted after.
@@ -101,7 +106,7 @@ impl Worker {
         }
         let mut worker = Worker {
             paths,
-            store,
+            store: Arc::new(store),
             index,
             log,
             applied: HashSet::new(),
@@ -115,6 +120,8 @@ impl Worker {
                 break;
             }
             recovered.files += batch.files;
+            recovered.reports += batch.reports;
+            recovered.relayed += batch.relayed;
             recovered.bad_files += batch.bad_files;
             recovered.processed += batch.processed;
         }
@@ -124,6 +131,11 @@ impl Worker {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The store, to share with readers (the site API, summarizers).
+    pub fn store_handle(&self) -> Arc<Store> {
+        Arc::clone(&self.store)
     }
 
     /// Replaces the catalog index after a sync.
@@ -164,8 +176,12 @@ impl Worker {
         self.log.info(&format!("total chucks loaded ({})", chunk.len().div_ceil(64)));
         let mut batch = Batch::default();
         for path in chunk {
-            let (processed, bad) = self.process_file(&path)?;
+            let (processed, reports, segment, bad) = self.process_file(&path)?;
             batch.files += 1;
+            batch.reports += reports;
+            if segment {
+                batch.relayed += reports;
+            }
             batch.processed += processed;
             if bad {
                 batch.bad_files += 1;
@@ -186,25 +202,27 @@ impl Worker {
         Ok(batch)
     }
 
-    /// Applies a file's Reports; returns what they did and whether the file is bad.
-    fn process_file(&mut self, path: &Path) -> io::Result<(Processed, bool)> {
+    /// Applies a file's Reports; returns what they did, how many there were, whether the file is
+    /// a segment, and whether it is bad.
+    fn process_file(&mut self, path: &Path) -> io::Result<(Processed, u64, bool, bool)> {
         let bytes = fs::read(path)?;
         let mut total = Processed::default();
         if !segment::is_segment(&bytes) {
             return Ok(match process_report(&self.store, &self.index, &bytes, &mut self.scratch) {
-                Ok(p) => (p, false),
-                Err(_) => (total, true),
+                Ok(p) => (p, 1, false, false),
+                Err(_) => (total, 1, false, true),
             });
         }
-        let mut bad = false;
+        let (mut reports, mut bad) = (0, false);
         for report in segment::records(&bytes) {
+            reports += 1;
             match report.map(|r| process_report(&self.store, &self.index, r, &mut self.scratch)) {
                 Ok(Ok(p)) => total += p,
                 // The relay checked every Report; one that does not scan now was damaged on disk.
                 Ok(Err(_)) | Err(_) => bad = true,
             }
         }
-        Ok((total, bad))
+        Ok((total, reports, true, bad))
     }
 
     /// Writes the store durably, then deletes the files it covers.
@@ -280,7 +298,7 @@ mod tests {
         seg.seal().unwrap();
 
         let batch = w.run_batch().unwrap();
-        assert_eq!((batch.files, batch.bad_files), (3, 1));
+        assert_eq!((batch.files, batch.reports, batch.bad_files), (3, 3, 1));
         assert_eq!((batch.processed.records, batch.processed.invalid), (7, 3));
         assert!(tmp.path().join("inboxes/auth/statesys.box/corrupt/TRUNCATD.SMX").exists());
         assert_eq!(w.run_batch().unwrap(), Batch::default(), "applied files are not taken twice");

@@ -1,0 +1,348 @@
+//! The backend process: the MP's HTTP side and the site's threads around the components.
+//!
+//! ```text
+//! TcpListener ─► accept (connection cap) ─► hyper http1 (header timeout) ─► routes::handle
+//!   CCM_POST ─► envelope::decode_request ─► mp::dispatch ─► reply │ relay ─► GroupCommit ─► ack
+//!   GroupCommit seals a segment ─► notify ─► StateSys thread ─► Worker::run_batch ─► Store
+//!   StateSys thread ─► Worker::checkpoint every `checkpoint_every` ─► processed files deleted
+//! ```
+//! [`run`] is the whole process as a library function: tests call it on `127.0.0.1:0`.
+
+mod routes;
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use protocol::{Guid, Timestamp};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::clock::SiteClock;
+use crate::inbox::commit::{CommitConfig, GroupCommit};
+use crate::logs::{ComponentLog, Format};
+use crate::mp::MpIdentity;
+use crate::site::Site;
+use crate::site::chain::ChainLogs;
+use crate::statesys::process::UpdateIndex;
+use crate::statesys::store::Store;
+use crate::statesys::worker::{Batch, Paths, Worker};
+
+/// Bounds on what clients may send and how much may wait.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Request bodies larger than this get 413.
+    pub max_body: usize,
+    /// A CCM body may inflate to at most this many bytes.
+    pub max_inflated: usize,
+    /// Connections open at once; past this, new ones get 503 and are closed.
+    pub max_connections: usize,
+    /// Time allowed for a request's headers.
+    pub header_timeout: Duration,
+    /// Time allowed for a request's body.
+    pub body_timeout: Duration,
+    /// Inbox files waiting for StateSys past which the relay answers 503 with `Retry-After`.
+    pub high_water_files: usize,
+    pub retry_after_secs: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: 8 << 20,
+            max_inflated: 32 << 20,
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            high_water_files: 20_000,
+            retry_after_secs: 5,
+        }
+    }
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub site: Site,
+    /// Site seconds per real second.
+    pub time_scale: f64,
+    pub limits: Limits,
+    /// Admin calls (`sync`, `summarize`, `drain`) from other than loopback need this token.
+    pub admin_token: Option<String>,
+    /// StateSys checkpoints at most this often (real time) when it has applied files.
+    pub checkpoint_every: Duration,
+    /// StateSys looks at its inboxes at least this often (real time), notifications aside.
+    pub poll_every: Duration,
+}
+
+impl Config {
+    pub fn new(data_dir: PathBuf) -> Config {
+        Config {
+            data_dir,
+            site: Site::default_site(),
+            time_scale: 1.0,
+            limits: Limits::default(),
+            admin_token: None,
+            checkpoint_every: Duration::from_secs(5),
+            poll_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Counters the status API and metrics read; written with relaxed atomics by whoever counts.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub requests: AtomicU64,
+    pub bad_requests: AtomicU64,
+    pub busy: AtomicU64,
+    /// Relayed Reports acknowledged (durable) and the state messages in them.
+    pub reports_accepted: AtomicU64,
+    pub messages_accepted: AtomicU64,
+    /// What StateSys has taken out of inbox files; `reports_relayed` counts those from the
+    /// relay's segments, which drain compares with `reports_accepted`.
+    pub reports_processed: AtomicU64,
+    pub reports_relayed: AtomicU64,
+    pub records_processed: AtomicU64,
+    pub invalid_records: AtomicU64,
+    pub files_processed: AtomicU64,
+    pub bad_files: AtomicU64,
+    pub files_waiting: AtomicU64,
+    pub checkpoints: AtomicU64,
+}
+
+/// What every request handler shares.
+pub(crate) struct Shared {
+    /// The site: read by every MP request, written by syncs (rare, short).
+    pub site: RwLock<Site>,
+    /// Bumped on every sync, so StateSys knows to take the new catalog index.
+    pub site_version: AtomicU64,
+    pub mp: MpIdentity,
+    pub clock: SiteClock,
+    pub limits: Limits,
+    pub admin_token: Option<String>,
+    pub commit: GroupCommit,
+    pub store: Arc<Store>,
+    pub stats: Stats,
+    pub chain: ChainLogs,
+    pub relay_log: ComponentLog,
+    pub policypv_box: PathBuf,
+    pub started: Instant,
+    /// Message IDs for replies: unique per process.
+    pub next_id: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn reply_id(&self) -> Guid {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let t = self.clock.now().0 as u128;
+        Guid((t << 64 | u128::from(n)) ^ 0x5EED_0000_0000_0000_0000_0000_0000_0000)
+    }
+}
+
+/// Runs the backend on `listener` until `shutdown` completes: stops accepting, finishes
+/// in-flight requests, seals the inbox, lets StateSys finish and checkpoint.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let local = listener.local_addr()?;
+    let data = config.data_dir.clone();
+    let logs_dir = data.join("logs");
+    let clock = SiteClock::new(now_utc(), config.time_scale);
+    let site_log =
+        |file: &str, component: &str| ComponentLog::open(&logs_dir, file, component, Format::Site, clock);
+    let mp_log =
+        |file: &str, component: &str| ComponentLog::open(&logs_dir, file, component, Format::Mp, clock);
+    let paths = Paths { statesys_box: data.join("inboxes/auth/statesys.box"), state: data.join("state") };
+    std::fs::create_dir_all(data.join("mp/outboxes/StateMsg.box"))?;
+    let policypv_box = data.join("inboxes/policypv.box");
+    std::fs::create_dir_all(&policypv_box)?;
+
+    let index = UpdateIndex::new(&config.site.catalog);
+    let updates = config.site.catalog.len();
+    let statesys_log = site_log("StateSys.log", "SMS_STATE_SYSTEM")?;
+    let open_paths = paths.clone();
+    let (worker, recovered) =
+        tokio::task::spawn_blocking(move || Worker::open(open_paths, index, updates, statesys_log))
+            .await
+            .map_err(io::Error::other)??;
+    let store = worker.store_handle();
+
+    let (notify, notified) = channel::<()>();
+    let sealed_notify = Mutex::new(notify.clone());
+    let commit = GroupCommit::start(
+        CommitConfig::new(paths.incoming()),
+        Box::new(move |_| {
+            let _ = sealed_notify.lock().map(|n| n.send(()));
+        }),
+    )?;
+    let shared = Arc::new(Shared {
+        site: RwLock::new(config.site.clone()),
+        site_version: AtomicU64::new(0),
+        mp: MpIdentity {
+            name: "SUMSTORM-MP".into(),
+            fqdn: local.ip().to_string(),
+            base_url: format!("http://{local}"),
+            version: 9128,
+        },
+        clock,
+        limits: config.limits.clone(),
+        admin_token: config.admin_token.clone(),
+        commit,
+        store,
+        stats: Stats::default(),
+        chain: ChainLogs {
+            wsyncmgr: site_log("WSyncMgr.log", "SMS_WSUS_SYNC_MANAGER")?,
+            smsdbmon: site_log("SMSDBMON.log", "SMS_DATABASE_NOTIFICATION_MONITOR")?,
+            policypv: site_log("PolicyPv.log", "SMS_POLICY_PROVIDER")?,
+        },
+        relay_log: mp_log("MP_Relay.log", "MP_RelayEndpoint")?,
+        policypv_box,
+        started: Instant::now(),
+        next_id: AtomicU64::new(1),
+    });
+    count_batch(&shared.stats, recovered);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let statesys = {
+        let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
+        let (every, poll) = (config.checkpoint_every, config.poll_every);
+        std::thread::Builder::new()
+            .name("statesys".into())
+            .spawn(move || statesys_loop(worker, notified, &shared, &stop, every, poll))?
+    };
+
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(config.limits.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    // Out of descriptors and the like: keep serving the connections we have.
+                    Err(_) => { tokio::time::sleep(Duration::from_millis(10)).await; continue; }
+                };
+                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                    shared.stats.busy.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(refuse(stream, shared.limits.retry_after_secs));
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = Arc::clone(&shared);
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(shared.limits.header_timeout)
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(
+                        TokioIo::new(stream),
+                        service_fn(move |req| routes::handle(Arc::clone(&shared), peer, req)),
+                    );
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(permit);
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    // In-flight requests finish (bounded), then the inbox and StateSys wind down.
+    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        // Seal the open segment (StateSys is notified), then let StateSys take what is left.
+        shared.commit.shutdown();
+        stop.store(true, Ordering::Release);
+        let _ = notify.send(());
+        statesys.join()
+    })
+    .await;
+    Ok(())
+}
+
+fn now_utc() -> Timestamp {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    Timestamp(micros)
+}
+
+/// Past the connection cap: a short 503 and close.
+async fn refuse(mut stream: tokio::net::TcpStream, retry_after: u32) {
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {retry_after}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let _ = stream.write_all(reply.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+fn count_batch(stats: &Stats, b: Batch) {
+    stats.files_processed.fetch_add(b.files, Ordering::Relaxed);
+    stats.bad_files.fetch_add(b.bad_files, Ordering::Relaxed);
+    stats.reports_processed.fetch_add(b.reports, Ordering::Relaxed);
+    stats.reports_relayed.fetch_add(b.relayed, Ordering::Relaxed);
+    stats.records_processed.fetch_add(b.processed.records, Ordering::Relaxed);
+    stats.invalid_records.fetch_add(b.processed.invalid, Ordering::Relaxed);
+}
+
+/// StateSys: wake on a sealed segment or the poll, process until the inboxes are empty,
+/// checkpoint when due; at shutdown, process what is left and checkpoint.
+fn statesys_loop(
+    mut worker: Worker,
+    notified: Receiver<()>,
+    shared: &Shared,
+    stop: &AtomicBool,
+    checkpoint_every: Duration,
+    poll: Duration,
+) {
+    let mut last_checkpoint = Instant::now();
+    let mut site_version = 0;
+    loop {
+        let stopping = match notified.recv_timeout(poll) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => stop.load(Ordering::Acquire),
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        let now_version = shared.site_version.load(Ordering::Acquire);
+        if now_version != site_version {
+            site_version = now_version;
+            if let Ok(site) = shared.site.read() {
+                worker.set_index(UpdateIndex::new(&site.catalog));
+            }
+        }
+        loop {
+            match worker.run_batch() {
+                Ok(b) if b.files > 0 => count_batch(&shared.stats, b),
+                Ok(_) => break,
+                Err(e) => {
+                    eprintln!("sumstorm: StateSys cannot process its inbox: {e}");
+                    break;
+                }
+            }
+        }
+        shared.stats.files_waiting.store(worker.waiting().map_or(0, |w| w.len() as u64), Ordering::Relaxed);
+        if worker.pending() > 0 && (stopping || last_checkpoint.elapsed() >= checkpoint_every) {
+            match worker.checkpoint() {
+                Ok(()) => {
+                    shared.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                    last_checkpoint = Instant::now();
+                }
+                Err(e) => eprintln!("sumstorm: StateSys cannot checkpoint: {e}"),
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! Request routing: the MP (contract §2.3) and the site API (§2.4).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request as HttpRequest, Response, StatusCode};
+use protocol::bodies::parse_policy_query;
+use protocol::envelope::{self, CONTENT_TYPE as CCM_CONTENT_TYPE, MsgHeader, NO_REPLY, Request};
+use protocol::{Guid, GuidStyle, statenames};
+use serde_json::{Value, json};
+
+use super::Shared;
+use crate::inbox::commit::{Ack, Busy};
+use crate::mp::{self, Dispatch};
+use crate::site::chain;
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Reply {
+    let mut line = body.into();
+    line.push('\n');
+    reply(status, "text/plain; charset=utf-8", line)
+}
+
+fn json_reply(status: StatusCode, value: &Value) -> Reply {
+    reply(status, "application/json", serde_json::to_vec_pretty(value).unwrap_or_default())
+}
+
+fn busy(shared: &Shared, why: &str) -> Reply {
+    shared.stats.busy.fetch_add(1, Ordering::Relaxed);
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, why);
+    r.headers_mut().insert("retry-after", HeaderValue::from(shared.limits.retry_after_secs));
+    r
+}
+
+/// One request. Never fails: every problem is an HTTP answer.
+pub(super) async fn handle(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    req: HttpRequest<Incoming>,
+) -> Result<Reply, Infallible> {
+    shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let method = req.method().clone();
+    let ccm_path = matches!(
+        path.as_str(),
+        "/ccm_system/request" | "/ccm_system_windowsauth/request" | "/ccm_system_altauth/request"
+    );
+    let answer = match (method.as_str(), path.as_str()) {
+        ("CCM_POST" | "POST", _) if ccm_path => ccm(&shared, req).await,
+        ("GET" | "HEAD", "/SMS_MP/.sms_aut") if query.eq_ignore_ascii_case("MPLIST") => {
+            reply(StatusCode::OK, "text/xml", mp::mp_list(&shared.mp).to_xml())
+        }
+        ("GET" | "HEAD", "/SMS_MP/.sms_pol") => policy_body(&shared, &query, &req),
+        ("GET", p) if p.starts_with("/wsus/") && p.ends_with("/catalog") => wsus_catalog(&shared, p, &query),
+        ("GET", "/api/v1/site") => json_reply(StatusCode::OK, &site_json(&shared)),
+        ("GET", "/api/v1/catalog") => json_reply(StatusCode::OK, &catalog_json(&shared, None)),
+        ("GET", "/api/v1/status") => json_reply(StatusCode::OK, &status_json(&shared)),
+        ("GET", "/api/v1/statenames") => json_reply(StatusCode::OK, &statenames_json()),
+        ("GET", p) if p.starts_with("/api/v1/clients/") => {
+            client_json(&shared, &p["/api/v1/clients/".len()..])
+        }
+        ("POST", "/api/v1/sync" | "/api/v1/drain") if !admin_allowed(&shared, peer, &req) => {
+            text(StatusCode::FORBIDDEN, "admin calls need a loopback peer or the configured token")
+        }
+        ("POST", "/api/v1/sync") => sync(&shared, req).await,
+        ("POST", "/api/v1/drain") => drain(&shared, &query).await,
+        ("GET", "/metrics") => reply(StatusCode::OK, "text/plain; version=0.0.4", metrics(&shared)),
+        (_, _) if ccm_path => text(StatusCode::METHOD_NOT_ALLOWED, "use CCM_POST or POST"),
+        _ => text(StatusCode::NOT_FOUND, format!("no route for {method} {path}")),
+    };
+    if answer.status() == StatusCode::BAD_REQUEST {
+        shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(answer)
+}
+
+fn admin_allowed<B>(shared: &Shared, peer: SocketAddr, req: &HttpRequest<B>) -> bool {
+    let token = req.headers().get("x-admin-token").and_then(|v| v.to_str().ok());
+    match &shared.admin_token {
+        Some(want) => token == Some(want.as_str()),
+        None => peer.ip().is_loopback(),
+    }
+}
+
+/// Reads a body within the size and time limits.
+async fn read_body(
+    shared: &Shared,
+    req: HttpRequest<Incoming>,
+) -> Result<(hyper::http::request::Parts, Bytes), Reply> {
+    let limit = shared.limits.max_body;
+    let declared =
+        req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(text(StatusCode::PAYLOAD_TOO_LARGE, format!("bodies are limited to {limit} bytes")));
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(shared.limits.body_timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(text(StatusCode::REQUEST_TIMEOUT, "the body took too long")),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(text(StatusCode::PAYLOAD_TOO_LARGE, format!("bodies are limited to {limit} bytes")))
+        }
+        Ok(Err(e)) => Err(text(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"))),
+        Ok(Ok(collected)) => Ok((parts, collected.to_bytes())),
+    }
+}
+
+/// `CCM_POST /ccm_system/request`: the faithful multipart envelope, or plain XML with
+/// `X-Target-Endpoint` for tools.
+async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> Reply {
+    let (parts, body) = match read_body(shared, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let plain = !content_type.to_ascii_lowercase().starts_with("multipart/");
+    let request = if plain {
+        let Some(endpoint) = parts.headers.get("x-target-endpoint").and_then(|v| v.to_str().ok()) else {
+            return text(StatusCode::BAD_REQUEST, "plain XML requests need an X-Target-Endpoint header");
+        };
+        let Ok(text_body) = String::from_utf8(body.to_vec()) else {
+            return text(StatusCode::BAD_REQUEST, "plain XML requests are UTF-8");
+        };
+        let header = MsgHeader {
+            target_endpoint: endpoint.to_owned(),
+            reply_to: "direct:tool:Reply".into(),
+            reply_mode: if endpoint == "MP_RelayEndpoint" { "ASync".into() } else { "Sync".into() },
+            ..MsgHeader::default()
+        };
+        Request { header, body: text_body, compressed: false }
+    } else {
+        let limits = envelope::Limits { max_inflated: shared.limits.max_inflated };
+        match envelope::decode_request(content_type, &body, &limits) {
+            Ok(r) => r,
+            Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    };
+    let decision = {
+        let site = shared.site.read().unwrap_or_else(|p| p.into_inner());
+        mp::dispatch(&site, &shared.mp, &request, shared.clock.now(), shared.reply_id())
+    };
+    match decision {
+        Dispatch::Reply { mut header, xml } => {
+            if plain {
+                reply(StatusCode::OK, "text/xml; charset=utf-8", xml)
+            } else {
+                reply(StatusCode::OK, CCM_CONTENT_TYPE, envelope::build_sync_reply(&mut header, &xml))
+            }
+        }
+        Dispatch::Relay { records } => relay(shared, request.body.into_bytes(), records, plain).await,
+        Dispatch::BadRequest(why) => text(StatusCode::BAD_REQUEST, why),
+        Dispatch::Unhandled => reply(StatusCode::OK, "text/plain", Bytes::new()),
+    }
+}
+
+/// Makes the Report durable and only then answers `NoReply`.
+async fn relay(shared: &Arc<Shared>, report: Vec<u8>, records: u64, plain: bool) -> Reply {
+    let waiting = shared.stats.files_waiting.load(Ordering::Relaxed);
+    if waiting as usize > shared.limits.high_water_files {
+        return busy(shared, "the inbox is past its high-water mark; retry later");
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let ack: Ack = Box::new(move |r| {
+        let _ = tx.send(r);
+    });
+    if let Err(Busy { .. }) = shared.commit.submit(report, ack) {
+        return busy(shared, "the inbox writer is busy; retry later");
+    }
+    match rx.await {
+        Ok(Ok(())) => {
+            shared.stats.reports_accepted.fetch_add(1, Ordering::Relaxed);
+            shared.stats.messages_accepted.fetch_add(records, Ordering::Relaxed);
+            if plain {
+                text(StatusCode::OK, "NoReply")
+            } else {
+                reply(StatusCode::OK, CCM_CONTENT_TYPE, NO_REPLY)
+            }
+        }
+        Ok(Err(e)) => {
+            shared
+                .relay_log
+                .log(crate::logs::Severity::Error, &format!("Relay: cannot write the inbox: {e}"));
+            busy(shared, &e.to_string())
+        }
+        Err(_) => busy(shared, "the inbox writer stopped"),
+    }
+}
+
+/// `GET|HEAD /SMS_MP/.sms_pol?{PolicyID}.40_00`: the UpdateSource policy body, with ranges.
+fn policy_body<B>(shared: &Shared, query: &str, req: &HttpRequest<B>) -> Reply {
+    let site = shared.site.read().unwrap_or_else(|p| p.into_inner());
+    let Some((id, version)) = parse_policy_query(query) else {
+        return text(StatusCode::BAD_REQUEST, "expected .sms_pol?{PolicyID}.<version>");
+    };
+    let body = mp::policy_body(&site);
+    let current = version == site.policy_version() || version == mp::policy_hash(&body);
+    if !id.eq_ignore_ascii_case(&site.policy_id) || !current {
+        return text(StatusCode::NOT_FOUND, "no such policy version");
+    }
+    let total = body.len();
+    let range = req.headers().get("range").and_then(|v| v.to_str().ok()).and_then(|r| byte_range(r, total));
+    let (status, slice) = match range {
+        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, body[a..=b].to_vec()),
+        None => (StatusCode::OK, body),
+    };
+    let len = slice.len();
+    let mut r = reply(
+        status,
+        "text/xml; charset=UTF-16",
+        if req.method() == Method::HEAD { Vec::new() } else { slice },
+    );
+    r.headers_mut().insert("accept-ranges", HeaderValue::from_static("bytes"));
+    r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+    if let Some((a, b)) = range
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{total}"))
+    {
+        r.headers_mut().insert("content-range", v);
+    }
+    r
+}
+
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` within `total`.
+fn byte_range(spec: &str, total: usize) -> Option<(usize, usize)> {
+    let (a, b) = spec.strip_prefix("bytes=")?.split_once('-')?;
+    let (a, b) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: usize = n.parse().ok()?;
+            (total.checked_sub(n.min(total))?, total.checked_sub(1)?)
+        }
+        (a, "") => (a.parse().ok()?, total.checked_sub(1)?),
+        (a, b) => (a.parse().ok()?, b.parse::<usize>().ok()?.min(total.checked_sub(1)?)),
+    };
+    (a <= b && b < total).then_some((a, b))
+}
+
+/// `GET /wsus/<SUP>/catalog?version=N`: the catalog a scan against that SUP sees.
+fn wsus_catalog(shared: &Shared, path: &str, query: &str) -> Reply {
+    let name = &path["/wsus/".len()..path.len() - "/catalog".len()];
+    let site = shared.site.read().unwrap_or_else(|p| p.into_inner());
+    let Some(sup) = site.sups.iter().find(|s| s.name.eq_ignore_ascii_case(name)) else {
+        return text(StatusCode::NOT_FOUND, format!("no SUP named {name}"));
+    };
+    let synced = site.synced_version(sup);
+    let asked =
+        query.split('&').find_map(|kv| kv.strip_prefix("version=")).and_then(|v| v.parse::<u32>().ok());
+    let version = asked.unwrap_or(synced);
+    if version > synced {
+        return text(StatusCode::NOT_FOUND, format!("{name} has synchronized content version {synced}"));
+    }
+    drop(site);
+    json_reply(StatusCode::OK, &catalog_json(shared, Some(version)))
+}
+
+fn catalog_json(shared: &Shared, version: Option<u32>) -> Value {
+    let site = shared.site.read().unwrap_or_else(|p| p.into_inner());
+    let version = version.unwrap_or(site.content_version);
+    let updates: Vec<Value> = site
+        .catalog
+        .as_of(version)
+        .map(|(i, u)| {
+            json!({
+                "Index": i,
+                "UpdateID": u.id.styled(GuidStyle::Lower).to_string(),
+                "RevisionNumber": u.revision,
+                "ArticleID": u.article,
+                "Title": u.title,
+                "ContentVersion": u.added_in,
+                "SupersededBy": u.superseded_by.map(|(g, _)| g.styled(GuidStyle::Lower).to_string()),
+            })
+        })
+        .collect();
+    json!({ "ContentVersion": version, "Updates": updates })
+}
+
+fn site_json(shared: &Shared) -> Value {
+    let site = shared.site.read().unwrap_or_else(|p| p.into_inner());
+    json!({
+        "SiteCode": site.code,
+        "UpdateSourceID": site.update_source_id.styled(GuidStyle::UpperBraced).to_string(),
+        "ContentVersion": site.content_version,
+        "PolicyID": site.policy_id,
+        "PolicyVersion": site.policy_version(),
+        "Updates": site.catalog.len(),
+        "SUPs": site.sups.iter().map(|s| json!({
+            "Name": s.name,
+            "URL": format!("{}/wsus/{}", shared.mp.base_url, s.name),
+            "Intranet": s.intranet,
+            "Internet": s.internet,
+            "SyncedContentVersion": site.synced_version(s),
+            "BoundaryGroups": s.boundary_groups.iter().map(|&g| site.boundary_groups[g].name.clone()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "BoundaryGroups": site.boundary_groups.iter().map(|g| json!({
+            "Name": g.name,
+            "Boundaries": g.boundaries.iter().map(|b| format!("{b:?}")).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn status_json(shared: &Shared) -> Value {
+    let s = &shared.stats;
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let commit = shared.commit.stats();
+    json!({
+        "UptimeSeconds": shared.started.elapsed().as_secs(),
+        "SiteTime": shared.clock.now().to_rfc3339(),
+        "Requests": n(&s.requests),
+        "BadRequests": n(&s.bad_requests),
+        "Busy": n(&s.busy),
+        "ReportsAccepted": n(&s.reports_accepted),
+        "StateMessagesAccepted": n(&s.messages_accepted),
+        "ReportsProcessed": n(&s.reports_processed),
+        "RecordsProcessed": n(&s.records_processed),
+        "InvalidRecords": n(&s.invalid_records),
+        "FilesProcessed": n(&s.files_processed),
+        "BadFiles": n(&s.bad_files),
+        "FilesWaiting": { "statesys.box/incoming": n(&s.files_waiting) },
+        "InboxSyncs": n(&commit.syncs),
+        "SegmentsSealed": n(&commit.segments_sealed),
+        "Checkpoints": n(&s.checkpoints),
+        "Clients": shared.store.clients(),
+    })
+}
+
+fn statenames_json() -> Value {
+    Value::Array(
+        statenames::all()
+            .map(|r| json!({ "TopicType": r.topic_type, "StateID": r.state_id, "StateName": r.name }))
+            .collect(),
+    )
+}
+
+fn client_json(shared: &Shared, id: &str) -> Reply {
+    let Ok(id) = Guid::parse_sms_id(id) else {
+        return text(StatusCode::BAD_REQUEST, "expected a client GUID");
+    };
+    let Some((client, row)) = shared.store.client(id) else {
+        return text(StatusCode::NOT_FOUND, "no such client");
+    };
+    let site = shared.site.read().unwrap_or_else(|p| p.into_inner());
+    let time = |t: i64| protocol::Timestamp(t).to_rfc3339();
+    let updates: Vec<Value> = row
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| u.is_known())
+        .map(|(i, u)| {
+            json!({
+                "UpdateID": site.catalog.updates().get(i).map(|x| x.id.styled(GuidStyle::Lower).to_string()),
+                "Status": u.state,
+                "StatusName": statenames::state_name(statenames::TOPIC_UPDATE_DETECTION, u32::from(u.state)),
+                "LastStatusCheckTime": time(u.time),
+                "LastStatusChangeTime": time(u.changed),
+                "SerialNumber": u.serial,
+            })
+        })
+        .collect();
+    json_reply(
+        StatusCode::OK,
+        &json!({
+            "ClientID": format!("GUID:{}", client.id),
+            "NetBIOSName": client.netbios_name,
+            "LastScan": client.scan.map(|s| json!({
+                "State": s.state,
+                "StateName": statenames::state_name(statenames::TOPIC_SCAN, u32::from(s.state)),
+                "Time": time(s.time),
+                "ContentVersion": s.content_version,
+            })),
+            "LastSerialNumber": client.serials.last(),
+            "MissingSerialRanges": client.serials.missing(),
+            "Updates": updates,
+        }),
+    )
+}
+
+/// `POST /api/v1/sync`: WSyncMgr, then SMSDBMON's `.STN`, then the Policy Provider.
+async fn sync(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> Reply {
+    let (_, body) = match read_body(shared, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let args: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return text(StatusCode::BAD_REQUEST, format!("sync body: {e}")),
+        }
+    };
+    let count = |key: &str, default: u64| {
+        args.get(key).and_then(Value::as_u64).unwrap_or(default).min(10_000) as usize
+    };
+    let (new, superseded) = (count("new_updates", 20), count("superseded", 5));
+    let shared = Arc::clone(shared);
+    let result = tokio::task::spawn_blocking(move || {
+        let mut site = shared.site.write().unwrap_or_else(|p| p.into_inner());
+        let content_version = chain::wsync(&mut site, new, superseded, &shared.chain);
+        chain::smsdbmon_drop(&site, &shared.policypv_box, &shared.chain)?;
+        chain::policy_provider(&mut site, &shared.policypv_box, &shared.chain)?;
+        shared.site_version.fetch_add(1, Ordering::Release);
+        Ok::<_, std::io::Error>(json!({
+            "ContentVersion": content_version,
+            "PolicyVersion": site.policy_version(),
+            "Updates": site.catalog.len(),
+        }))
+    })
+    .await;
+    match result {
+        Ok(Ok(v)) => json_reply(StatusCode::OK, &v),
+        Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("sync failed: {e}")),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("sync failed: {e}")),
+    }
+}
+
+/// `POST /api/v1/drain?timeout=60s`: 200 once every accepted Report has been applied.
+async fn drain(shared: &Shared, query: &str) -> Reply {
+    let timeout = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("timeout="))
+        .and_then(|v| v.trim_end_matches('s').parse::<u64>().ok())
+        .unwrap_or(60);
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    loop {
+        // Every relayed Report applied, and nothing else waiting in the inboxes.
+        let accepted = shared.stats.reports_accepted.load(Ordering::Acquire);
+        let relayed = shared.stats.reports_relayed.load(Ordering::Acquire);
+        let waiting = shared.stats.files_waiting.load(Ordering::Acquire);
+        if relayed >= accepted && waiting == 0 {
+            return json_reply(StatusCode::OK, &status_json(shared));
+        }
+        if Instant::now() >= deadline {
+            return json_reply(StatusCode::GATEWAY_TIMEOUT, &status_json(shared));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn metrics(shared: &Shared) -> String {
+    let s = &shared.stats;
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let commit = shared.commit.stats();
+    let rows = [
+        ("sumstorm_mp_requests_total", "counter", n(&s.requests)),
+        ("sumstorm_mp_bad_requests_total", "counter", n(&s.bad_requests)),
+        ("sumstorm_mp_busy_total", "counter", n(&s.busy)),
+        ("sumstorm_relay_reports_total", "counter", n(&s.reports_accepted)),
+        ("sumstorm_relay_state_messages_total", "counter", n(&s.messages_accepted)),
+        ("sumstorm_inbox_syncs_total", "counter", n(&commit.syncs)),
+        ("sumstorm_inbox_segments_sealed_total", "counter", n(&commit.segments_sealed)),
+        ("sumstorm_statesys_reports_total", "counter", n(&s.reports_processed)),
+        ("sumstorm_statesys_records_total", "counter", n(&s.records_processed)),
+        ("sumstorm_statesys_invalid_records_total", "counter", n(&s.invalid_records)),
+        ("sumstorm_statesys_files_total", "counter", n(&s.files_processed)),
+        ("sumstorm_statesys_bad_files_total", "counter", n(&s.bad_files)),
+        ("sumstorm_statesys_checkpoints_total", "counter", n(&s.checkpoints)),
+        ("sumstorm_statesys_files_waiting", "gauge", n(&s.files_waiting)),
+        ("sumstorm_store_clients", "gauge", shared.store.clients() as u64),
+    ];
+    let mut out = String::new();
+    for (name, kind, value) in rows {
+        out.push_str(&format!("# TYPE {name} {kind}\n{name} {value}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_range;
+
+    #[test]
+    fn byte_ranges() {
+        assert_eq!(byte_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(byte_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(byte_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(byte_range("bytes=50-500", 100), Some((50, 99)));
+        assert_eq!(byte_range("bytes=100-", 100), None);
+        assert_eq!(byte_range("bytes=9-3", 100), None);
+        assert_eq!(byte_range("items=0-1", 100), None);
+        assert_eq!(byte_range("bytes=0-0", 0), None);
+    }
+}
