@@ -1,8 +1,9 @@
 //! The backend over real sockets on 127.0.0.1: fixtures posted as-is, the seed's flow end to end,
 //! bad input, and a restart on the same data directory.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -16,10 +17,7 @@ use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
 use protocol::{Guid, GuidStyle, Timestamp, utf16};
 use serde_json::Value;
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
+use common::fixture;
 
 struct Server {
     addr: SocketAddr,
@@ -69,24 +67,7 @@ impl Server {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, String, Vec<u8>) {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes()).unwrap();
-        s.write_all(body).unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
-        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-        let status = head[9..12].parse().unwrap();
-        (status, head, raw[split + 4..].to_vec())
+        common::call(self.addr, method, path, headers, body).expect("the server answers")
     }
 
     fn ccm(&self, body: &[u8]) -> (u16, String, Vec<u8>) {

@@ -1,0 +1,136 @@
+//! `backend serve`: the MP and site server. Thin: parse flags, build the config, run
+//! [`backend::server::run`] until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use backend::server::{Config, run};
+use backend::site::Site;
+use backend::site::file::SiteFile;
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "backend", version, about = "sumstorm's ConfigMgr management point and site server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the MP (CCM messaging), the site API and StateSys until SIGINT or SIGTERM.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Inboxes, state, and component logs live here.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// Site file (TOML); without it, the default site (PS1, two SUPs, 200 updates).
+        #[arg(long)]
+        site: Option<PathBuf>,
+        /// Site seconds per real second for every product interval.
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        /// Token that admin calls (sync, drain) from non-loopback peers must present in
+        /// X-Admin-Token; with a token set, loopback peers must present it too.
+        #[arg(long)]
+        admin_token: Option<String>,
+        /// Largest request body, in bytes (413 past it).
+        #[arg(long, default_value_t = 8 << 20)]
+        max_body: usize,
+        /// Most connections open at once (503 past it).
+        #[arg(long, default_value_t = 4096)]
+        max_connections: usize,
+        /// Inbox files waiting for StateSys past which the relay answers 503.
+        #[arg(long, default_value_t = 20_000)]
+        high_water_files: usize,
+        /// How often StateSys checkpoints its store, in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        checkpoint_ms: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let Command::Serve {
+        listen,
+        data_dir,
+        site,
+        time_scale,
+        admin_token,
+        max_body,
+        max_connections,
+        high_water_files,
+        checkpoint_ms,
+    } = Cli::parse().command;
+    if !(time_scale.is_finite() && time_scale > 0.0) {
+        eprintln!("backend: --time-scale must be a positive number");
+        return ExitCode::from(2);
+    }
+    let site = match site {
+        None => Site::default_site(),
+        Some(path) => match std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| SiteFile::parse(&text).and_then(SiteFile::into_site).map_err(|e| e.to_string()))
+        {
+            Ok(site) => site,
+            Err(e) => {
+                eprintln!("backend: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut config = Config::new(data_dir);
+    config.site = site;
+    config.time_scale = time_scale;
+    config.admin_token = admin_token;
+    config.limits.max_body = max_body;
+    config.limits.max_connections = max_connections.max(1);
+    config.limits.high_water_files = high_water_files;
+    config.checkpoint_every = Duration::from_millis(checkpoint_ms);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("backend: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        eprintln!(
+            "backend: serving http://{} (data in {})",
+            listener.local_addr()?,
+            config.data_dir.display()
+        );
+        run(listener, config, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("backend: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    eprintln!("backend: shutting down");
+}
