@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// (status, response head in lower case, body); `Err` when the connection fails.
-pub fn call(
+pub(crate) fn call(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -37,7 +37,7 @@ pub fn call(
     Ok((status, head, raw[split + 4..].to_vec()))
 }
 
-pub fn fixture(name: &str) -> Vec<u8> {
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/../../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
