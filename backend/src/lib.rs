@@ -1,23 +1,32 @@
 //! # backend: sumstorm's management point and site server
 //!
-//! Built so far: the pieces every component shares.
-//! - [`clock`]: site time with a time scale, on which every product interval runs.
-//! - [`logs`]: component logs in the product's two formats, rolled over at 250,000 bytes.
-//! - [`inbox`]: durable SMX files between the relay and StateSys: checksummed segments of many
-//!   Reports, a group-commit writer that acknowledges only after `fdatasync`, crash recovery.
+//! `backend serve` (`src/main.rs`) runs [`server::run`]: the MP's CCM endpoints and the site API
+//! over hyper, the relay writing durable SMX segments, and StateSys applying them.
+//!
+//! ## Layout
+//! - [`server`]: the process: accept loop and limits, routes (CCM faithful and plain, policy
+//!   body, MPLIST, WSUS catalog, site API, metrics), the StateSys thread, graceful shutdown.
 //! - [`mp`]: the MP's message handling over the site model (registration, policy assignments
 //!   and body, location, relay check, MP list), without I/O.
-//! - [`statesys`]: the sharded state store (32 bytes per client × update, newest MessageTime
-//!   wins, replays change nothing) and per-client serial tracking.
-//! - [`site`]: the site model (site file, default site, catalog and syncs, boundary groups) and
-//!   the WSUS location decision.
+//! - [`inbox`]: durable SMX files between the relay and StateSys: checksummed segments of many
+//!   Reports, a group-commit writer that acknowledges only after `fdatasync`, crash recovery.
+//! - [`statesys`]: the file loop (inboxes in name order, bad files to `corrupt/`, batch log
+//!   lines, checkpoint then delete), per-Report processing, the sharded state store (24-byte
+//!   entries, newest MessageTime wins, replays change nothing), serial tracking, checkpoints.
+//! - [`site`]: the site model (site file, default site, catalog and syncs, boundary groups), the
+//!   sync → STN → Policy Provider chain, and the WSUS location decision.
+//! - [`clock`]: site time with a time scale; [`logs`]: the product's two log formats.
 //!
-//! Still to come (issues 3 and 4, `shared/spec/contract.md` §2): the MP's HTTP side (the
-//! endpoints over [`mp`], the relay on top of [`inbox`], MP file dispatch), the runtime that drives
-//! [`site::chain`], StateSys's processing (inboxes, threads on the zero-copy scanner of
-//! [`protocol::report`], checkpoints), summarization, `backend::run` and
-//! the `backend serve` binary. There is no binary yet, on purpose: a binary that exists must do
-//! what its `--help` says.
+//! ## One Report's way through
+//! `server::routes` reads the body (size and time limits) → `protocol::envelope::decode_request`
+//! → `mp::dispatch` scans it (400 if malformed) → `inbox::commit::GroupCommit::submit` → the
+//! writer thread appends it to the open segment and `fdatasync`s the batch → the ack completes the
+//! request (`NoReply`) → the segment is sealed and StateSys notified → `statesys::worker` applies
+//! it through `statesys::process` into `statesys::store` → a checkpoint makes the store durable
+//! and the segment is deleted.
+//!
+//! Not built yet: summarization and the summary API (issue 4), MPFDM's remote-MP mode, per-
+//! endpoint request latency metrics.
 
 pub mod clock;
 pub mod inbox;
