@@ -29,6 +29,8 @@
 //! endpoint request latency metrics.
 
 pub mod clock;
+#[cfg(test)]
+mod fixtures;
 pub mod inbox;
 pub mod logs;
 pub mod mp;

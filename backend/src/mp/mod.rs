@@ -173,13 +173,9 @@ pub fn mp_list(mp: &MpIdentity) -> MpList {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::fixture;
     use protocol::bodies::{ReplyAssignments, WsusLocationReply, parse_policy_query};
     use protocol::envelope::{CONTENT_TYPE, Limits, decode_request};
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
 
     fn mp() -> MpIdentity {
         MpIdentity {

@@ -113,12 +113,8 @@ pub fn process_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::fixture;
     use crate::site::Site;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
 
     /// A catalog holding the fixtures' two update IDs at indexes 0 and 1.
     fn index() -> UpdateIndex {

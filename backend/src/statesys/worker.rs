@@ -257,15 +257,11 @@ fn list(dir: &Path, ext: &str) -> io::Result<Vec<PathBuf>> {
 mod tests {
     use super::*;
     use crate::clock::SiteClock;
+    use crate::fixtures::fixture;
     use crate::inbox::segment::SegmentWriter;
     use crate::logs::Format;
     use crate::site::Site;
     use protocol::Guid;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
 
     fn open(root: &Path) -> (Worker, Batch) {
         let paths = Paths { statesys_box: root.join("inboxes/auth/statesys.box"), state: root.join("state") };
