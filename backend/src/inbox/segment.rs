@@ -10,7 +10,7 @@
 //! and seals it. A bad checksum before the tail is corruption, not a tear.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub const MAGIC: &[u8] = b"SUMSTORM-SMX-SEGMENT/1\n";
@@ -131,26 +131,42 @@ impl SegmentWriter {
         self.records == 0
     }
 
-    /// Appends several Reports with one write. On error the file is cut back to what was there,
-    /// so the segment stays whole.
+    /// Appends several Reports with vectored writes (no copy of the Reports). On error the file
+    /// is cut back to what was there, so the segment stays whole.
     pub fn append_all<'r>(&mut self, reports: impl IntoIterator<Item = &'r [u8]>) -> io::Result<()> {
-        let mut buf = Vec::new();
-        let mut count = 0;
-        for report in reports {
-            if report.len() > MAX_RECORD {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "record too large for a segment"));
+        let reports: Vec<&[u8]> = reports.into_iter().collect();
+        if reports.iter().any(|r| r.len() > MAX_RECORD) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "record too large for a segment"));
+        }
+        let heads: Vec<[u8; RECORD_HEAD]> = reports
+            .iter()
+            .map(|r| {
+                let mut head = [0u8; RECORD_HEAD];
+                head[..4].copy_from_slice(&(r.len() as u32).to_le_bytes());
+                head[4..].copy_from_slice(&crc32fast::hash(r).to_le_bytes());
+                head
+            })
+            .collect();
+        let mut slices: Vec<IoSlice<'_>> =
+            heads.iter().zip(&reports).flat_map(|(h, r)| [IoSlice::new(h), IoSlice::new(r)]).collect();
+        let total: usize = slices.iter().map(|s| s.len()).sum();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match self.file.write_vectored(rest) {
+                Ok(0) => {
+                    self.cut_back();
+                    return Err(io::Error::new(io::ErrorKind::WriteZero, "the inbox file took no bytes"));
+                }
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.cut_back();
+                    return Err(e);
+                }
             }
-            buf.extend_from_slice(&(report.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&crc32fast::hash(report).to_le_bytes());
-            buf.extend_from_slice(report);
-            count += 1;
         }
-        if let Err(e) = self.file.write_all(&buf) {
-            self.cut_back();
-            return Err(e);
-        }
-        self.len += buf.len() as u64;
-        self.records += count;
+        self.len += total as u64;
+        self.records += reports.len() as u64;
         Ok(())
     }
 
