@@ -53,6 +53,10 @@ enum Command {
         /// How often StateSys checkpoints its store, in milliseconds.
         #[arg(long, default_value_t = 5000)]
         checkpoint_ms: u64,
+        /// Act as an MP remote from the site server: relay into mp/outboxes/StateMsg.box and let
+        /// MPFDM move files into the site's inbox.
+        #[arg(long)]
+        remote_mp: bool,
     },
 }
 
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         max_connections,
         high_water_files,
         checkpoint_ms,
+        remote_mp,
     } = Cli::parse().command;
     if !(time_scale.is_finite() && time_scale > 0.0) {
         eprintln!("backend: --time-scale must be a positive number");
@@ -93,6 +98,7 @@ fn main() -> ExitCode {
     config.limits.max_connections = max_connections.max(1);
     config.limits.high_water_files = high_water_files;
     config.checkpoint_every = Duration::from_millis(checkpoint_ms);
+    config.remote_mp = remote_mp;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

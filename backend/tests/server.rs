@@ -277,3 +277,24 @@ fn admin_calls_need_loopback_or_the_token() {
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&metrics).contains("sumstorm_statesys_records_total 0"));
 }
+
+#[test]
+fn remote_mp_mode_relays_through_the_outbox_and_mpfdm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), |c| c.remote_mp = true);
+    let (status, _, body) = server.ccm(&fixture("ccm-relay-report-three.bin"));
+    assert_eq!((status, body.as_slice()), (200, NO_REPLY));
+    let status = server.json("POST", "/api/v1/drain?timeout=30", b"");
+    assert_eq!(status["RecordsProcessed"], 3);
+    let mpfdm = std::fs::read_to_string(tmp.path().join("logs/MPFDM.log")).unwrap();
+    assert!(mpfdm.contains("Moved file ") && mpfdm.contains("StateMsg.box"), "{mpfdm}");
+    let outbox = tmp.path().join("mp/outboxes/StateMsg.box");
+    assert_eq!(
+        std::fs::read_dir(outbox)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "SMX"))
+            .count(),
+        0
+    );
+}

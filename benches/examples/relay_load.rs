@@ -25,7 +25,10 @@ const MESSAGES: usize = 150;
 
 fn body(client: Guid, writer: &mut ReportWriter) -> Vec<u8> {
     let t0 = Timestamp::parse_cim(b"20140120171842.120000+000").unwrap_or_default();
-    writer.begin(&ReportIdentity { client, netbios_name: "LOADPC", client_version: "5.00.7958.1000", priority: 5 }, t0);
+    writer.begin(
+        &ReportIdentity { client, netbios_name: "LOADPC", client_version: "5.00.7958.1000", priority: 5 },
+        t0,
+    );
     for i in 0..MESSAGES {
         writer.push(&OutMessage {
             time: Timestamp(t0.0 + i as i64 * 1000),

@@ -10,6 +10,8 @@
 //! | `MP_RelayEndpoint` | `Report` (FileType SMX) | relay it (async: `NoReply`) once it is durable |
 //! | anything else | | unhandled: HTTP 200 with an empty body, as real MPs answer |
 
+pub mod fdm;
+
 use protocol::bodies::{
     BodyError, ClientRegistrationRequest, ClientRegistrationResponse, MpEntry, MpList, PolicyAssignment,
     ReplyAssignments, RequestAssignments, UpdateSourcePolicy, WsusLocationRequest, policy_location,

@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 use crate::clock::SiteClock;
 use crate::inbox::commit::{CommitConfig, GroupCommit};
 use crate::logs::{ComponentLog, Format};
-use crate::mp::MpIdentity;
+use crate::mp::{self, MpIdentity};
 use crate::site::Site;
 use crate::site::chain::ChainLogs;
 use crate::statesys::process::UpdateIndex;
@@ -83,6 +83,9 @@ pub struct Config {
     pub checkpoint_every: Duration,
     /// StateSys looks at its inboxes at least this often (real time), notifications aside.
     pub poll_every: Duration,
+    /// Run as an MP remote from the site server: the relay writes to `mp/outboxes/StateMsg.box`
+    /// and MPFDM moves each sealed file into the site's inbox.
+    pub remote_mp: bool,
 }
 
 impl Config {
@@ -95,6 +98,7 @@ impl Config {
             admin_token: None,
             checkpoint_every: Duration::from_secs(5),
             poll_every: Duration::from_secs(1),
+            remote_mp: false,
         }
     }
 }
@@ -165,7 +169,9 @@ pub async fn run(
     let mp_log =
         |file: &str, component: &str| ComponentLog::open(&logs_dir, file, component, Format::Mp, clock);
     let paths = Paths { statesys_box: data.join("inboxes/auth/statesys.box"), state: data.join("state") };
-    std::fs::create_dir_all(data.join("mp/outboxes/StateMsg.box"))?;
+    let outbox = data.join("mp/outboxes/StateMsg.box");
+    std::fs::create_dir_all(&outbox)?;
+    std::fs::create_dir_all(paths.incoming())?;
     let policypv_box = data.join("inboxes/policypv.box");
     std::fs::create_dir_all(&policypv_box)?;
 
@@ -181,9 +187,24 @@ pub async fn run(
 
     let (notify, notified) = channel::<()>();
     let sealed_notify = Mutex::new(notify.clone());
+    // Co-located, the relay writes straight into StateSys's inbox; remote, into the MP outbox,
+    // from which MPFDM moves each sealed file on.
+    let (relay_dir, fdm) = if config.remote_mp {
+        let log = site_log("MPFDM.log", "SMS_MP_FILE_DISPATCH_MANAGER")?;
+        mp::fdm::dispatch_all(&outbox, &paths.incoming(), &log)?;
+        (outbox, Some((log, paths.incoming())))
+    } else {
+        (paths.incoming(), None)
+    };
     let commit = GroupCommit::start(
-        CommitConfig::new(paths.incoming()),
-        Box::new(move |_| {
+        CommitConfig::new(relay_dir),
+        Box::new(move |sealed| {
+            if let Some((log, incoming)) = &fdm
+                && let Err(e) = mp::fdm::dispatch(sealed, incoming, log)
+            {
+                // The file stays in the outbox; the next start moves it.
+                log.log(crate::logs::Severity::Error, &format!("Cannot move {}: {e}", sealed.display()));
+            }
             let _ = sealed_notify.lock().map(|n| n.send(()));
         }),
     )?;
