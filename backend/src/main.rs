@@ -53,6 +53,9 @@ enum Command {
         /// How often StateSys checkpoints its store, in milliseconds.
         #[arg(long, default_value_t = 5000)]
         checkpoint_ms: u64,
+        /// StateSys's pause after a notification finds it idle, in site seconds (the product's 10).
+        #[arg(long, default_value_t = 10.0)]
+        statesys_pause: f64,
         /// Act as an MP remote from the site server: relay into mp/outboxes/StateMsg.box and let
         /// MPFDM move files into the site's inbox.
         #[arg(long)]
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         high_water_files,
         checkpoint_ms,
         remote_mp,
+        statesys_pause,
     } = Cli::parse().command;
     if !(time_scale.is_finite() && time_scale > 0.0) {
         eprintln!("backend: --time-scale must be a positive number");
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
     config.limits.high_water_files = high_water_files;
     config.checkpoint_every = Duration::from_millis(checkpoint_ms);
     config.remote_mp = remote_mp;
+    config.statesys_pause = Duration::from_secs_f64(statesys_pause.clamp(0.0, 3600.0));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -26,7 +26,16 @@ const KILLS: usize = 6;
 
 fn start(data: &std::path::Path) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_backend"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-ms", "30", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--checkpoint-ms",
+            "30",
+            "--statesys-pause",
+            "0",
+            "--data-dir",
+        ])
         .arg(data)
         .stderr(Stdio::piped())
         .spawn()

@@ -30,6 +30,8 @@ impl Server {
         let mut config = Config::new(data.to_owned());
         config.checkpoint_every = Duration::from_millis(50);
         config.poll_every = Duration::from_millis(50);
+        // The product's 10 s pause, on a site clock running 1,000x: 10 ms.
+        config.time_scale = 1000.0;
         tune(&mut config);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -258,6 +260,7 @@ fn the_seed_flow_end_to_end_and_across_a_restart() {
     assert!(read("SMSDBMON.log").contains("{C2D17964-BBDD-4339-B9F3-12D7205B39CC}.STN (non-zero)"));
     assert!(read("PolicyPv.log").contains("Found {C2D17964-BBDD-4339-B9F3-12D7205B39CC}.STN"));
     assert!(read("StateSys.log").contains("Processed 1 records with 0 invalid records."));
+    assert!(read("StateSys.log").contains("Inbox notification triggered, pause for 10 seconds......"));
 
     // A restart on the same data directory keeps the client (checkpoint + inbox replay).
     server.stop();
@@ -297,4 +300,21 @@ fn remote_mp_mode_relays_through_the_outbox_and_mpfdm() {
             .count(),
         0
     );
+}
+
+#[test]
+fn the_policy_provider_picks_up_an_stn_dropped_by_hand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), |_| {});
+    assert_eq!(server.json("GET", "/api/v1/site", b"")["PolicyVersion"], "40.00");
+    let stn = tmp.path().join("inboxes/policypv.box/{C2D17964-BBDD-4339-B9F3-12D7205B39CC}.STN");
+    std::fs::write(&stn, "x").unwrap();
+    for _ in 0..500 {
+        if !stn.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!stn.exists(), "the STN was picked up and deleted");
+    assert_eq!(server.json("GET", "/api/v1/site", b"")["PolicyVersion"], "41.00");
 }

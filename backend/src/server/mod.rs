@@ -86,6 +86,9 @@ pub struct Config {
     /// Run as an MP remote from the site server: the relay writes to `mp/outboxes/StateMsg.box`
     /// and MPFDM moves each sealed file into the site's inbox.
     pub remote_mp: bool,
+    /// StateSys's pause after an inbox notification finds it idle, in site time (10 s in the
+    /// product), so files gather; scaled by `time_scale`.
+    pub statesys_pause: Duration,
 }
 
 impl Config {
@@ -99,6 +102,7 @@ impl Config {
             checkpoint_every: Duration::from_secs(5),
             poll_every: Duration::from_secs(1),
             remote_mp: false,
+            statesys_pause: Duration::from_secs(10),
         }
     }
 }
@@ -238,10 +242,14 @@ pub async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let statesys = {
         let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
-        let (every, poll) = (config.checkpoint_every, config.poll_every);
+        let timing = Timing {
+            checkpoint_every: config.checkpoint_every,
+            poll: config.poll_every,
+            pause: config.statesys_pause,
+        };
         std::thread::Builder::new()
             .name("statesys".into())
-            .spawn(move || statesys_loop(worker, notified, &shared, &stop, every, poll))?
+            .spawn(move || statesys_loop(worker, notified, &shared, &stop, timing))?
     };
 
     let graceful = GracefulShutdown::new();
@@ -318,23 +326,42 @@ fn count_batch(stats: &Stats, b: Batch) {
     stats.invalid_records.fetch_add(b.processed.invalid, Ordering::Relaxed);
 }
 
-/// StateSys: wake on a sealed segment or the poll, process until the inboxes are empty,
-/// checkpoint when due; at shutdown, process what is left and checkpoint.
+/// StateSys's intervals.
+struct Timing {
+    checkpoint_every: Duration,
+    poll: Duration,
+    /// Site time.
+    pause: Duration,
+}
+
+/// StateSys: wake on a sealed segment or the poll; coming out of idle, pause (site time) so files
+/// gather, as the product does; process until the inboxes are empty; checkpoint when due. The
+/// Policy Provider's `.STN` inbox is looked at on the same poll. At shutdown, process what is
+/// left and checkpoint.
 fn statesys_loop(
     mut worker: Worker,
     notified: Receiver<()>,
     shared: &Shared,
     stop: &AtomicBool,
-    checkpoint_every: Duration,
-    poll: Duration,
+    timing: Timing,
 ) {
     let mut last_checkpoint = Instant::now();
     let mut site_version = 0;
+    let mut idle = true;
     loop {
-        let stopping = match notified.recv_timeout(poll) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) => stop.load(Ordering::Acquire),
-            Err(RecvTimeoutError::Disconnected) => true,
+        let (woken, stopping) = match notified.recv_timeout(timing.poll) {
+            Ok(()) => (true, stop.load(Ordering::Acquire)),
+            Err(RecvTimeoutError::Timeout) => (false, stop.load(Ordering::Acquire)),
+            Err(RecvTimeoutError::Disconnected) => (false, true),
         };
+        if woken && idle && !stopping && !timing.pause.is_zero() {
+            worker.log().info(&format!(
+                "Inbox notification triggered, pause for {} seconds......",
+                timing.pause.as_secs()
+            ));
+            std::thread::sleep(shared.clock.real(timing.pause));
+        }
+        pick_up_stn(shared);
         let now_version = shared.site_version.load(Ordering::Acquire);
         if now_version != site_version {
             site_version = now_version;
@@ -342,9 +369,13 @@ fn statesys_loop(
                 worker.set_index(UpdateIndex::new(&site.catalog));
             }
         }
+        idle = true;
         loop {
             match worker.run_batch() {
-                Ok(b) if b.files > 0 => count_batch(&shared.stats, b),
+                Ok(b) if b.files > 0 => {
+                    idle = false;
+                    count_batch(&shared.stats, b);
+                }
                 Ok(_) => break,
                 Err(e) => {
                     eprintln!("sumstorm: StateSys cannot process its inbox: {e}");
@@ -353,7 +384,7 @@ fn statesys_loop(
             }
         }
         shared.stats.files_waiting.store(worker.waiting().map_or(0, |w| w.len() as u64), Ordering::Relaxed);
-        if worker.pending() > 0 && (stopping || last_checkpoint.elapsed() >= checkpoint_every) {
+        if worker.pending() > 0 && (stopping || last_checkpoint.elapsed() >= timing.checkpoint_every) {
             match worker.checkpoint() {
                 Ok(()) => {
                     shared.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -364,6 +395,20 @@ fn statesys_loop(
         }
         if stopping {
             return;
+        }
+    }
+}
+
+/// The Policy Provider's poll: an `.STN` file in `policypv.box` (from a sync, or dropped there by
+/// hand) bumps the UpdateSource policy.
+fn pick_up_stn(shared: &Shared) {
+    let has_stn = std::fs::read_dir(&shared.policypv_box).is_ok_and(|entries| {
+        entries.flatten().any(|e| e.path().extension().is_some_and(|x| x.eq_ignore_ascii_case("STN")))
+    });
+    if has_stn {
+        let mut site = shared.site.write().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = crate::site::chain::policy_provider(&mut site, &shared.policypv_box, &shared.chain) {
+            eprintln!("sumstorm: Policy Provider: {e}");
         }
     }
 }

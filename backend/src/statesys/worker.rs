@@ -138,6 +138,11 @@ impl Worker {
         Arc::clone(&self.store)
     }
 
+    /// StateSys's log.
+    pub fn log(&self) -> &ComponentLog {
+        &self.log
+    }
+
     /// Replaces the catalog index after a sync.
     pub fn set_index(&mut self, index: UpdateIndex) {
         self.index = index;
