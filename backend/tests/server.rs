@@ -278,7 +278,9 @@ fn admin_calls_need_loopback_or_the_token() {
     assert_eq!(server.call("GET", "/api/v1/statenames", &[], b"").0, 200);
     let (status, _, metrics) = server.call("GET", "/metrics", &[], b"");
     assert_eq!(status, 200);
-    assert!(String::from_utf8_lossy(&metrics).contains("sumstorm_statesys_records_total 0"));
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(metrics.contains("sumstorm_statesys_records_total 0"));
+    assert!(metrics.contains("sumstorm_mp_request_seconds_count{endpoint=\"api\"}"), "{metrics}");
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! ```
 //! [`run`] is the whole process as a library function: tests call it on `127.0.0.1:0`.
 
+mod metrics;
 mod routes;
 
 use std::future::Future;
@@ -126,6 +127,7 @@ pub(crate) struct Stats {
     pub bad_files: AtomicU64,
     pub files_waiting: AtomicU64,
     pub checkpoints: AtomicU64,
+    pub requests_by_endpoint: metrics::RequestMetrics,
 }
 
 /// What every request handler shares.

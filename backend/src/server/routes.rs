@@ -56,6 +56,8 @@ pub(super) async fn handle(
     req: HttpRequest<Incoming>,
 ) -> Result<Reply, Infallible> {
     shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let target = req.headers().get("x-target-endpoint").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let method = req.method().clone();
@@ -63,8 +65,24 @@ pub(super) async fn handle(
         path.as_str(),
         "/ccm_system/request" | "/ccm_system_windowsauth/request" | "/ccm_system_altauth/request"
     );
+    let mut endpoint = match path.as_str() {
+        _ if ccm_path => "ccm_other",
+        "/SMS_MP/.sms_pol" => "policy_body",
+        "/SMS_MP/.sms_aut" => "mplist",
+        "/metrics" => "metrics",
+        p if p.starts_with("/wsus/") => "wsus_catalog",
+        p if p.starts_with("/api/") => "api",
+        _ => "other",
+    }
+    .to_owned();
     let answer = match (method.as_str(), path.as_str()) {
-        ("CCM_POST" | "POST", _) if ccm_path => ccm(&shared, req).await,
+        ("CCM_POST" | "POST", _) if ccm_path => {
+            let (answer, target_endpoint) = ccm(&shared, req).await;
+            if let Some(t) = target_endpoint.or(target) {
+                endpoint = t;
+            }
+            answer
+        }
         ("GET" | "HEAD", "/SMS_MP/.sms_aut") if query.eq_ignore_ascii_case("MPLIST") => {
             reply(StatusCode::OK, "text/xml", mp::mp_list(&shared.mp).to_xml())
         }
@@ -89,6 +107,7 @@ pub(super) async fn handle(
     if answer.status() == StatusCode::BAD_REQUEST {
         shared.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
     }
+    shared.stats.requests_by_endpoint.record(&endpoint, started.elapsed());
     Ok(answer)
 }
 
@@ -123,20 +142,23 @@ async fn read_body(
 }
 
 /// `CCM_POST /ccm_system/request`: the faithful multipart envelope, or plain XML with
-/// `X-Target-Endpoint` for tools.
-async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> Reply {
+/// `X-Target-Endpoint` for tools. Also returns the message's `TargetEndpoint`, for the metrics.
+async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option<String>) {
     let (parts, body) = match read_body(shared, req).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return (r, None),
     };
     let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let plain = !content_type.to_ascii_lowercase().starts_with("multipart/");
     let request = if plain {
         let Some(endpoint) = parts.headers.get("x-target-endpoint").and_then(|v| v.to_str().ok()) else {
-            return text(StatusCode::BAD_REQUEST, "plain XML requests need an X-Target-Endpoint header");
+            return (
+                text(StatusCode::BAD_REQUEST, "plain XML requests need an X-Target-Endpoint header"),
+                None,
+            );
         };
         let Ok(text_body) = String::from_utf8(body.to_vec()) else {
-            return text(StatusCode::BAD_REQUEST, "plain XML requests are UTF-8");
+            return (text(StatusCode::BAD_REQUEST, "plain XML requests are UTF-8"), None);
         };
         let header = MsgHeader {
             target_endpoint: endpoint.to_owned(),
@@ -149,14 +171,15 @@ async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> Reply {
         let limits = envelope::Limits { max_inflated: shared.limits.max_inflated };
         match envelope::decode_request(content_type, &body, &limits) {
             Ok(r) => r,
-            Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+            Err(e) => return (text(StatusCode::BAD_REQUEST, e.to_string()), None),
         }
     };
+    let target = Some(request.header.target_endpoint.clone());
     let decision = {
         let site = shared.site.read().unwrap_or_else(|p| p.into_inner());
         mp::dispatch(&site, &shared.mp, &request, shared.clock.now(), shared.reply_id())
     };
-    match decision {
+    let answer = match decision {
         Dispatch::Reply { mut header, xml } => {
             if plain {
                 reply(StatusCode::OK, "text/xml; charset=utf-8", xml)
@@ -167,7 +190,8 @@ async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> Reply {
         Dispatch::Relay { records } => relay(shared, request.body.into_bytes(), records, plain).await,
         Dispatch::BadRequest(why) => text(StatusCode::BAD_REQUEST, why),
         Dispatch::Unhandled => reply(StatusCode::OK, "text/plain", Bytes::new()),
-    }
+    };
+    (answer, target)
 }
 
 /// Makes the Report durable and only then answers `NoReply`.
@@ -475,6 +499,7 @@ fn metrics(shared: &Shared) -> String {
     for (name, kind, value) in rows {
         out.push_str(&format!("# TYPE {name} {kind}\n{name} {value}\n"));
     }
+    s.requests_by_endpoint.render(&mut out);
     out
 }
 

@@ -1,0 +1,102 @@
+//! Request counts and latency by endpoint, as Prometheus histograms
+//! (`sumstorm_mp_request_seconds{endpoint="MP_RelayEndpoint"}`). Lock-free: one set of atomic
+//! buckets per endpoint, incremented once per request.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The endpoints requests are counted under.
+pub(crate) const ENDPOINTS: [&str; 11] = [
+    "MP_ClientRegistration",
+    "MP_PolicyManager",
+    "MP_LocationManager",
+    "MP_RelayEndpoint",
+    "ccm_other",
+    "policy_body",
+    "mplist",
+    "wsus_catalog",
+    "api",
+    "metrics",
+    "other",
+];
+
+/// Upper bounds of the latency buckets, in seconds.
+const BOUNDS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Per bucket (not cumulative), the last one for everything past the bounds.
+    buckets: [AtomicU64; BOUNDS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RequestMetrics {
+    by_endpoint: [Histogram; ENDPOINTS.len()],
+}
+
+impl RequestMetrics {
+    /// Records one request; an unknown label counts as `other`.
+    pub(crate) fn record(&self, endpoint: &str, took: Duration) {
+        let i = ENDPOINTS.iter().position(|e| *e == endpoint).unwrap_or(ENDPOINTS.len() - 1);
+        let h = &self.by_endpoint[i];
+        let secs = took.as_secs_f64();
+        let bucket = BOUNDS.iter().position(|b| secs <= *b).unwrap_or(BOUNDS.len());
+        h.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        h.sum_nanos.fetch_add(took.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text of every endpoint that has seen a request.
+    pub(crate) fn render(&self, out: &mut String) {
+        let name = "sumstorm_mp_request_seconds";
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (endpoint, h) in ENDPOINTS.iter().zip(&self.by_endpoint) {
+            let counts: Vec<u64> = h.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+            let total: u64 = counts.iter().sum();
+            if total == 0 {
+                continue;
+            }
+            let mut cumulative = 0;
+            for (bound, count) in BOUNDS.iter().zip(&counts) {
+                cumulative += count;
+                let _ = writeln!(out, "{name}_bucket{{endpoint=\"{endpoint}\",le=\"{bound}\"}} {cumulative}");
+            }
+            let _ = writeln!(out, "{name}_bucket{{endpoint=\"{endpoint}\",le=\"+Inf\"}} {total}");
+            let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+            let _ = writeln!(out, "{name}_sum{{endpoint=\"{endpoint}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{endpoint=\"{endpoint}\"}} {total}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cumulative_buckets_sum_and_count() {
+        let m = RequestMetrics::default();
+        m.record("MP_RelayEndpoint", Duration::from_micros(300));
+        m.record("MP_RelayEndpoint", Duration::from_millis(20));
+        m.record("MP_RelayEndpoint", Duration::from_secs(9));
+        m.record("nonsense", Duration::from_millis(1));
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(
+            out.contains("sumstorm_mp_request_seconds_bucket{endpoint=\"MP_RelayEndpoint\",le=\"0.0005\"} 1")
+        );
+        assert!(
+            out.contains("sumstorm_mp_request_seconds_bucket{endpoint=\"MP_RelayEndpoint\",le=\"0.025\"} 2")
+        );
+        assert!(
+            out.contains("sumstorm_mp_request_seconds_bucket{endpoint=\"MP_RelayEndpoint\",le=\"2.5\"} 2")
+        );
+        assert!(
+            out.contains("sumstorm_mp_request_seconds_bucket{endpoint=\"MP_RelayEndpoint\",le=\"+Inf\"} 3")
+        );
+        assert!(out.contains("sumstorm_mp_request_seconds_count{endpoint=\"MP_RelayEndpoint\"} 3"));
+        assert!(out.contains("sumstorm_mp_request_seconds_count{endpoint=\"other\"} 1"));
+        assert!(!out.contains("MP_PolicyManager"), "silent endpoints are left out");
+    }
+}
