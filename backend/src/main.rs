@@ -56,6 +56,9 @@ enum Command {
         /// StateSys's pause after a notification finds it idle, in site seconds (the product's 10).
         #[arg(long, default_value_t = 10.0)]
         statesys_pause: f64,
+        /// StateSys processing threads (default: one per core).
+        #[arg(long)]
+        statesys_threads: Option<usize>,
         /// Act as an MP remote from the site server: relay into mp/outboxes/StateMsg.box and let
         /// MPFDM move files into the site's inbox.
         #[arg(long)]
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         checkpoint_ms,
         remote_mp,
         statesys_pause,
+        statesys_threads,
     } = Cli::parse().command;
     if !(time_scale.is_finite() && time_scale > 0.0) {
         eprintln!("backend: --time-scale must be a positive number");
@@ -104,6 +108,9 @@ fn main() -> ExitCode {
     config.checkpoint_every = Duration::from_millis(checkpoint_ms);
     config.remote_mp = remote_mp;
     config.statesys_pause = Duration::from_secs_f64(statesys_pause.clamp(0.0, 3600.0));
+    if let Some(n) = statesys_threads {
+        config.statesys_threads = n.clamp(1, 64);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

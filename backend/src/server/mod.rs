@@ -90,6 +90,8 @@ pub struct Config {
     /// StateSys's pause after an inbox notification finds it idle, in site time (10 s in the
     /// product), so files gather; scaled by `time_scale`.
     pub statesys_pause: Duration,
+    /// StateSys processing threads (the product's default is 4).
+    pub statesys_threads: usize,
 }
 
 impl Config {
@@ -104,6 +106,7 @@ impl Config {
             poll_every: Duration::from_secs(1),
             remote_mp: false,
             statesys_pause: Duration::from_secs(10),
+            statesys_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -189,6 +192,8 @@ pub async fn run(
         tokio::task::spawn_blocking(move || Worker::open(open_paths, index, updates, statesys_log))
             .await
             .map_err(io::Error::other)??;
+    let mut worker = worker;
+    worker.threads = config.statesys_threads.max(1);
     let store = worker.store_handle();
 
     let (notify, notified) = channel::<()>();

@@ -74,9 +74,12 @@ pub struct Worker {
     log: ComponentLog,
     /// Files applied but not yet covered by a checkpoint: skipped when listing, deleted after.
     applied: HashSet<PathBuf>,
-    scratch: Vec<Record>,
     /// At most this many bytes of files per batch.
     pub chunk_bytes: u64,
+    /// Processing threads a batch's files are spread over (the store is sharded, so they rarely
+    /// contend). Records of one update in files processed at the same time may apply in either
+    /// order; only LastStatusChangeTime can tell (see `store`).
+    pub threads: usize,
 }
 
 impl Worker {
@@ -110,8 +113,8 @@ impl Worker {
             index,
             log,
             applied: HashSet::new(),
-            scratch: Vec::new(),
             chunk_bytes: 64 << 20,
+            threads: 1,
         };
         let mut recovered = Batch::default();
         loop {
@@ -180,8 +183,24 @@ impl Worker {
         // "chucks": the product's own spelling (seed, StateSys.log), kept so log readers match it.
         self.log.info(&format!("total chucks loaded ({})", chunk.len().div_ceil(64)));
         let mut batch = Batch::default();
-        for path in chunk {
-            let (processed, reports, segment, bad) = self.process_file(&path)?;
+        let per_thread = chunk.len().div_ceil(self.threads.max(1));
+        let (store, index) = (&*self.store, &self.index);
+        let results: Vec<(PathBuf, io::Result<FileOutcome>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = chunk
+                .chunks(per_thread)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut scratch = Vec::new();
+                        part.iter()
+                            .map(|p| (p.clone(), process_file(store, index, p, &mut scratch)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+        });
+        for (path, outcome) in results {
+            let FileOutcome { processed, reports, segment, bad } = outcome?;
             batch.files += 1;
             batch.reports += reports;
             if segment {
@@ -207,29 +226,6 @@ impl Worker {
         Ok(batch)
     }
 
-    /// Applies a file's Reports; returns what they did, how many there were, whether the file is
-    /// a segment, and whether it is bad.
-    fn process_file(&mut self, path: &Path) -> io::Result<(Processed, u64, bool, bool)> {
-        let bytes = fs::read(path)?;
-        let mut total = Processed::default();
-        if !segment::is_segment(&bytes) {
-            return Ok(match process_report(&self.store, &self.index, &bytes, &mut self.scratch) {
-                Ok(p) => (p, 1, false, false),
-                Err(_) => (total, 1, false, true),
-            });
-        }
-        let (mut reports, mut bad) = (0, false);
-        for report in segment::records(&bytes) {
-            reports += 1;
-            match report.map(|r| process_report(&self.store, &self.index, r, &mut self.scratch)) {
-                Ok(Ok(p)) => total += p,
-                // The relay checked every Report; one that does not scan now was damaged on disk.
-                Ok(Err(_)) | Err(_) => bad = true,
-            }
-        }
-        Ok((total, reports, true, bad))
-    }
-
     /// Writes the store durably, then deletes the files it covers.
     pub fn checkpoint(&mut self) -> io::Result<()> {
         checkpoint::save(&self.store, &self.paths.checkpoint())?;
@@ -241,6 +237,43 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// What processing one file did.
+struct FileOutcome {
+    processed: Processed,
+    /// Reports in the file (one for a plain file).
+    reports: u64,
+    /// Whether it is a segment (written by the relay).
+    segment: bool,
+    /// Whether it is a bad file (to move to `corrupt/`).
+    bad: bool,
+}
+
+/// Applies one file's Reports.
+fn process_file(
+    store: &Store,
+    index: &UpdateIndex,
+    path: &Path,
+    scratch: &mut Vec<Record>,
+) -> io::Result<FileOutcome> {
+    let bytes = fs::read(path)?;
+    if !segment::is_segment(&bytes) {
+        return Ok(match process_report(store, index, &bytes, scratch) {
+            Ok(processed) => FileOutcome { processed, reports: 1, segment: false, bad: false },
+            Err(_) => FileOutcome { processed: Processed::default(), reports: 1, segment: false, bad: true },
+        });
+    }
+    let mut outcome = FileOutcome { processed: Processed::default(), reports: 0, segment: true, bad: false };
+    for report in segment::records(&bytes) {
+        outcome.reports += 1;
+        match report.map(|r| process_report(store, index, r, scratch)) {
+            Ok(Ok(p)) => outcome.processed += p,
+            // The relay checked every Report; one that does not scan now was damaged on disk.
+            Ok(Err(_)) | Err(_) => outcome.bad = true,
+        }
+    }
+    Ok(outcome)
 }
 
 /// Files in `dir` with extension `ext` (any case), sorted by name.
