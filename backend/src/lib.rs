@@ -25,8 +25,7 @@
 //! it through `statesys::process` into `statesys::store` → a checkpoint makes the store durable
 //! and the segment is deleted.
 //!
-//! Not built yet: summarization and the summary API (issue 4), MPFDM's remote-MP mode, per-
-//! endpoint request latency metrics.
+//! Not built yet: summarization and the summary API (issue 4).
 
 pub mod clock;
 #[cfg(test)]

@@ -12,7 +12,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
 
 use protocol::Timestamp;
 use protocol::cimtime::civil_from_days;
@@ -138,6 +139,55 @@ impl ComponentLog {
     }
 }
 
+/// A log for events that come per message (location requests, relayed Reports): at most one
+/// entry group per `every` of real time, written for the message that finds the slot free, with
+/// how many messages went by unlogged since the last group. Per-message logging at storm rates
+/// would be the bottleneck it is meant to observe.
+#[derive(Debug)]
+pub struct SampledLog {
+    log: ComponentLog,
+    every_micros: u64,
+    origin: Instant,
+    /// Microseconds since `origin` of the last group, and messages since.
+    last: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl SampledLog {
+    pub fn new(log: ComponentLog, every: std::time::Duration) -> SampledLog {
+        SampledLog {
+            log,
+            every_micros: every.as_micros() as u64,
+            origin: Instant::now(),
+            last: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+        }
+    }
+
+    /// Logs the lines `lines()` makes, if this message gets the slot; otherwise counts it.
+    pub fn sample<I: IntoIterator<Item = String>>(&self, lines: impl FnOnce() -> I) {
+        let now = self.origin.elapsed().as_micros() as u64 + self.every_micros;
+        let last = self.last.load(Ordering::Relaxed);
+        if now < last + self.every_micros
+            || self.last.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_err()
+        {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let skipped = self.skipped.swap(0, Ordering::Relaxed);
+        if skipped > 0 {
+            self.log.info(&format!("({skipped} more messages handled since the last entry)"));
+        }
+        for line in lines() {
+            self.log.info(&line);
+        }
+    }
+
+    pub fn log(&self) -> &ComponentLog {
+        &self.log
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +208,41 @@ mod tests {
             mp.format_line(Severity::Warning, "Relay: Outbox dir: x", at, 7),
             "<![LOG[Relay: Outbox dir: x]LOG]!><time=\"17:18:55.573+000\" date=\"01-20-2014\" component=\"MP_RelayEndpoint\" context=\"\" type=\"2\" thread=\"7\" file=\"\">\n"
         );
+    }
+
+    #[test]
+    fn sampled_logs_write_one_group_per_interval_and_count_the_rest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = ComponentLog::open(
+            tmp.path(),
+            "MP_Location.log",
+            "MP_LocationManager",
+            Format::Mp,
+            SiteClock::real_time(),
+        )
+        .unwrap();
+        let sampled = SampledLog::new(log, std::time::Duration::from_secs(3600));
+        for i in 0..100 {
+            sampled.sample(|| [format!("MP LM: message {i}")]);
+        }
+        let text = fs::read_to_string(tmp.path().join("MP_Location.log")).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("MP LM: message 0"));
+        let fast = SampledLog::new(
+            ComponentLog::open(
+                tmp.path(),
+                "MP_Relay.log",
+                "MP_RelayEndpoint",
+                Format::Mp,
+                SiteClock::real_time(),
+            )
+            .unwrap(),
+            std::time::Duration::ZERO,
+        );
+        fast.sample(|| ["a".to_owned()]);
+        fast.sample(|| ["b".to_owned()]);
+        let text = fs::read_to_string(tmp.path().join("MP_Relay.log")).unwrap();
+        assert_eq!(text.lines().count(), 2);
     }
 
     #[test]

@@ -261,6 +261,8 @@ fn the_seed_flow_end_to_end_and_across_a_restart() {
     assert!(read("PolicyPv.log").contains("Found {C2D17964-BBDD-4339-B9F3-12D7205B39CC}.STN"));
     assert!(read("StateSys.log").contains("Processed 1 records with 0 invalid records."));
     assert!(read("StateSys.log").contains("Inbox notification triggered, pause for 10 seconds......"));
+    assert!(read("MP_Location.log").contains("MP LM: Message Body : <WSUSLocationRequest"));
+    assert!(read("MP_Relay.log").contains("Inv-Relay: Task completed successfully"));
 
     // A restart on the same data directory keeps the client (checkpoint + inbox replay).
     server.stop();

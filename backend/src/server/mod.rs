@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 
 use crate::clock::SiteClock;
 use crate::inbox::commit::{CommitConfig, GroupCommit};
-use crate::logs::{ComponentLog, Format};
+use crate::logs::{ComponentLog, Format, SampledLog};
 use crate::mp::{self, MpIdentity};
 use crate::site::Site;
 use crate::site::chain::ChainLogs;
@@ -147,8 +147,12 @@ pub(crate) struct Shared {
     pub store: Arc<Store>,
     pub stats: Stats,
     pub chain: ChainLogs,
-    pub relay_log: ComponentLog,
+    /// `MP_Relay.log` and `MP_Location.log`: the walkthrough's lines, sampled (see [`SampledLog`]).
+    pub relay_log: SampledLog,
+    pub location_log: SampledLog,
     pub policypv_box: PathBuf,
+    /// Where the relay writes (for its log lines).
+    pub relay_dir: PathBuf,
     pub started: Instant,
     /// Message IDs for replies: unique per process.
     pub next_id: AtomicU64,
@@ -187,6 +191,7 @@ pub async fn run(
     let index = UpdateIndex::new(&config.site.catalog);
     let updates = config.site.catalog.len();
     let statesys_log = site_log("StateSys.log", "SMS_STATE_SYSTEM")?;
+    let relay_dir_name = if config.remote_mp { outbox.clone() } else { paths.incoming() };
     let open_paths = paths.clone();
     let (worker, recovered) =
         tokio::task::spawn_blocking(move || Worker::open(open_paths, index, updates, statesys_log))
@@ -239,8 +244,13 @@ pub async fn run(
             smsdbmon: site_log("SMSDBMON.log", "SMS_DATABASE_NOTIFICATION_MONITOR")?,
             policypv: site_log("PolicyPv.log", "SMS_POLICY_PROVIDER")?,
         },
-        relay_log: mp_log("MP_Relay.log", "MP_RelayEndpoint")?,
+        relay_log: SampledLog::new(mp_log("MP_Relay.log", "MP_RelayEndpoint")?, Duration::from_secs(1)),
+        location_log: SampledLog::new(
+            mp_log("MP_Location.log", "MP_LocationManager")?,
+            Duration::from_secs(1),
+        ),
         policypv_box,
+        relay_dir: relay_dir_name,
         started: Instant::now(),
         next_id: AtomicU64::new(1),
     });

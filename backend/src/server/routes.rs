@@ -175,6 +175,14 @@ async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option
         }
     };
     let target = Some(request.header.target_endpoint.clone());
+    if request.header.target_endpoint == "MP_LocationManager" {
+        shared.location_log.sample(|| {
+            [
+                format!("MP LM: Message Body : {}", request.body),
+                "MP LM: calling MP_GetWSUSServerLocations".to_owned(),
+            ]
+        });
+    }
     let decision = {
         let site = shared.site.read().unwrap_or_else(|p| p.into_inner());
         mp::dispatch(&site, &shared.mp, &request, shared.clock.now(), shared.reply_id())
@@ -211,6 +219,19 @@ async fn relay(shared: &Arc<Shared>, report: Vec<u8>, records: u64, plain: bool)
         Ok(Ok(())) => {
             shared.stats.reports_accepted.fetch_add(1, Ordering::Relaxed);
             shared.stats.messages_accepted.fetch_add(records, Ordering::Relaxed);
+            shared.relay_log.sample(|| {
+                let dir = shared.relay_dir.display();
+                [
+                    "Mp Message Handler: start message processing for Relay-----------------------"
+                        .to_owned(),
+                    "Mp Message Handler: FileType=SMX".to_owned(),
+                    "Message Body : <XML Body Truncated>".to_owned(),
+                    format!("Relay: Outbox dir: {dir}"),
+                    "Priority in the message = 5".to_owned(),
+                    format!("State Priority Directory = {dir}"),
+                    format!("Inv-Relay: Task completed successfully ({records} state messages)"),
+                ]
+            });
             if plain {
                 text(StatusCode::OK, "NoReply")
             } else {
@@ -218,9 +239,8 @@ async fn relay(shared: &Arc<Shared>, report: Vec<u8>, records: u64, plain: bool)
             }
         }
         Ok(Err(e)) => {
-            shared
-                .relay_log
-                .log(crate::logs::Severity::Error, &format!("Relay: cannot write the inbox: {e}"));
+            let line = format!("Relay: cannot write the inbox: {e}");
+            shared.relay_log.log().log(crate::logs::Severity::Error, &line);
             busy(shared, &e.to_string())
         }
         Err(_) => busy(shared, "the inbox writer stopped"),
