@@ -191,13 +191,11 @@ pub async fn run(
     let index = UpdateIndex::new(&config.site.catalog);
     let updates = config.site.catalog.len();
     let statesys_log = site_log("StateSys.log", "SMS_STATE_SYSTEM")?;
-    let relay_dir_name = if config.remote_mp { outbox.clone() } else { paths.incoming() };
     let open_paths = paths.clone();
-    let (worker, recovered) =
+    let (mut worker, recovered) =
         tokio::task::spawn_blocking(move || Worker::open(open_paths, index, updates, statesys_log))
             .await
             .map_err(io::Error::other)??;
-    let mut worker = worker;
     worker.threads = config.statesys_threads.max(1);
     let store = worker.store_handle();
 
@@ -213,7 +211,7 @@ pub async fn run(
         (paths.incoming(), None)
     };
     let commit = GroupCommit::start(
-        CommitConfig::new(relay_dir),
+        CommitConfig::new(relay_dir.clone()),
         Box::new(move |sealed| {
             if let Some((log, incoming)) = &fdm
                 && let Err(e) = mp::fdm::dispatch(sealed, incoming, log)
@@ -250,7 +248,7 @@ pub async fn run(
             Duration::from_secs(1),
         ),
         policypv_box,
-        relay_dir: relay_dir_name,
+        relay_dir,
         started: Instant::now(),
         next_id: AtomicU64::new(1),
     });
