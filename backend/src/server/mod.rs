@@ -389,16 +389,19 @@ fn statesys_loop(
             match worker.run_batch() {
                 Ok(b) if b.files > 0 => {
                     idle = false;
+                    shared.stats.files_waiting.store(b.left, Ordering::Relaxed);
                     count_batch(&shared.stats, b);
                 }
-                Ok(_) => break,
+                Ok(_) => {
+                    shared.stats.files_waiting.store(0, Ordering::Relaxed);
+                    break;
+                }
                 Err(e) => {
                     eprintln!("sumstorm: StateSys cannot process its inbox: {e}");
                     break;
                 }
             }
         }
-        shared.stats.files_waiting.store(worker.waiting().map_or(0, |w| w.len() as u64), Ordering::Relaxed);
         if worker.pending() > 0 && (stopping || last_checkpoint.elapsed() >= timing.checkpoint_every) {
             match worker.checkpoint() {
                 Ok(()) => {

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::Shared;
 use crate::inbox::commit::{Ack, Busy};
 use crate::mp::{self, Dispatch};
-use crate::site::chain;
+use crate::site::{Site, chain};
 
 type Reply = Response<Full<Bytes>>;
 
@@ -89,7 +89,10 @@ pub(super) async fn handle(
         ("GET" | "HEAD", "/SMS_MP/.sms_pol") => policy_body(&shared, &query, &req),
         ("GET", p) if p.starts_with("/wsus/") && p.ends_with("/catalog") => wsus_catalog(&shared, p, &query),
         ("GET", "/api/v1/site") => json_reply(StatusCode::OK, &site_json(&shared)),
-        ("GET", "/api/v1/catalog") => json_reply(StatusCode::OK, &catalog_json(&shared, None)),
+        ("GET", "/api/v1/catalog") => {
+            let site = shared.site.read().unwrap_or_else(|p| p.into_inner());
+            json_reply(StatusCode::OK, &catalog_json(&site, site.content_version))
+        }
         ("GET", "/api/v1/status") => json_reply(StatusCode::OK, &status_json(&shared)),
         ("GET", "/api/v1/statenames") => json_reply(StatusCode::OK, &statenames_json()),
         ("GET", p) if p.starts_with("/api/v1/clients/") => {
@@ -308,13 +311,11 @@ fn wsus_catalog(shared: &Shared, path: &str, query: &str) -> Reply {
     if version > synced {
         return text(StatusCode::NOT_FOUND, format!("{name} has synchronized content version {synced}"));
     }
-    drop(site);
-    json_reply(StatusCode::OK, &catalog_json(shared, Some(version)))
+    // Checked and answered from the same look at the site, so a sync cannot slip between.
+    json_reply(StatusCode::OK, &catalog_json(&site, version))
 }
 
-fn catalog_json(shared: &Shared, version: Option<u32>) -> Value {
-    let site = shared.site.read().unwrap_or_else(|p| p.into_inner());
-    let version = version.unwrap_or(site.content_version);
+fn catalog_json(site: &Site, version: u32) -> Value {
     let updates: Vec<Value> = site
         .catalog
         .as_of(version)

@@ -61,6 +61,8 @@ pub struct Batch {
     pub reports: u64,
     /// Of those, the ones from segments: what the relay wrote.
     pub relayed: u64,
+    /// Files still waiting in the inboxes after this batch's chunk was taken.
+    pub left: u64,
     pub bad_files: u64,
     pub processed: Processed,
 }
@@ -167,22 +169,23 @@ impl Worker {
 
     /// Processes one chunk of waiting files; `files == 0` means there was nothing to do.
     pub fn run_batch(&mut self) -> io::Result<Batch> {
+        let waiting = self.waiting()?;
         let mut chunk = Vec::new();
         let mut bytes = 0;
-        for path in self.waiting()? {
-            let len = fs::metadata(&path).map_or(0, |m| m.len());
+        for path in &waiting {
+            let len = fs::metadata(path).map_or(0, |m| m.len());
             if !chunk.is_empty() && bytes + len > self.chunk_bytes {
                 break;
             }
             bytes += len;
-            chunk.push(path);
+            chunk.push(path.clone());
         }
         if chunk.is_empty() {
             return Ok(Batch::default());
         }
         // "chucks": the product's own spelling (seed, StateSys.log), kept so log readers match it.
         self.log.info(&format!("total chucks loaded ({})", chunk.len().div_ceil(64)));
-        let mut batch = Batch::default();
+        let mut batch = Batch { left: (waiting.len() - chunk.len()) as u64, ..Batch::default() };
         let per_thread = chunk.len().div_ceil(self.threads.max(1));
         let (store, index) = (&*self.store, &self.index);
         let results: Vec<(PathBuf, io::Result<FileOutcome>)> = std::thread::scope(|scope| {

@@ -1,7 +1,5 @@
 //! A minimal blocking HTTP/1.1 client for the tests: one request per connection.
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -37,6 +35,7 @@ pub(crate) fn call(
     Ok((status, head, raw[split + 4..].to_vec()))
 }
 
+#[allow(dead_code)] // not every test binary reads fixtures
 pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/../../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
