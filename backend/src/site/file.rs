@@ -22,14 +22,33 @@
 //! intranet = true                             # default true
 //! internet = false                            # default false
 //! synced_version = 37                         # optional: a SUP behind the site
+//!
+//! [[update_group]]
+//! name = "Security Updates 2026-10"
+//! updates = ["0..100", "KB5012345", 150]      # index ranges, single indexes, ArticleIDs, UpdateIDs
+//! new_updates = false                         # true: updates later syncs bring join the group
+//!
+//! [[deployment]]
+//! name = "Security Updates 2026-10 - All Desktops"
+//! update_group = "Security Updates 2026-10"
+//! ad_sites = ["CM12-R2-PS1"]                  # or boundary_groups = [...]; neither: all clients
+//!
+//! [summarization]                             # site time; s, m, h or d
+//! update_status = "1h"
+//! update_group_status = "1h"
+//! assignment_compliance = "1h"
+//! migrate_update_status = "1d"
+//! delete_aged_status = "1d"
+//! aged_after = "90d"
 //! ```
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use protocol::Guid;
 use serde::Deserialize;
 
-use super::{Boundary, BoundaryGroup, Catalog, Site, Sup};
+use super::{Boundary, BoundaryGroup, Catalog, Collection, Deployment, Schedules, Site, Sup, UpdateGroup};
 
 /// A site file that cannot be used, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +83,65 @@ pub struct SiteFile {
     pub boundary_group: Vec<BoundaryGroupFile>,
     #[serde(default)]
     pub sup: Vec<SupFile>,
+    #[serde(default)]
+    pub update_group: Vec<UpdateGroupFile>,
+    #[serde(default)]
+    pub deployment: Vec<DeploymentFile>,
+    #[serde(default)]
+    pub summarization: SummarizationFile,
+}
+
+/// An update group's member: an index, an index range `"A..B"`, an ArticleID or an UpdateID.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum UpdateRef {
+    Index(usize),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateGroupFile {
+    pub name: String,
+    pub updates: Vec<UpdateRef>,
+    #[serde(default)]
+    pub new_updates: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentFile {
+    pub name: String,
+    pub update_group: String,
+    pub ad_sites: Option<Vec<String>>,
+    pub boundary_groups: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummarizationFile {
+    pub update_status: Option<String>,
+    pub update_group_status: Option<String>,
+    pub assignment_compliance: Option<String>,
+    pub migrate_update_status: Option<String>,
+    pub delete_aged_status: Option<String>,
+    pub aged_after: Option<String>,
+}
+
+/// `"90s"`, `"15m"`, `"1h"`, `"90d"`: a positive span of site time.
+pub fn parse_span(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    let secs = n * match unit.trim() {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => return None,
+    };
+    (secs > 0.0 && secs.is_finite() && secs < 1e12).then(|| Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +269,91 @@ impl SiteFile {
         if sups.is_empty() {
             return Err(invalid("sup", "a site needs at least one SUP"));
         }
+        if boundary_groups.len() > 64 {
+            return Err(invalid("boundary_group", "a site has at most 64 boundary groups"));
+        }
+        let catalog = Catalog::generate(self.catalog_seed, self.catalog_size, self.content_version);
+        let mut update_groups: Vec<UpdateGroup> = Vec::new();
+        for (i, g) in self.update_group.iter().enumerate() {
+            let key = |field: &str| format!("update_group[{i}].{field}");
+            if g.name.trim().is_empty() || update_groups.iter().any(|x| x.name == g.name) {
+                return Err(invalid(key("name"), "names must be present and unique"));
+            }
+            let mut updates = Vec::new();
+            for r in &g.updates {
+                updates.extend(resolve(&catalog, r).map_err(|why| invalid(key("updates"), why))?);
+            }
+            updates.sort_unstable();
+            updates.dedup();
+            update_groups.push(UpdateGroup {
+                id: 16_777_500 + i as u32,
+                name: g.name.clone(),
+                updates,
+                takes_new_updates: g.new_updates,
+            });
+        }
+        let mut deployments: Vec<Deployment> = Vec::new();
+        for (i, d) in self.deployment.iter().enumerate() {
+            let key = |field: &str| format!("deployment[{i}].{field}");
+            if d.name.trim().is_empty() || deployments.iter().any(|x| x.name == d.name) {
+                return Err(invalid(key("name"), "names must be present and unique"));
+            }
+            let group = update_groups.iter().position(|g| g.name == d.update_group).ok_or_else(|| {
+                invalid(key("update_group"), format!("no update group named {:?}", d.update_group))
+            })?;
+            let collection = match (&d.ad_sites, &d.boundary_groups) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(key("ad_sites"), "target AD sites or boundary groups, not both"));
+                }
+                (None, None) => Collection::AllClients,
+                (Some(sites), None) => {
+                    Collection::AdSites(sites.iter().map(|s| s.trim().to_owned()).collect())
+                }
+                (None, Some(groups)) => Collection::BoundaryGroups(
+                    groups
+                        .iter()
+                        .map(|g| {
+                            boundary_groups.iter().position(|b| &b.name == g).ok_or_else(|| {
+                                invalid(key("boundary_groups"), format!("no boundary group named {g:?}"))
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+            };
+            deployments.push(Deployment {
+                id: 16_777_217 + i as u32,
+                name: d.name.clone(),
+                group,
+                collection,
+            });
+        }
+        let s = &self.summarization;
+        let span = |key: &str, value: &Option<String>, default: Duration| match value {
+            None => Ok(default),
+            Some(text) => parse_span(text).ok_or_else(|| {
+                invalid(
+                    format!("summarization.{key}"),
+                    format!("{text:?} is not a span like \"1h\" or \"90d\""),
+                )
+            }),
+        };
+        let d = Schedules::default();
+        let schedules = Schedules {
+            update_status: span("update_status", &s.update_status, d.update_status)?,
+            update_group_status: span("update_group_status", &s.update_group_status, d.update_group_status)?,
+            assignment_compliance: span(
+                "assignment_compliance",
+                &s.assignment_compliance,
+                d.assignment_compliance,
+            )?,
+            migrate_update_status: span(
+                "migrate_update_status",
+                &s.migrate_update_status,
+                d.migrate_update_status,
+            )?,
+            delete_aged_status: span("delete_aged_status", &s.delete_aged_status, d.delete_aged_status)?,
+            aged_after: span("aged_after", &s.aged_after, d.aged_after)?,
+        };
         Ok(Site {
             code: code.to_ascii_uppercase(),
             update_source_id,
@@ -199,14 +362,44 @@ impl SiteFile {
             policy_major: self.policy_version,
             sups,
             boundary_groups,
-            catalog: Catalog::generate(self.catalog_seed, self.catalog_size, self.content_version),
+            catalog,
+            update_groups,
+            deployments,
+            schedules,
+            migrated_through: 0,
+            syncs: Vec::new(),
         })
     }
 }
 
+/// The catalog indexes an update group member names.
+fn resolve(catalog: &Catalog, r: &UpdateRef) -> Result<Vec<usize>, String> {
+    let len = catalog.len();
+    let text = match r {
+        UpdateRef::Index(i) if *i < len => return Ok(vec![*i]),
+        UpdateRef::Index(i) => return Err(format!("index {i} is past the catalog's {len} updates")),
+        UpdateRef::Text(t) => t.trim(),
+    };
+    if let Some((a, b)) = text.split_once("..") {
+        let (a, b) = (a.trim().parse::<usize>(), b.trim().parse::<usize>());
+        return match (a, b) {
+            (Ok(a), Ok(b)) if a < b && b <= len => Ok((a..b).collect()),
+            _ => Err(format!("{text:?} is not a range A..B within the catalog's {len} updates")),
+        };
+    }
+    let found = if text.len() > 2 && text[..2].eq_ignore_ascii_case("KB") {
+        catalog.updates().iter().position(|u| u.article.eq_ignore_ascii_case(text))
+    } else {
+        Guid::parse(text.as_bytes()).ok().and_then(|id| catalog.index_of(id))
+    };
+    found.map(|i| vec![i]).ok_or_else(|| format!("{text:?} is not an update of the catalog"))
+}
+
 impl Site {
     /// The site `backend serve` builds without a site file (contract §2.1): site PS1, the seed's
-    /// UpdateSource, two SUPs, one boundary group covering every address, 200 updates.
+    /// UpdateSource, two SUPs, one boundary group covering every address, 200 updates in two
+    /// update groups, each deployed once (the second, which takes new updates, to the boundary
+    /// group).
     pub fn default_site() -> Site {
         const DEFAULT: &str = r#"
             site_code = "PS1"
@@ -221,6 +414,20 @@ impl Site {
             name = "PS1SYS"
             boundary_groups = ["Default-Site-Boundary-Group"]
             internet = true
+            [[update_group]]
+            name = "Security Updates 2026-10"
+            updates = ["0..100"]
+            [[update_group]]
+            name = "Security Updates 2026-11"
+            updates = ["100..200"]
+            new_updates = true
+            [[deployment]]
+            name = "Security Updates 2026-10 - All Clients"
+            update_group = "Security Updates 2026-10"
+            [[deployment]]
+            name = "Security Updates 2026-11 - Default Boundary"
+            update_group = "Security Updates 2026-11"
+            boundary_groups = ["Default-Site-Boundary-Group"]
         "#;
         // The text above is part of the program; a test proves it validates.
         SiteFile::parse(DEFAULT).and_then(SiteFile::into_site).unwrap_or_else(|e| unreachable!("{e}"))
@@ -240,6 +447,49 @@ mod tests {
         assert_eq!(s.catalog.len(), 200);
         assert_eq!(s.policy_version(), "40.00");
         assert_eq!(s.policy_id, "{d0855677-b0a6-4e33-9bd5-7b0d06f0a2be}");
+        assert_eq!(s.update_groups.len(), 2);
+        assert_eq!(s.update_groups[0].updates, (0..100).collect::<Vec<_>>());
+        assert_eq!(s.deployments.len(), 2);
+        assert_eq!(s.deployments[1].collection, Collection::BoundaryGroups(vec![0]));
+        assert_eq!(s.schedules, Schedules::default());
+    }
+
+    #[test]
+    fn update_groups_deployments_and_schedules() {
+        let site = Site::default_site();
+        let kb = site.catalog.updates()[7].article.clone();
+        let id = site.catalog.updates()[9].id.styled(protocol::GuidStyle::UpperBraced).to_string();
+        let text = format!(
+            r#"
+            site_code = "PS1"
+            update_source_id = "{{C2D17964-BBDD-4339-B9F3-12D7205B39CC}}"
+            [[boundary_group]]
+            name = "A"
+            subnets = ["10.0.0.0"]
+            [[sup]]
+            name = "S1"
+            boundary_groups = ["A"]
+            [[update_group]]
+            name = "G"
+            updates = ["2..5", 4, "{kb}", "{id}"]
+            [[deployment]]
+            name = "D"
+            update_group = "G"
+            ad_sites = ["HQ"]
+            [summarization]
+            update_status = "15m"
+            aged_after = "2d"
+            "#
+        );
+        let s = SiteFile::parse(&text).unwrap().into_site().unwrap();
+        assert_eq!(s.update_groups[0].updates, [2, 3, 4, 7, 9]);
+        assert_eq!(s.deployments[0].collection, Collection::AdSites(vec!["HQ".into()]));
+        assert_eq!(s.schedules.update_status, Duration::from_secs(900));
+        assert_eq!(s.schedules.aged_after, Duration::from_secs(2 * 86_400));
+        assert_eq!(s.schedules.delete_aged_status, Duration::from_secs(86_400));
+        assert_eq!(parse_span("1.5h"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_span("0s"), None);
+        assert_eq!(parse_span("5 weeks"), None);
     }
 
     #[test]
@@ -268,6 +518,25 @@ mod tests {
                 "boundary_group[0].ip_ranges",
             ),
             (format!("catalog_size = 0\n{base}"), "catalog_size"),
+            (
+                format!("{base}\n[[update_group]]\nname = \"G\"\nupdates = [\"0..900\"]"),
+                "update_group[0].updates",
+            ),
+            (
+                format!("{base}\n[[update_group]]\nname = \"G\"\nupdates = [\"KB1\"]"),
+                "update_group[0].updates",
+            ),
+            (
+                format!("{base}\n[[deployment]]\nname = \"D\"\nupdate_group = \"nope\""),
+                "deployment[0].update_group",
+            ),
+            (
+                format!(
+                    "{base}\n[[update_group]]\nname = \"G\"\nupdates = [1]\n[[deployment]]\nname = \"D\"\nupdate_group = \"G\"\nboundary_groups = [\"Z\"]"
+                ),
+                "deployment[0].boundary_groups",
+            ),
+            (format!("{base}\n[summarization]\naged_after = \"forever\""), "summarization.aged_after"),
             (
                 format!(
                     "content_version = 5\n{base}\n[[sup]]\nname = \"S2\"\nboundary_groups = [\"A\"]\nsynced_version = 6"

@@ -7,12 +7,18 @@
 //!   version bump, with the product's log lines.
 //! - [`Site::locate`]: the WSUS location decision (boundary group by subnet, IP range or AD
 //!   site; intranet or internet; only SUPs synced at or past the requested content version).
+//! - Update groups and their deployments to collections, and the summarization schedules
+//!   (flow.md §7).
+//! - [`persist`]: what syncs and migrations changed, kept in the data directory so a restart
+//!   comes back to the same catalog.
 
 pub mod catalog;
 pub mod chain;
 pub mod file;
+pub mod persist;
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use protocol::Guid;
 use protocol::bodies::{LocationRecord, LocationSite, WsusLocationReply, WsusLocationRequest};
@@ -66,6 +72,85 @@ impl BoundaryGroup {
     }
 }
 
+/// Where a client said it is (its last WSUS location request): what collections go by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Location {
+    pub ad_site: Box<str>,
+    /// Bit `g` set: the client is in boundary group `g` (a site has at most 64).
+    pub boundary_groups: u64,
+}
+
+/// A software update group, the unit a deployment deploys. `GroupID` as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateGroup {
+    pub id: u32,
+    pub name: String,
+    /// Dense catalog indexes, ascending.
+    pub updates: Vec<usize>,
+    /// Updates later syncs bring join this group (as an automatic deployment rule adds them).
+    pub takes_new_updates: bool,
+}
+
+/// The clients a deployment targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Collection {
+    AllClients,
+    /// Clients whose AD site is one of these (case-insensitive).
+    AdSites(Vec<String>),
+    /// Clients in any of these boundary groups (indexes into [`Site::boundary_groups`]).
+    BoundaryGroups(Vec<usize>),
+}
+
+impl Collection {
+    /// Whether a client at `location` (`None`: it never said) is a member.
+    pub fn contains(&self, location: Option<&Location>) -> bool {
+        match (self, location) {
+            (Collection::AllClients, _) => true,
+            (_, None) => false,
+            (Collection::AdSites(sites), Some(l)) => sites.iter().any(|s| s.eq_ignore_ascii_case(&l.ad_site)),
+            (Collection::BoundaryGroups(groups), Some(l)) => {
+                groups.iter().any(|&g| g < 64 && l.boundary_groups & (1 << g) != 0)
+            }
+        }
+    }
+}
+
+/// A deployment of one update group to one collection. `DeploymentID` as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub id: u32,
+    pub name: String,
+    /// Index into [`Site::update_groups`].
+    pub group: usize,
+    pub collection: Collection,
+}
+
+/// The summarization tasks' schedules and the aged-status limit, in site time (flow.md §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedules {
+    pub update_status: Duration,
+    pub update_group_status: Duration,
+    pub assignment_compliance: Duration,
+    pub migrate_update_status: Duration,
+    pub delete_aged_status: Duration,
+    /// Clients silent this long lose their status.
+    pub aged_after: Duration,
+}
+
+impl Default for Schedules {
+    fn default() -> Self {
+        const HOUR: Duration = Duration::from_secs(3600);
+        Schedules {
+            update_status: HOUR,
+            update_group_status: HOUR,
+            assignment_compliance: HOUR,
+            migrate_update_status: HOUR * 24,
+            delete_aged_status: HOUR * 24,
+            aged_after: HOUR * 24 * 90,
+        }
+    }
+}
+
 /// The site and its software-update configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
@@ -80,6 +165,15 @@ pub struct Site {
     pub sups: Vec<Sup>,
     pub boundary_groups: Vec<BoundaryGroup>,
     pub catalog: Catalog,
+    pub update_groups: Vec<UpdateGroup>,
+    pub deployments: Vec<Deployment>,
+    pub schedules: Schedules,
+    /// Superseded updates at or before this content version have had their status migrated
+    /// off (SUM Migrate Update Status): they leave the summaries.
+    pub migrated_through: u32,
+    /// Every sync since the site file's state, as (new, superseded): with the file, it rebuilds
+    /// the catalog after a restart.
+    pub syncs: Vec<(usize, usize)>,
 }
 
 impl Site {
@@ -91,6 +185,28 @@ impl Site {
     /// The content version `sup` has synchronized.
     pub fn synced_version(&self, sup: &Sup) -> u32 {
         sup.synced_version.unwrap_or(self.content_version)
+    }
+
+    /// Where `req` says its client is: its AD site and the boundary groups that contain it.
+    pub fn location_of(&self, req: &WsusLocationRequest) -> Location {
+        let boundary_groups = self
+            .boundary_groups
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|(_, g)| g.contains(req))
+            .fold(0u64, |mask, (i, _)| mask | 1 << i);
+        Location { ad_site: req.ad_site.as_str().into(), boundary_groups }
+    }
+
+    /// Whether update `index` has left the summaries: superseded by a sync whose status
+    /// migration has run.
+    pub fn is_migrated(&self, index: usize) -> bool {
+        self.catalog
+            .updates()
+            .get(index)
+            .and_then(|u| u.superseded_by)
+            .is_some_and(|(_, at)| at <= self.migrated_through)
     }
 
     /// The WSUS location reply for `req`, with URLs pointing back at `base_url`
@@ -124,9 +240,14 @@ impl Site {
     /// A SUP synchronization (WSyncMgr): the content version rises by one and the catalog grows
     /// by `new` updates, `superseded` of the current ones being replaced. Returns the new version.
     /// The policy version is the Policy Provider's to bump, once it sees the STN file.
+    /// Groups that take new updates get this sync's.
     pub fn sync(&mut self, new: usize, superseded: usize) -> u32 {
         self.content_version += 1;
-        self.catalog.sync(self.content_version, new, superseded);
+        let (added, _) = self.catalog.sync(self.content_version, new, superseded);
+        for g in self.update_groups.iter_mut().filter(|g| g.takes_new_updates) {
+            g.updates.extend_from_slice(&added);
+        }
+        self.syncs.push((new, superseded));
         self.content_version
     }
 }

@@ -3,13 +3,14 @@
 //! checkpoint or the new one, never a mix. A CRC-32 over the file catches a damaged one.
 //!
 //! ```text
-//! "SUMSTORM-STORE/1\n" | stride: u32 | clients: u64
-//! per client: id u128 | name len u16 + bytes | last_seen i64 | scan: flag u8 (+ time i64,
+//! "SUMSTORM-STORE/2\n" | stride: u32 | clients: u64
+//! per client: id u128 | name len u16 + bytes | last_seen i64 | retired u8 | location: flag u8
+//!   (+ AD site len u16 + bytes, boundary groups u64) | scan: flag u8 (+ time i64,
 //!   serial u64, state u8, content_version u32) | serials: flag u8 (+ lo u64, hi u64) |
 //!   gaps u16 + (u64, u64)* | stride × (time i64, changed i64, serial u32, state u8)
 //! crc32 of everything before: u32
 //! ```
-//! All integers little-endian.
+//! All integers little-endian. Version 1 (without `retired` and `location`) still loads.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -19,8 +20,10 @@ use protocol::Guid;
 
 use super::serials::Serials;
 use super::store::{Client, ScanState, Store, UpdateState};
+use crate::site::Location;
 
-const MAGIC: &[u8] = b"SUMSTORM-STORE/1\n";
+const MAGIC: &[u8] = b"SUMSTORM-STORE/2\n";
+const MAGIC_V1: &[u8] = b"SUMSTORM-STORE/1\n";
 
 /// Writes `store` to `path` atomically.
 pub fn save(store: &Store, path: &Path) -> io::Result<()> {
@@ -70,6 +73,17 @@ fn write_client<W: Write>(
     out.put(&(name.len() as u16).to_le_bytes())?;
     out.put(name)?;
     out.put(&c.last_seen.to_le_bytes())?;
+    out.put(&[u8::from(c.retired)])?;
+    match &c.location {
+        None => out.put(&[0])?,
+        Some(l) => {
+            let site = &l.ad_site.as_bytes()[..l.ad_site.len().min(u16::MAX as usize)];
+            out.put(&[1])?;
+            out.put(&(site.len() as u16).to_le_bytes())?;
+            out.put(site)?;
+            out.put(&l.boundary_groups.to_le_bytes())?;
+        }
+    }
     match c.scan {
         None => out.put(&[0])?,
         Some(s) => {
@@ -139,6 +153,11 @@ impl Reader<'_> {
     fn i64(&mut self) -> Result<i64, LoadError> {
         Ok(i64::from_le_bytes(self.take()?))
     }
+    fn text(&mut self, len: usize, what: &'static str) -> Result<String, LoadError> {
+        let bytes = self.b.get(self.at..self.at + len).ok_or(LoadError::Damaged("truncated"))?;
+        self.at += len;
+        String::from_utf8(bytes.to_vec()).map_err(|_| LoadError::Damaged(what))
+    }
 }
 
 /// Loads a checkpoint into a new store of `2^shard_bits` shards.
@@ -151,7 +170,8 @@ pub fn load(path: &Path, shard_bits: u32) -> Result<Store, LoadError> {
         return Err(LoadError::Damaged("checksum mismatch"));
     }
     let mut r = Reader { b: body, at: 0 };
-    if !body.starts_with(MAGIC) {
+    let v1 = body.starts_with(MAGIC_V1);
+    if !v1 && !body.starts_with(MAGIC) {
         return Err(LoadError::Damaged("not a store checkpoint"));
     }
     r.at = MAGIC.len();
@@ -162,10 +182,22 @@ pub fn load(path: &Path, shard_bits: u32) -> Result<Store, LoadError> {
     for _ in 0..count {
         let id = Guid(u128::from_le_bytes(r.take()?));
         let len = r.u16()? as usize;
-        let name = body.get(r.at..r.at + len).ok_or(LoadError::Damaged("truncated"))?;
-        r.at += len;
-        let netbios_name = String::from_utf8(name.to_vec()).map_err(|_| LoadError::Damaged("client name"))?;
+        let netbios_name = r.text(len, "client name")?;
         let last_seen = r.i64()?;
+        let (retired, location) = if v1 {
+            (false, None)
+        } else {
+            let retired = r.u8()? != 0;
+            let location = match r.u8()? {
+                0 => None,
+                _ => {
+                    let len = r.u16()? as usize;
+                    let ad_site = r.text(len, "AD site")?.into_boxed_str();
+                    Some(Location { ad_site, boundary_groups: r.u64()? })
+                }
+            };
+            (retired, location)
+        };
         let scan = match r.u8()? {
             0 => None,
             _ => Some(ScanState {
@@ -182,9 +214,9 @@ pub fn load(path: &Path, shard_bits: u32) -> Result<Store, LoadError> {
         let gaps = (0..r.u16()?).map(|_| Ok((r.u64()?, r.u64()?))).collect::<Result<Vec<_>, LoadError>>()?;
         let serials = Serials::from_parts(span, gaps).ok_or(LoadError::Damaged("serial ranges"))?;
         for u in row.iter_mut() {
-            *u = UpdateState { time: r.i64()?, changed: r.i64()?, serial: r.u32()?, state: r.u8()? };
+            *u = UpdateState::new(r.i64()?, r.i64()?, r.u32()?, r.u8()?);
         }
-        store.restore(Client { id, netbios_name, scan, serials, last_seen }, &row);
+        store.restore(Client { id, netbios_name, scan, serials, last_seen, location, retired }, &row);
     }
     if r.at != body.len() {
         return Err(LoadError::Damaged("trailing bytes"));
@@ -227,7 +259,14 @@ mod tests {
                 })
                 .collect();
             store.apply(Guid(c * 0x1234_5678_9ABC), &format!("PC{c}"), &records);
+            if c % 4 == 0 {
+                let location = Location { ad_site: format!("SITE-{c}").into(), boundary_groups: c as u64 };
+                store.discover(Guid(c * 0x1234_5678_9ABC), "", Some(location), 5);
+            }
         }
+        // A client heard from once, long ago: retired.
+        store.discover(Guid(999), "IDLE", None, 1);
+        assert_eq!(store.retire_aged(3), 1);
         store
     }
 
@@ -240,7 +279,8 @@ mod tests {
         assert!(!path.with_extension("tmp").exists());
         let loaded = load(&path, 1).unwrap();
         let (a, b) = (snapshot(&loaded), snapshot(&store));
-        assert_eq!(a.len(), 50);
+        assert_eq!(a.len(), 51);
+        assert!(a.iter().any(|(c, _)| c.retired) && a.iter().any(|(c, _)| c.location.is_some()));
         assert!(a == b, "the loaded store differs from the saved one");
         assert!(b.iter().any(|(_, row)| row.len() > 8), "a widened row is covered");
         // And it keeps working: a newer record still applies, a replay still does not.

@@ -14,4 +14,5 @@ pub mod checkpoint;
 pub mod process;
 pub mod serials;
 pub mod store;
+pub mod summary;
 pub mod worker;

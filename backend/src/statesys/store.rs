@@ -13,6 +13,11 @@
 //! MessageTime; `LastStatusChangeTime` moves when a newer record brings a different state (the
 //! product's rule, exact when each update's records arrive in order, as StateSys reads a client's
 //! files). The scan state (topic type 501) follows the same rule per client.
+//!
+//! Each shard also carries its part of the summarization ([`super::summary`]): its partial
+//! counts and what changed since they were taken, marked as records apply (one byte per state,
+//! kept in the padding of [`UpdateState`]), so a summarization after a small change costs in
+//! proportion to the change.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,12 +25,14 @@ use std::sync::Mutex;
 use protocol::Guid;
 
 use super::serials::Serials;
+use super::summary::{self, Plan, ShardSummary, Tally};
+use crate::site::Location;
 
 /// "No record yet" in a time field.
 pub const NO_TIME: i64 = i64::MIN;
 
 /// One (client, update) state: 24 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct UpdateState {
     /// MessageTime of the record in force (µs since the epoch) = LastStatusCheckTime; [`NO_TIME`]
     /// when the client has not reported this update.
@@ -37,12 +44,29 @@ pub struct UpdateState {
     pub serial: u32,
     /// Topic type 500 state: 0 unknown, 1 not required, 2 required, 3 installed.
     pub state: u8,
+    /// Summarization's bookkeeping, not state: the summary bucket this entry had at the last
+    /// summarization, and whether it has been marked changed since.
+    pub(crate) seen: u8,
 }
 
 const _: () = assert!(std::mem::size_of::<UpdateState>() == 24);
 
+/// Equal states: the summarization bookkeeping is not part of a state.
+impl PartialEq for UpdateState {
+    fn eq(&self, o: &Self) -> bool {
+        (self.time, self.changed, self.serial, self.state) == (o.time, o.changed, o.serial, o.state)
+    }
+}
+
+impl Eq for UpdateState {}
+
 impl UpdateState {
-    pub const EMPTY: UpdateState = UpdateState { time: NO_TIME, changed: NO_TIME, serial: 0, state: 0 };
+    pub const EMPTY: UpdateState =
+        UpdateState { time: NO_TIME, changed: NO_TIME, serial: 0, state: 0, seen: 0 };
+
+    pub const fn new(time: i64, changed: i64, serial: u32, state: u8) -> UpdateState {
+        UpdateState { time, changed, serial, state, seen: 0 }
+    }
 
     pub fn is_known(&self) -> bool {
         self.time != NO_TIME
@@ -85,8 +109,13 @@ pub struct Client {
     pub netbios_name: String,
     pub scan: Option<ScanState>,
     pub serials: Serials,
-    /// The newest MessageTime reported, [`NO_TIME`] before any (for aged status).
+    /// The newest MessageTime reported (or site time of a registration or location request),
+    /// [`NO_TIME`] before any: what aged status goes by.
     pub last_seen: i64,
+    /// Where the client last said it is: what collections go by.
+    pub location: Option<Location>,
+    /// SUM Delete Aged Status dropped this client's status; it counts again once it reports.
+    pub retired: bool,
 }
 
 /// What applying a batch did.
@@ -105,12 +134,13 @@ impl std::ops::AddAssign for Applied {
     }
 }
 
-struct Shard {
+pub(super) struct Shard {
     index: HashMap<Guid, u32>,
-    clients: Vec<Client>,
+    pub(super) clients: Vec<Client>,
     /// `clients.len() * stride` states, one row per client.
-    rows: Vec<UpdateState>,
-    stride: usize,
+    pub(super) rows: Vec<UpdateState>,
+    pub(super) stride: usize,
+    pub(super) summary: ShardSummary,
 }
 
 impl Shard {
@@ -119,6 +149,10 @@ impl Shard {
             let i = i as usize;
             if self.clients[i].netbios_name != netbios && !netbios.is_empty() {
                 netbios.clone_into(&mut self.clients[i].netbios_name);
+            }
+            if self.clients[i].retired {
+                self.clients[i].retired = false;
+                self.summary.client_changed(i);
             }
             return i;
         }
@@ -130,7 +164,10 @@ impl Shard {
             scan: None,
             serials: Serials::default(),
             last_seen: NO_TIME,
+            location: None,
+            retired: false,
         });
+        self.summary.client_changed(i);
         if self.rows.len() + self.stride > self.rows.capacity() {
             // A quarter more at a time, not double: the slack stays under a quarter of a row set.
             self.rows.reserve_exact(self.stride.max(self.rows.len() / 4));
@@ -179,6 +216,7 @@ impl Store {
                     clients: Vec::new(),
                     rows: Vec::new(),
                     stride: updates,
+                    summary: ShardSummary::default(),
                 })
             })
             .collect();
@@ -192,7 +230,8 @@ impl Store {
 
     /// Applies one client's records (one Report's worth) under one lock.
     pub fn apply(&self, client: Guid, netbios: &str, records: &[Record]) -> Applied {
-        let mut shard = lock(self.shard(client));
+        let mut guard = lock(self.shard(client));
+        let shard = &mut *guard;
         let slot = shard.slot(client, netbios);
         let mut done = Applied::default();
         for r in records {
@@ -211,6 +250,7 @@ impl Store {
                             e.changed = r.time;
                         }
                         (e.time, e.serial, e.state) = (r.time, serial, state);
+                        shard.summary.state_changed(slot, index, e);
                     }
                     newer
                 }
@@ -234,6 +274,99 @@ impl Store {
             }
         }
         done
+    }
+
+    /// A client the MP heard from (registration, location request) at site time `now`: known
+    /// from now on, with its location when it said where it is.
+    pub fn discover(&self, client: Guid, netbios: &str, location: Option<Location>, now: i64) {
+        let mut guard = lock(self.shard(client));
+        let shard = &mut *guard;
+        let slot = shard.slot(client, netbios);
+        let c = &mut shard.clients[slot];
+        c.last_seen = c.last_seen.max(now);
+        if let Some(location) = location
+            && c.location.as_ref() != Some(&location)
+        {
+            c.location = Some(location);
+            shard.summary.client_changed(slot);
+        }
+    }
+
+    /// SUM Delete Aged Status: drops the status of every client not heard from since `cutoff`
+    /// (it leaves the counts until it reports again). Returns the clients dropped.
+    pub fn retire_aged(&self, cutoff: i64) -> u64 {
+        let mut dropped = 0;
+        for m in self.shards.iter() {
+            let mut guard = lock(m);
+            let shard = &mut *guard;
+            let stride = shard.stride;
+            for slot in 0..shard.clients.len() {
+                let c = &mut shard.clients[slot];
+                if c.retired || c.last_seen >= cutoff {
+                    continue;
+                }
+                c.retired = true;
+                c.scan = None;
+                for e in &mut shard.rows[slot * stride..(slot + 1) * stride] {
+                    // What was summarized stays in `seen`, for the summarizer to take back.
+                    *e = UpdateState { seen: e.seen, ..UpdateState::EMPTY };
+                }
+                shard.summary.client_changed(slot);
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// SUM Migrate Update Status: moves every client's status off the updates at `indexes`.
+    /// Returns the states moved.
+    pub fn clear_updates(&self, indexes: &[usize]) -> u64 {
+        let mut moved = 0;
+        for m in self.shards.iter() {
+            let mut guard = lock(m);
+            let shard = &mut *guard;
+            let stride = shard.stride;
+            for slot in 0..shard.clients.len() {
+                for &i in indexes.iter().filter(|&&i| i < stride) {
+                    let e = &mut shard.rows[slot * stride + i];
+                    if e.is_known() {
+                        *e = UpdateState { seen: e.seen, ..UpdateState::EMPTY };
+                        shard.summary.state_changed(slot, i, e);
+                        moved += 1;
+                    }
+                }
+            }
+        }
+        moved
+    }
+
+    /// Brings every shard's partial summary up to date with `plan` (incrementally where it
+    /// can) on `threads` threads, and returns their sum.
+    pub fn summarize(&self, plan: &Plan, threads: usize) -> Tally {
+        let threads = threads.clamp(1, self.shards.len());
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        let mut sum = Tally::zero(plan);
+                        for m in self.shards.iter().skip(t).step_by(threads) {
+                            let mut guard = lock(m);
+                            summary::summarize_shard(&mut guard, plan);
+                            sum.add(&guard.summary.tally);
+                        }
+                        sum
+                    })
+                })
+                .collect();
+            let mut total = Tally::zero(plan);
+            for w in workers {
+                match w.join() {
+                    Ok(t) => total.add(&t),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            total
+        })
     }
 
     /// One client and its update states (a copy, taken under its shard's lock).
@@ -272,6 +405,8 @@ impl Store {
         dest[..row.len()].copy_from_slice(row);
         dest[row.len()..].fill(UpdateState::EMPTY);
         shard.clients[slot] = client;
+        // A restored store is summarized in full the first time.
+        shard.summary.invalidate();
     }
 
     pub fn clients(&self) -> usize {
@@ -303,18 +438,14 @@ mod tests {
         assert_eq!(store.apply(c, "PC", &[update(100, 0, 2, 3)]).stale, 1, "same time, lower serial");
         store.apply(c, "PC", &[update(100, 5, 2, 2)]);
         let (_, row) = store.client(c).unwrap();
-        assert_eq!(
-            row[2],
-            UpdateState { time: 100, changed: 100, serial: 5, state: 2 },
-            "same state: no change"
-        );
+        assert_eq!(row[2], UpdateState::new(100, 100, 5, 2), "same state: no change");
         // Serials past u32 saturate: they still win over smaller ones at the same time.
         let big = Guid(43);
         store.apply(big, "PC", &[update(100, u64::MAX, 1, 1), update(100, 7, 1, 2)]);
         assert_eq!(store.client(big).unwrap().1[1].state, 1);
         store.apply(c, "PC", &[update(200, 6, 2, 3)]);
         let (client, row) = store.client(c).unwrap();
-        assert_eq!(row[2], UpdateState { time: 200, changed: 200, serial: 6, state: 3 });
+        assert_eq!(row[2], UpdateState::new(200, 200, 6, 3));
         assert!(!row[0].is_known());
         assert_eq!((client.serials.first(), client.serials.last()), (Some(0), Some(9)));
         assert_eq!(client.last_seen, 200);
