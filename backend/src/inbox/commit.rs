@@ -279,6 +279,8 @@ mod tests {
         let dir = tmp.path().join("incoming");
         let mut config = CommitConfig::new(dir.clone());
         config.seal_bytes = 64 * 1024;
+        // Small batches, so several segments fill even when everything queues behind one fsync.
+        config.max_batch_bytes = 8 * 1024;
         let sealed = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&sealed);
         let commit = Arc::new(
