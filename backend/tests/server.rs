@@ -264,11 +264,161 @@ fn the_seed_flow_end_to_end_and_across_a_restart() {
     assert!(read("MP_Location.log").contains("MP LM: Message Body : <WSUSLocationRequest"));
     assert!(read("MP_Relay.log").contains("Inv-Relay: Task completed successfully"));
 
-    // A restart on the same data directory keeps the client (checkpoint + inbox replay).
+    // A restart on the same data directory keeps the client (checkpoint + inbox replay) and
+    // the synced site (content and policy versions, the catalog with the sync's updates).
     server.stop();
     let server = Server::start(tmp.path(), |_| {});
     let again = server.json("GET", &format!("/api/v1/clients/{client}"), b"");
     assert_eq!(again["Updates"][0]["Status"], 2);
+    let site = server.json("GET", "/api/v1/site", b"");
+    assert_eq!((site["ContentVersion"].as_u64(), site["PolicyVersion"].as_str()), (Some(39), Some("41.00")));
+    assert_eq!(site["Updates"], 203);
+}
+
+/// A Report for `client` with one 500 state message per (catalog index, state), at `time`.
+fn report_for(client: Guid, catalog: &Value, time: Timestamp, states: &[(usize, u32)]) -> Vec<u8> {
+    let mut w = ReportWriter::new();
+    w.begin(
+        &ReportIdentity { client, netbios_name: "PC", client_version: "5.00.7958.1000", priority: 5 },
+        time,
+    );
+    for (k, &(index, state)) in states.iter().enumerate() {
+        let id: Guid = catalog["Updates"][index]["UpdateID"].as_str().unwrap().parse().unwrap();
+        w.push(&OutMessage {
+            time,
+            serial: k as u64 + 1,
+            topic_id: id,
+            topic_style: GuidStyle::Lower,
+            topic_type: 500,
+            id_type: 3,
+            state,
+            criticality: 0,
+            params: &[],
+        });
+    }
+    w.finish().to_vec()
+}
+
+/// The summarization tasks over HTTP: known answers (unknowns included), one task on demand,
+/// a bad task name, the log lines, the schedules on a fast site clock, and aged status.
+#[test]
+fn summaries_known_answers_schedules_and_aged_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), |c| {
+        c.summarize_at_start = false;
+        // Site clock at 1,000x: the three summarizers every 60 site seconds (60 ms), the daily
+        // ones left daily; status ages after 6 site hours.
+        let s = &mut c.site.schedules;
+        (s.update_status, s.update_group_status, s.assignment_compliance) =
+            (Duration::from_secs(60), Duration::from_secs(60), Duration::from_secs(60));
+        s.aged_after = Duration::from_secs(6 * 3600);
+    });
+    let catalog = server.json("GET", "/api/v1/catalog", b"");
+    let now = Timestamp::from_unix_seconds(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64,
+    );
+    let plain = |body: &[u8]| {
+        let headers = [("Content-Type", "text/xml"), ("X-Target-Endpoint", "MP_RelayEndpoint")];
+        assert_eq!(server.call("POST", "/ccm_system/request", &headers, body).0, 200);
+    };
+    let (a, b, c) = (Guid(0xA), Guid(0xB), Guid(0xC));
+    // A says where it is (so the boundary-group deployment targets it); C never does; B last
+    // reported 12 hours ago, past the age limit.
+    let location = WsusLocationRequest {
+        content_id: "{C2D17964-BBDD-4339-B9F3-12D7205B39CC}".parse().unwrap(),
+        content_version: 38,
+        site_code: "PS1".into(),
+        ad_site: "CM12-R2-PS1".into(),
+        ip_addresses: vec![protocol::bodies::IpAddressInfo {
+            subnet: "10.0.0.0".into(),
+            address: "10.0.0.7".into(),
+        }],
+        ..WsusLocationRequest::default()
+    };
+    let mut header = MsgHeader {
+        source_id: format!("GUID:{a}"),
+        target_endpoint: "MP_LocationManager".into(),
+        reply_to: "direct:PC:Reply".into(),
+        reply_mode: "Sync".into(),
+        ..MsgHeader::default()
+    };
+    assert_eq!(server.ccm(&envelope::build_request(&mut header, &location.to_xml(), Some(6))).0, 200);
+    plain(&report_for(a, &catalog, now, &[(0, 3), (100, 2)]));
+    plain(&report_for(c, &catalog, now, &[(0, 1)]));
+    plain(&report_for(b, &catalog, Timestamp(now.0 - 12 * 3_600_000_000), &[(0, 2)]));
+    server.json("POST", "/api/v1/drain?timeout=30", b"");
+
+    let ran = server.json("POST", "/api/v1/summarize", b"");
+    let names: Vec<&str> =
+        ran["Tasks"].as_array().unwrap().iter().map(|t| t["Task"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "SUM Migrate Update Status",
+            "SUM Delete Aged Status",
+            "SUM Update Status Summarizer",
+            "SUM Update Group Status Summarizer",
+            "SUM Assignment Compliance Evaluator"
+        ]
+    );
+    assert_eq!(ran["Tasks"][1]["Rows"], 1, "B aged out");
+    assert_eq!(ran["Tasks"][2]["Rows"], 200);
+    assert_eq!(ran["Tasks"][4]["Rows"], 2 + 200, "2 deployments and their 100 updates each");
+    let updates = server.json("GET", "/api/v1/summary/updates", b"");
+    let row_of = |u: &Value| {
+        [&u["NumTotal"], &u["NumUnknown"], &u["NumNotApplicable"], &u["NumMissing"], &u["NumPresent"]]
+            .map(|v| v.as_i64().unwrap())
+    };
+    let row = |i: usize| row_of(&updates[i]);
+    assert_eq!(updates.as_array().unwrap().len(), 200);
+    assert_eq!(updates[0]["ArticleID"], catalog["Updates"][0]["ArticleID"]);
+    assert_eq!(row(0), [2, 0, 1, 0, 1]);
+    assert_eq!(updates[0]["PercentCompliant"], 100.0);
+    assert_eq!(row(1), [2, 2, 0, 0, 0], "no state reported: unknown");
+    assert_eq!(row(100), [2, 1, 0, 1, 0]);
+    assert_eq!(updates[100]["PercentCompliant"], 0.0);
+    let groups = server.json("GET", "/api/v1/summary/update-groups", b"");
+    let g = |i: usize, k: &str| groups[i][k].as_i64().unwrap();
+    // Group 1: both miss states for most updates: unknown. Group 2: A requires one: non-compliant.
+    assert_eq!((g(0, "NumTotal"), g(0, "NumUnknown"), g(0, "NumCompliant")), (2, 2, 0));
+    assert_eq!((g(1, "NumNonCompliant"), g(1, "NumUnknown")), (1, 1));
+    let deployments = server.json("GET", "/api/v1/summary/deployments", b"");
+    let d = |i: usize, k: &str| deployments[i][k].as_i64().unwrap();
+    assert_eq!((d(0, "NumTargeted"), d(0, "NumUnknown")), (2, 2));
+    assert_eq!((d(1, "NumTargeted"), d(1, "NumNonCompliant")), (1, 1), "only A said where it is");
+    assert_eq!(deployments[1]["Updates"][0]["NumMissing"], 1);
+    assert_eq!(deployments[1]["GroupID"], groups[1]["GroupID"]);
+
+    // One task by name; a wrong name is refused with the list.
+    let one = server.json("POST", "/api/v1/summarize?task=SUM%20Update%20Status%20Summarizer", b"");
+    assert_eq!(one["Tasks"].as_array().unwrap().len(), 1);
+    let (status, _, body) = server.call("POST", "/api/v1/summarize?task=nope", &[], b"");
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("SUM Delete Aged Status"));
+
+    // The schedules run on the site clock.
+    let log = tmp.path().join("logs/StateSys.log");
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = std::fs::read_to_string(&log).unwrap();
+        if text.matches("Started task 'SUM Update Group Status Summarizer'").count() >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(text.matches("Started task 'SUM Update Group Status Summarizer'").count() >= 3, "{text}");
+    assert!(text.contains(
+        "Task 'SUM Update Status Summarizer' completed successfully after running for 0 seconds, with status 200."
+    ));
+    // B reports again: back in the counts, with its new state.
+    plain(&report_for(b, &catalog, now, &[(0, 2)]));
+    server.json("POST", "/api/v1/drain?timeout=30", b"");
+    let again = server.json("POST", "/api/v1/summarize", b"");
+    assert_eq!(again["Tasks"][1]["Rows"], 0, "nobody left to age");
+    let updates = server.json("GET", "/api/v1/summary/updates", b"");
+    assert_eq!(row_of(&updates[0]), [3, 0, 1, 1, 1]);
+    let status = server.json("GET", "/api/v1/status", b"");
+    assert_eq!(status["LastSummarization"].as_array().unwrap().len(), 5);
 }
 
 #[test]

@@ -21,7 +21,7 @@ use protocol::report::{self, ReportHeader, ReportSink, StateMessage};
 use protocol::{Guid, Timestamp, utf16};
 use sha2::{Digest, Sha256};
 
-use crate::site::Site;
+use crate::site::{Location, Site};
 
 /// Who this MP is, for replies and the MP list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub struct MpIdentity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dispatch {
     /// Answer synchronously with this reply header and body XML.
-    Reply { header: Box<MsgHeader>, xml: String },
+    Reply { header: Box<MsgHeader>, xml: String, discovered: Option<Discovered> },
     /// A well-formed Report to relay; answer `NoReply` once it is durable.
     Relay { records: u64 },
     /// A malformed message: HTTP 400 with this one-line reason, nothing written.
@@ -48,27 +48,51 @@ pub enum Dispatch {
     Unhandled,
 }
 
+/// A client the MP heard from: what the site's discovery records (registration gives the SMS ID
+/// and name; a location request, where the client is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    pub client: Guid,
+    pub netbios_name: String,
+    pub location: Option<Location>,
+}
+
 fn bad(what: &str, e: BodyError) -> Dispatch {
     Dispatch::BadRequest(format!("{what}: {e}"))
 }
 
 /// Handles one decoded message. `reply_id` becomes the reply's message ID.
 pub fn dispatch(site: &Site, mp: &MpIdentity, request: &Request, now: Timestamp, reply_id: Guid) -> Dispatch {
-    let reply = |xml: String| Dispatch::Reply {
+    let reply = |xml: String, discovered: Option<Discovered>| Dispatch::Reply {
         header: Box::new(request.header.reply(reply_id, &mp.name, now)),
         xml,
+        discovered,
     };
     match request.header.target_endpoint.as_str() {
         "MP_ClientRegistration" => match ClientRegistrationRequest::parse(&request.body) {
-            Ok(req) => reply(register(site, &req, now).to_xml()),
+            Ok(req) => {
+                let response = register(site, &req, now);
+                let discovered = Discovered {
+                    client: response.sms_id,
+                    netbios_name: req.netbios_name().to_owned(),
+                    location: None,
+                };
+                reply(response.to_xml(), Some(discovered))
+            }
             Err(e) => bad("ClientRegistrationRequest", e),
         },
         "MP_PolicyManager" => match RequestAssignments::parse(&request.body) {
-            Ok(req) => reply(assignments(site, &req).to_xml()),
+            Ok(req) => reply(assignments(site, &req).to_xml(), None),
             Err(e) => bad("RequestAssignments", e),
         },
         "MP_LocationManager" => match WsusLocationRequest::parse(&request.body) {
-            Ok(req) => reply(site.locate(&req, &mp.base_url).to_xml()),
+            Ok(req) => {
+                // SourceID names the client (empty before it registered: then nobody to record).
+                let discovered = Guid::parse_sms_id(&request.header.source_id).ok().map(|client| {
+                    Discovered { client, netbios_name: String::new(), location: Some(site.location_of(&req)) }
+                });
+                reply(site.locate(&req, &mp.base_url).to_xml(), discovered)
+            }
             // Other location requests (content, site information) are not served.
             Err(BodyError::Missing("WSUSLocationRequest")) => Dispatch::Unhandled,
             Err(e) => bad("WSUSLocationRequest", e),
@@ -196,7 +220,7 @@ mod tests {
     fn the_seed_location_request_gets_both_sups() {
         let site = Site::default_site();
         let req = request("ccm-wsus-location-request.bin");
-        let Dispatch::Reply { header, xml } = dispatch(&site, &mp(), &req, Timestamp(0), Guid(9)) else {
+        let Dispatch::Reply { header, xml, .. } = dispatch(&site, &mp(), &req, Timestamp(0), Guid(9)) else {
             panic!("a reply")
         };
         assert_eq!(header.target_endpoint, "LS_ReplyLocations");

@@ -5,6 +5,7 @@
 //!   CCM_POST ─► envelope::decode_request ─► mp::dispatch ─► reply │ relay ─► GroupCommit ─► ack
 //!   GroupCommit seals a segment ─► notify ─► StateSys thread ─► Worker::run_batch ─► Store
 //!   StateSys thread ─► Worker::checkpoint every `checkpoint_every` ─► processed files deleted
+//!   summarizer thread ─► tasks on their site-clock schedules or on demand ─► Views (Arc swap)
 //! ```
 //! [`run`] is the whole process as a library function: tests call it on `127.0.0.1:0`.
 
@@ -36,6 +37,7 @@ use crate::site::Site;
 use crate::site::chain::ChainLogs;
 use crate::statesys::process::UpdateIndex;
 use crate::statesys::store::Store;
+use crate::statesys::tasks::{Summarizer, Task, TaskRun};
 use crate::statesys::worker::{Batch, Paths, Worker};
 
 /// Bounds on what clients may send and how much may wait.
@@ -92,6 +94,9 @@ pub struct Config {
     pub statesys_pause: Duration,
     /// StateSys processing threads (the product's default is 4).
     pub statesys_threads: usize,
+    /// Run the three summarizers once at start, so the views are not empty until the first
+    /// scheduled run.
+    pub summarize_at_start: bool,
 }
 
 impl Config {
@@ -107,6 +112,7 @@ impl Config {
             remote_mp: false,
             statesys_pause: Duration::from_secs(10),
             statesys_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            summarize_at_start: true,
         }
     }
 }
@@ -156,6 +162,17 @@ pub(crate) struct Shared {
     pub started: Instant,
     /// Message IDs for replies: unique per process.
     pub next_id: AtomicU64,
+    pub summarizer: Arc<Summarizer>,
+    /// On-demand summarization requests for the summarizer thread.
+    pub summarize: Mutex<std::sync::mpsc::Sender<SummarizeRequest>>,
+    /// `state/site.json`: the site's state after syncs.
+    pub site_state: PathBuf,
+}
+
+/// A message to the summarizer thread.
+pub(crate) enum SummarizeRequest {
+    Run(Vec<Task>, tokio::sync::oneshot::Sender<Vec<TaskRun>>),
+    Stop,
 }
 
 impl Shared {
@@ -188,16 +205,23 @@ pub async fn run(
     let policypv_box = data.join("inboxes/policypv.box");
     std::fs::create_dir_all(&policypv_box)?;
 
-    let index = UpdateIndex::new(&config.site.catalog);
-    let updates = config.site.catalog.len();
-    let statesys_log = site_log("StateSys.log", "SMS_STATE_SYSTEM")?;
+    // The site as the last run left it (syncs, policy version, migrations).
+    let site_state = paths.state.join("site.json");
+    let mut site = config.site.clone();
+    crate::site::persist::restore(&mut site, &site_state)?;
+    let index = UpdateIndex::new(&site.catalog);
+    let updates = site.catalog.len();
+    let statesys_log = Arc::new(site_log("StateSys.log", "SMS_STATE_SYSTEM")?);
     let open_paths = paths.clone();
+    let worker_log = Arc::clone(&statesys_log);
     let (mut worker, recovered) =
-        tokio::task::spawn_blocking(move || Worker::open(open_paths, index, updates, statesys_log))
+        tokio::task::spawn_blocking(move || Worker::open(open_paths, index, updates, worker_log))
             .await
             .map_err(io::Error::other)??;
     worker.threads = config.statesys_threads.max(1);
     let store = worker.store_handle();
+    let summarizer = Arc::new(Summarizer::new(Arc::clone(&store), statesys_log, site_state.clone()));
+    let (summarize_tx, summarize_rx) = channel::<SummarizeRequest>();
 
     let (notify, notified) = channel::<()>();
     let sealed_notify = Mutex::new(notify.clone());
@@ -223,7 +247,7 @@ pub async fn run(
         }),
     )?;
     let shared = Arc::new(Shared {
-        site: RwLock::new(config.site.clone()),
+        site: RwLock::new(site),
         site_version: AtomicU64::new(0),
         mp: MpIdentity {
             name: "SUMSTORM-MP".into(),
@@ -251,8 +275,18 @@ pub async fn run(
         relay_dir,
         started: Instant::now(),
         next_id: AtomicU64::new(1),
+        summarizer,
+        summarize: Mutex::new(summarize_tx),
+        site_state,
     });
     count_batch(&shared.stats, recovered);
+    let summarizer_thread = {
+        let shared = Arc::clone(&shared);
+        let at_start = config.summarize_at_start;
+        std::thread::Builder::new()
+            .name("summarizer".into())
+            .spawn(move || summarizer_loop(&shared, &summarize_rx, at_start))?
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let statesys = {
@@ -310,6 +344,8 @@ pub async fn run(
         shared.commit.shutdown();
         stop.store(true, Ordering::Release);
         let _ = notify.send(());
+        let _ = shared.summarize.lock().map(|tx| tx.send(SummarizeRequest::Stop));
+        let _ = summarizer_thread.join();
         statesys.join()
     })
     .await;
@@ -417,6 +453,44 @@ fn statesys_loop(
     }
 }
 
+/// The summarization tasks: each on its schedule on the site clock (counted from the start),
+/// or on demand. A task run on demand starts its schedule over.
+fn summarizer_loop(shared: &Shared, requests: &Receiver<SummarizeRequest>, at_start: bool) {
+    let clock = shared.clock;
+    let schedules = shared.site.read().unwrap_or_else(|p| p.into_inner()).schedules;
+    let mut last = [clock.now(); 5];
+    let run = |tasks: &[Task], last: &mut [Timestamp; 5]| {
+        let now = clock.now();
+        let runs = shared.summarizer.run(&shared.site, tasks, now);
+        for r in &runs {
+            last[Task::ALL.iter().position(|&t| t == r.task).unwrap_or(0)] = now;
+        }
+        runs
+    };
+    if at_start {
+        run(&[Task::UpdateStatus, Task::UpdateGroupStatus, Task::AssignmentCompliance], &mut last);
+    }
+    loop {
+        let due = |i: usize, last: &[Timestamp; 5]| {
+            let every = Task::ALL[i].every(&schedules);
+            Timestamp(last[i].0.saturating_add(i64::try_from(every.as_micros()).unwrap_or(i64::MAX)))
+        };
+        let next = (0..5).map(|i| clock.real_instant(due(i, &last))).min().unwrap_or_else(Instant::now);
+        match requests.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Ok(SummarizeRequest::Run(tasks, reply)) => {
+                let _ = reply.send(run(&tasks, &mut last));
+            }
+            Ok(SummarizeRequest::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                let now = clock.now();
+                let tasks: Vec<Task> =
+                    (0..5).filter(|&i| due(i, &last) <= now).map(|i| Task::ALL[i]).collect();
+                run(&tasks, &mut last);
+            }
+        }
+    }
+}
+
 /// The Policy Provider's poll: an `.STN` file in `policypv.box` (from a sync, or dropped there by
 /// hand) bumps the UpdateSource policy.
 fn pick_up_stn(shared: &Shared) {
@@ -425,7 +499,9 @@ fn pick_up_stn(shared: &Shared) {
     });
     if has_stn {
         let mut site = shared.site.write().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = crate::site::chain::policy_provider(&mut site, &shared.policypv_box, &shared.chain) {
+        let result = crate::site::chain::policy_provider(&mut site, &shared.policypv_box, &shared.chain)
+            .and_then(|_| crate::site::persist::save(&site, &shared.site_state));
+        if let Err(e) = result {
             eprintln!("sumstorm: Policy Provider: {e}");
         }
     }

@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use super::Shared;
 use crate::inbox::commit::{Ack, Busy};
 use crate::mp::{self, Dispatch};
-use crate::site::{Site, chain};
+use crate::site::{Collection, Site, chain};
+use crate::statesys::tasks::Task;
 
 type Reply = Response<Full<Bytes>>;
 
@@ -98,10 +99,22 @@ pub(super) async fn handle(
         ("GET", p) if p.starts_with("/api/v1/clients/") => {
             client_json(&shared, &p["/api/v1/clients/".len()..])
         }
-        ("POST", "/api/v1/sync" | "/api/v1/drain") if !admin_allowed(&shared, peer, &req) => {
+        ("POST", "/api/v1/sync" | "/api/v1/drain" | "/api/v1/summarize")
+            if !admin_allowed(&shared, peer, &req) =>
+        {
             text(StatusCode::FORBIDDEN, "admin calls need a loopback peer or the configured token")
         }
         ("POST", "/api/v1/sync") => sync(&shared, req).await,
+        ("POST", "/api/v1/summarize") => summarize(&shared, &query).await,
+        ("GET", "/api/v1/summary/updates") => {
+            json_reply(StatusCode::OK, &json!(*shared.summarizer.views().updates))
+        }
+        ("GET", "/api/v1/summary/update-groups") => {
+            json_reply(StatusCode::OK, &json!(*shared.summarizer.views().groups))
+        }
+        ("GET", "/api/v1/summary/deployments") => {
+            json_reply(StatusCode::OK, &json!(*shared.summarizer.views().deployments))
+        }
         ("POST", "/api/v1/drain") => drain(&shared, &query).await,
         ("GET", "/metrics") => reply(StatusCode::OK, "text/plain; version=0.0.4", metrics(&shared)),
         (_, _) if ccm_path => text(StatusCode::METHOD_NOT_ALLOWED, "use CCM_POST or POST"),
@@ -191,7 +204,10 @@ async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option
         mp::dispatch(&site, &shared.mp, &request, shared.clock.now(), shared.reply_id())
     };
     let answer = match decision {
-        Dispatch::Reply { mut header, xml } => {
+        Dispatch::Reply { mut header, xml, discovered } => {
+            if let Some(d) = discovered {
+                shared.store.discover(d.client, &d.netbios_name, d.location, shared.clock.now().0);
+            }
             if plain {
                 reply(StatusCode::OK, "text/xml; charset=utf-8", xml)
             } else {
@@ -355,7 +371,96 @@ fn site_json(shared: &Shared) -> Value {
             "Name": g.name,
             "Boundaries": g.boundaries.iter().map(|b| format!("{b:?}")).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "UpdateGroups": site.update_groups.iter().map(|g| json!({
+            "GroupID": g.id,
+            "Name": g.name,
+            "Updates": g.updates.iter().map(|&u| site.catalog.updates()[u].id.styled(GuidStyle::Lower).to_string()).collect::<Vec<_>>(),
+            "TakesNewUpdates": g.takes_new_updates,
+        })).collect::<Vec<_>>(),
+        "Deployments": site.deployments.iter().map(|d| json!({
+            "DeploymentID": d.id,
+            "Name": d.name,
+            "GroupID": site.update_groups[d.group].id,
+            "Collection": match &d.collection {
+                Collection::AllClients => json!({ "AllClients": true }),
+                Collection::AdSites(sites) => json!({ "ADSites": sites }),
+                Collection::BoundaryGroups(groups) => json!({
+                    "BoundaryGroups": groups.iter().map(|&g| site.boundary_groups[g].name.clone()).collect::<Vec<_>>(),
+                }),
+            },
+        })).collect::<Vec<_>>(),
+        "MigratedThroughContentVersion": site.migrated_through,
+        "Summarization": Task::ALL.iter().map(|t| json!({
+            "Task": t.name(),
+            "EverySeconds": t.every(&site.schedules).as_secs_f64(),
+        })).chain([json!({ "AgedAfterSeconds": site.schedules.aged_after.as_secs_f64() })]).collect::<Vec<_>>(),
     })
+}
+
+fn summarization_json(runs: impl Iterator<Item = crate::statesys::tasks::TaskRun>) -> Value {
+    Value::Array(
+        runs.map(|r| {
+            json!({
+                "Task": r.task.name(),
+                "Time": r.at.to_rfc3339(),
+                "Rows": r.rows,
+                "Seconds": r.duration.as_secs_f64(),
+            })
+        })
+        .collect(),
+    )
+}
+
+/// `POST /api/v1/summarize[?task=<name>]`: runs the tasks now (all, or the one named).
+async fn summarize(shared: &Shared, query: &str) -> Reply {
+    let tasks = match query.split('&').find_map(|kv| kv.strip_prefix("task=")) {
+        None => Task::ALL.to_vec(),
+        Some(name) => {
+            let name = percent_decode(name);
+            match Task::from_name(&name) {
+                Some(t) => vec![t],
+                None => {
+                    let names: Vec<&str> = Task::ALL.iter().map(|t| t.name()).collect();
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!("no task named {name:?}; tasks: {}", names.join(", ")),
+                    );
+                }
+            }
+        }
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let sent = shared.summarize.lock().is_ok_and(|s| s.send(super::SummarizeRequest::Run(tasks, tx)).is_ok());
+    match (sent, rx.await) {
+        (true, Ok(runs)) => {
+            json_reply(StatusCode::OK, &json!({ "Tasks": summarization_json(runs.into_iter()) }))
+        }
+        _ => text(StatusCode::SERVICE_UNAVAILABLE, "the summarizer is shutting down"),
+    }
+}
+
+/// A query value with `%XX` and `+` decoded.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(if c == b'+' { b' ' } else { c });
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn status_json(shared: &Shared) -> Value {
@@ -380,6 +485,7 @@ fn status_json(shared: &Shared) -> Value {
         "SegmentsSealed": n(&commit.segments_sealed),
         "Checkpoints": n(&s.checkpoints),
         "Clients": shared.store.clients(),
+        "LastSummarization": summarization_json(shared.summarizer.views().last_runs.iter().flatten().copied()),
     })
 }
 
@@ -457,6 +563,7 @@ async fn sync(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> Reply {
         let content_version = chain::wsync(&mut site, new, superseded, &shared.chain);
         chain::smsdbmon_drop(&site, &shared.policypv_box, &shared.chain)?;
         chain::policy_provider(&mut site, &shared.policypv_box, &shared.chain)?;
+        crate::site::persist::save(&site, &shared.site_state)?;
         shared.site_version.fetch_add(1, Ordering::Release);
         Ok::<_, std::io::Error>(json!({
             "ContentVersion": content_version,
@@ -520,6 +627,16 @@ fn metrics(shared: &Shared) -> String {
     for (name, kind, value) in rows {
         out.push_str(&format!("# TYPE {name} {kind}\n{name} {value}\n"));
     }
+    let views = shared.summarizer.views();
+    out.push_str("# TYPE sumstorm_summarization_seconds gauge\n# TYPE sumstorm_summarization_rows gauge\n");
+    for run in views.last_runs.iter().flatten() {
+        let task = run.task.name();
+        out.push_str(&format!(
+            "sumstorm_summarization_seconds{{task=\"{task}\"}} {}\nsumstorm_summarization_rows{{task=\"{task}\"}} {}\n",
+            run.duration.as_secs_f64(),
+            run.rows
+        ));
+    }
     s.requests_by_endpoint.render(&mut out);
     out
 }
@@ -527,6 +644,12 @@ fn metrics(shared: &Shared) -> String {
 #[cfg(test)]
 mod tests {
     use super::byte_range;
+
+    #[test]
+    fn query_values_decode() {
+        assert_eq!(super::percent_decode("SUM%20Update+Status%2"), "SUM Update Status%2");
+        assert_eq!(super::percent_decode("%zz%41"), "%zzA");
+    }
 
     #[test]
     fn byte_ranges() {

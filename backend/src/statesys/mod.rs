@@ -15,4 +15,5 @@ pub mod process;
 pub mod serials;
 pub mod store;
 pub mod summary;
+pub mod tasks;
 pub mod worker;

@@ -73,7 +73,7 @@ pub struct Worker {
     paths: Paths,
     store: Arc<Store>,
     index: UpdateIndex,
-    log: ComponentLog,
+    log: Arc<ComponentLog>,
     /// Files applied but not yet covered by a checkpoint: skipped when listing, deleted after.
     applied: HashSet<PathBuf>,
     /// At most this many bytes of files per batch.
@@ -91,7 +91,7 @@ impl Worker {
         paths: Paths,
         index: UpdateIndex,
         updates: usize,
-        log: ComponentLog,
+        log: Arc<ComponentLog>,
     ) -> io::Result<(Worker, Batch)> {
         for dir in paths.inboxes().iter().chain([&paths.corrupt(), &paths.state]) {
             fs::create_dir_all(dir)?;
@@ -317,7 +317,7 @@ mod tests {
         let mut index = UpdateIndex::new(&Site::default_site().catalog);
         index.insert("505fda07-b4f3-45fb-83d9-8642554e2773".parse().unwrap(), 0);
         index.insert("4ae85c00-0eaa-4be0-b81b-dbd7053d5fae".parse().unwrap(), 1);
-        Worker::open(paths, index, 200, log).unwrap()
+        Worker::open(paths, index, 200, Arc::new(log)).unwrap()
     }
 
     const A: Guid = Guid(0xA1006D0E_CF56_41D1_A006_6330EFC39381);
