@@ -37,7 +37,7 @@ enum Command {
         /// Site seconds per real second for every product interval.
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
-        /// Token that admin calls (sync, drain) from non-loopback peers must present in
+        /// Token that admin calls (sync, summarize, drain) from non-loopback peers must present in
         /// X-Admin-Token; with a token set, loopback peers must present it too.
         #[arg(long)]
         admin_token: Option<String>,

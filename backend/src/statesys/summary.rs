@@ -2,7 +2,7 @@
 //!
 //! A [`Plan`] is what the site asks to count: the updates still in the summaries, the update
 //! groups, the deployments and their collections. Each shard of the store keeps a
-//! [`ShardSummary`]: its partial counts ([`Tally`]) under the plan it last counted with, each
+//! `ShardSummary`: its partial counts ([`Tally`]) under the plan it last counted with, each
 //! counted client's per-group tallies, and what changed since: clients (new, retired, moved)
 //! and states whose summary bucket moved (marked as records apply, using a byte of
 //! [`UpdateState`]'s padding for "bucket at the last count" and "marked"). Summarizing a shard
