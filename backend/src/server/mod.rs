@@ -163,6 +163,9 @@ pub(crate) struct Shared {
     /// Message IDs for replies: unique per process.
     pub next_id: AtomicU64,
     pub summarizer: Arc<Summarizer>,
+    /// A task changed the store (status migrated or aged out): StateSys checkpoints it even
+    /// with no inbox files applied.
+    pub store_changed: AtomicBool,
     /// On-demand summarization requests for the summarizer thread.
     pub summarize: Mutex<std::sync::mpsc::Sender<SummarizeRequest>>,
     /// `state/site.json`: the site's state after syncs.
@@ -276,6 +279,7 @@ pub async fn run(
         started: Instant::now(),
         next_id: AtomicU64::new(1),
         summarizer,
+        store_changed: AtomicBool::new(false),
         summarize: Mutex::new(summarize_tx),
         site_state,
     });
@@ -438,7 +442,12 @@ fn statesys_loop(
                 }
             }
         }
-        if worker.pending() > 0 && (stopping || last_checkpoint.elapsed() >= timing.checkpoint_every) {
+        let store_changed = shared.store_changed.load(Ordering::Acquire);
+        if (worker.pending() > 0 || store_changed)
+            && (stopping || last_checkpoint.elapsed() >= timing.checkpoint_every)
+        {
+            // Cleared before saving: a change made while saving is saved next time.
+            shared.store_changed.store(false, Ordering::Release);
             match worker.checkpoint() {
                 Ok(()) => {
                     shared.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -462,6 +471,10 @@ fn summarizer_loop(shared: &Shared, requests: &Receiver<SummarizeRequest>, at_st
     let run = |tasks: &[Task], last: &mut [Timestamp; 5]| {
         let now = clock.now();
         let runs = shared.summarizer.run(&shared.site, tasks, now);
+        let changes_store = |t: Task| matches!(t, Task::MigrateUpdateStatus | Task::DeleteAgedStatus);
+        if runs.iter().any(|r| changes_store(r.task) && r.rows > 0) {
+            shared.store_changed.store(true, Ordering::Release);
+        }
         for r in &runs {
             last[Task::ALL.iter().position(|&t| t == r.task).unwrap_or(0)] = now;
         }

@@ -406,3 +406,61 @@ impl Summarizer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SiteClock;
+    use crate::logs::Format;
+    use crate::statesys::store::{Record, Target};
+    use protocol::Guid;
+
+    #[test]
+    fn migration_moves_superseded_status_out_of_the_views() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = SiteClock::new(Timestamp(0), 1.0);
+        let log = Arc::new(
+            ComponentLog::open(tmp.path(), "StateSys.log", "SMS_STATE_SYSTEM", Format::Site, clock).unwrap(),
+        );
+        let store = Arc::new(Store::new(2, 200));
+        let summarizer = Summarizer::new(Arc::clone(&store), log, tmp.path().join("site.json"));
+        let site = RwLock::new(Site::default_site());
+        // Three clients: update 0 required everywhere, update 1 installed everywhere.
+        for c in 1..=3u128 {
+            let r = |index, state| Record {
+                time: 10,
+                serial: index as u64,
+                target: Target::Update { index, state },
+            };
+            store.apply(Guid(c), "PC", &[r(0, 2), r(1, 3)]);
+        }
+        let runs = summarizer.run(&site, &Task::ALL, Timestamp(20));
+        assert_eq!(runs.iter().map(|r| r.rows).collect::<Vec<_>>(), [0, 0, 200, 2, 202]);
+        let views = summarizer.views();
+        assert_eq!((views.updates[0].missing, views.updates.len()), (3, 200));
+        assert_eq!(views.groups[0].non_compliant, 3);
+        // A sync supersedes update 0 (the oldest): until migration it still counts.
+        site.write().unwrap().sync(1, 1);
+        summarizer.run(&site, &[Task::UpdateStatus, Task::UpdateGroupStatus], Timestamp(30));
+        let views = summarizer.views();
+        assert_eq!((views.updates.len(), views.updates[0].missing), (201, 3));
+        // Migration: 3 states moved; update 0 leaves the views and group 0 is no longer
+        // non-compliant (update 1 installed, the rest unknown).
+        let runs = summarizer.run(&site, &Task::ALL, Timestamp(40));
+        assert_eq!(runs[0].rows, 3);
+        let views = summarizer.views();
+        assert_eq!(views.updates.len(), 200);
+        assert_eq!(
+            views.updates[0].update_id,
+            site.read().unwrap().catalog.updates()[1].id.styled(GuidStyle::Lower).to_string()
+        );
+        assert_eq!((views.groups[0].non_compliant, views.groups[0].unknown), (0, 3));
+        assert_eq!(views.deployments[0].updates.len(), 99);
+        assert!(!store.client(Guid(1)).unwrap().1[0].is_known(), "status moved off the store");
+        assert_eq!(site.read().unwrap().migrated_through, 39);
+        assert!(tmp.path().join("site.json").exists(), "the migration is saved");
+        assert_eq!(summarizer.run(&site, &[Task::MigrateUpdateStatus], Timestamp(50))[0].rows, 0);
+        let log = std::fs::read_to_string(tmp.path().join("StateSys.log")).unwrap();
+        assert!(log.contains("Task 'SUM Migrate Update Status' completed successfully after running for 0 seconds, with status 3."), "{log}");
+    }
+}
