@@ -1,9 +1,18 @@
 //! # loadgen: a population of simulated ConfigMgr clients, measured honestly
 //!
-//! This crate is empty today. It will hold the client actors (actix, one per simulated client),
-//! profiles, transport, HdrHistogram measurement, results, verification, compare and merge, as
-//! `loadgen::run(plan)` plus a `loadgen` binary: see issues 5 and 6 and
-//! `shared/spec/contract.md` §3. The wire it will speak is already in [`protocol`]: Reports
-//! from [`protocol::report::ReportWriter`], requests from [`protocol::envelope::build_request`].
-//!
-//! It has no binary yet, on purpose: a binary that exists must do what its `--help` says.
+//! `loadgen run <PROFILE>` (contract §3.1) simulates clients living the real client's life
+//! against an MP (the backend embedded in the process by default, or any `--target`): one actix
+//! actor per client ([`client`]), spread over one arbiter per core, on a simulated clock
+//! ([`sim`]) that the profile ([`profile`]) compresses. Requests are measured from their intended
+//! send time into per-arbiter HdrHistograms ([`metrics`]); at the end the backend drains and
+//! summarizes and its views are checked against what the clients know they reported
+//! ([`verify`]); [`results`] writes the run's files.
+
+pub mod client;
+pub mod metrics;
+pub mod profile;
+pub mod results;
+pub mod run;
+pub mod sim;
+pub mod transport;
+pub mod verify;

@@ -369,7 +369,11 @@ fn site_json(shared: &Shared) -> Value {
         })).collect::<Vec<_>>(),
         "BoundaryGroups": site.boundary_groups.iter().map(|g| json!({
             "Name": g.name,
-            "Boundaries": g.boundaries.iter().map(|b| format!("{b:?}")).collect::<Vec<_>>(),
+            "Boundaries": g.boundaries.iter().map(|b| match b {
+                crate::site::Boundary::Subnet(net) => json!({ "Subnet": net.to_string() }),
+                crate::site::Boundary::Range(lo, hi) => json!({ "IPRange": [lo.to_string(), hi.to_string()] }),
+                crate::site::Boundary::AdSite(site) => json!({ "ADSite": site }),
+            }).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "UpdateGroups": site.update_groups.iter().map(|g| json!({
             "GroupID": g.id,

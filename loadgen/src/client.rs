@@ -1,0 +1,579 @@
+//! One simulated ConfigMgr client: an actix actor living the client's life (contract §3.2,
+//! flow.md §2-5) on the simulated clock.
+//!
+//! ```text
+//! start (ramp-up) ─► register ─► policy poll every `policy_poll` ─► new UpdateSource version?
+//!   ─► policy body ─► scan at a random moment of `scan_window` ─► 501 "running" ─► location
+//!   request ─► SUP (affinity) ─► catalog ─► `scan_duration` later: 500 for every update new
+//!   since the last scan + 501 "completed" ─► queued ─► one Report per `reporting_cycle`
+//!   (failed sends stay queued for the next cycle; serials rise for the client's lifetime)
+//! ```
+//!
+//! Every timer has an intended real instant (from the simulated schedule); requests are
+//! measured from it. State per client is small (the queue holds scan *results* as version
+//! ranges, expanded into messages only when a Report is built), so a million fit in one process.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use protocol::bodies::{
+    ClientRegistrationRequest, ClientRegistrationResponse, IpAddressInfo, ReplyAssignments,
+    RequestAssignments, UpdateSourcePolicy, WsusLocationReply, WsusLocationRequest,
+};
+use protocol::envelope::MsgHeader;
+use protocol::report::write::Param;
+use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
+use protocol::{Guid, GuidStyle, Timestamp};
+
+use crate::metrics;
+use crate::profile::{Kind, Plan};
+use crate::sim::{self, SimClock};
+use crate::transport::{Failure, Transport};
+
+/// What the site is, as the run learned it before the clients started.
+#[derive(Debug, Clone)]
+pub struct SiteInfo {
+    pub site_code: String,
+    pub update_source_id: Guid,
+}
+
+/// One update as a catalog lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogEntry {
+    pub index: u32,
+    pub id: Guid,
+    pub revision: u32,
+}
+
+/// The catalog a scan against one content version sees, by catalog index.
+pub type CatalogView = Rc<Vec<CatalogEntry>>;
+
+/// Parses the SUP's catalog endpoint's JSON.
+pub fn parse_catalog(body: &[u8]) -> Result<Vec<CatalogEntry>, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("catalog: {e}"))?;
+    let updates = v["Updates"].as_array().ok_or("catalog: no Updates")?;
+    let mut entries = updates
+        .iter()
+        .map(|u| {
+            Some(CatalogEntry {
+                index: u["Index"].as_u64()? as u32,
+                id: u["UpdateID"].as_str()?.parse().ok()?,
+                revision: u["RevisionNumber"].as_u64().unwrap_or(0) as u32,
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or("catalog: an update without Index or UpdateID")?;
+    entries.sort_by_key(|e| e.index);
+    Ok(entries)
+}
+
+/// Updates in `to` that are not in `from` (all of `to` when there was no earlier scan).
+pub fn changed<'a>(
+    from: Option<&'a [CatalogEntry]>,
+    to: &'a [CatalogEntry],
+) -> impl Iterator<Item = &'a CatalogEntry> {
+    to.iter().filter(move |e| from.is_none_or(|f| f.binary_search_by_key(&e.index, |x| x.index).is_err()))
+}
+
+/// What the run knows of one client at the end: the ground truth verification checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truth {
+    pub index: u64,
+    /// Registration acknowledged.
+    pub registered: bool,
+    /// A location request answered (so the site knows where the client is).
+    pub located: bool,
+    /// The content version of the newest scan whose results were acknowledged.
+    pub acked_version: Option<u32>,
+}
+
+/// Everything one arbiter's clients share.
+#[derive(Debug)]
+pub struct Arb {
+    pub plan: Arc<Plan>,
+    pub clock: SimClock,
+    pub transport: Rc<Transport>,
+    pub site: Arc<SiteInfo>,
+    /// Catalogs by content version, as clients fetched them.
+    pub catalogs: RefCell<HashMap<u32, CatalogView>>,
+    /// Set when the run ends: timers stop, clients flush and report their truth.
+    pub finishing: Cell<bool>,
+    pub truths: RefCell<Vec<Truth>>,
+    /// Clients still to report their truth after finishing.
+    pub outstanding: Cell<usize>,
+    pub all_done: RefCell<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Arb {
+    fn done_one(&self, truth: Truth) {
+        self.truths.borrow_mut().push(truth);
+        let left = self.outstanding.get().saturating_sub(1);
+        self.outstanding.set(left);
+        if left == 0
+            && let Some(tx) = self.all_done.borrow_mut().take()
+        {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A queued piece of the next Report.
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    /// A 501 (update source scan) message.
+    Scan { time: Timestamp, serial: u64, state: u8, version: u32 },
+    /// The 500 messages of one scan: every update in catalog `to` not in `from`, serials from
+    /// `first_serial`.
+    Updates { time: Timestamp, first_serial: u64, from: Option<u32>, to: u32 },
+}
+
+/// The run ends: flush what is queued, then report the truth.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Finish;
+
+/// One simulated client.
+#[derive(Debug)]
+pub struct SimClient {
+    arb: Rc<Arb>,
+    index: u64,
+    sms_id: Option<Guid>,
+    located: bool,
+    /// The next serial number.
+    serial: u64,
+    queue: Vec<Pending>,
+    in_flight: bool,
+    policy_major: Option<u32>,
+    content_version: u32,
+    /// Content version of the last completed scan, and of the last acknowledged one.
+    scanned: Option<u32>,
+    acked: Option<u32>,
+    /// A scan is scheduled or running.
+    scanning: bool,
+    sup: Option<String>,
+    /// Simulated offset at which the client started; cycles and polls are on a grid from it.
+    start: Duration,
+    cycles: u32,
+    polls: u32,
+}
+
+impl Actor for SimClient {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.at(ctx, self.start, |c, ctx, intended| c.register(ctx, intended));
+    }
+}
+
+impl Handler<Finish> for SimClient {
+    type Result = ();
+
+    fn handle(&mut self, _: Finish, ctx: &mut Self::Context) {
+        self.flush(ctx, 0);
+    }
+}
+
+impl SimClient {
+    pub fn new(arb: Rc<Arb>, index: u64) -> SimClient {
+        let start = sim::start_offset(&arb.plan, index);
+        SimClient {
+            arb,
+            index,
+            sms_id: None,
+            located: false,
+            serial: 1,
+            queue: Vec::new(),
+            in_flight: false,
+            policy_major: None,
+            content_version: 0,
+            scanned: None,
+            acked: None,
+            scanning: false,
+            sup: None,
+            start,
+            cycles: 0,
+            polls: 0,
+        }
+    }
+
+    /// Runs `f` at simulated offset `sim` (now, if that has passed), unless the run is ending.
+    fn at(
+        &self,
+        ctx: &mut Context<Self>,
+        sim: Duration,
+        f: impl FnOnce(&mut Self, &mut Context<Self>, Instant) + 'static,
+    ) {
+        let intended = self.arb.clock.real_at(sim);
+        let delay = intended.saturating_duration_since(Instant::now());
+        ctx.run_later(delay, move |c, ctx| {
+            if !c.arb.finishing.get() {
+                f(c, ctx, intended);
+            }
+        });
+    }
+
+    fn sim_now(&self) -> Duration {
+        self.arb.clock.sim_elapsed(Instant::now())
+    }
+
+    /// Awaits `fut` on the actor's context, then calls `then` with the actor and the result.
+    fn spawn<R: 'static>(
+        &self,
+        ctx: &mut Context<Self>,
+        fut: impl Future<Output = R> + 'static,
+        then: impl FnOnce(&mut Self, &mut Context<Self>, R) + 'static,
+    ) {
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(fut).map(move |r, c, ctx| then(c, ctx, r)));
+    }
+
+    fn header(&self, endpoint: &str) -> MsgHeader {
+        let id = sim::identity(&self.arb.plan, self.index);
+        MsgHeader {
+            id: format!(
+                "{{{}}}",
+                Guid(u128::from(sim::mix(self.index ^ self.serial)) << 64 | u128::from(self.serial))
+            ),
+            source_id: self.sms_id.map(|g| format!("GUID:{g}")).unwrap_or_default(),
+            source_host: id.netbios_name.clone(),
+            target_endpoint: endpoint.into(),
+            reply_to: format!("direct:{}:SccmMessaging", id.netbios_name),
+            reply_mode: if endpoint == "MP_RelayEndpoint" { "ASync".into() } else { "Sync".into() },
+            priority: Some(if endpoint == "MP_RelayEndpoint" { 5 } else { 3 }),
+            ..MsgHeader::default()
+        }
+    }
+
+    fn register(&mut self, ctx: &mut Context<Self>, intended: Instant) {
+        let id = sim::identity(&self.arb.plan, self.index);
+        let request = ClientRegistrationRequest {
+            request_type: "Registration".into(),
+            timestamp: self.arb.clock.timestamp(intended).to_rfc3339(),
+            agent_identity: "CCMSetup.exe".into(),
+            agent_version: "5.00.7958.1000".into(),
+            properties: vec![
+                ("Netbios Name".into(), id.netbios_name.clone()),
+                ("FQ Name".into(), id.fqdn.clone()),
+                ("Locale ID".into(), "1033".into()),
+                ("InternetFlag".into(), if id.on_internet { "1" } else { "0" }.into()),
+            ],
+            ..ClientRegistrationRequest::default()
+        };
+        let (transport, mut header, xml) =
+            (Rc::clone(&self.arb.transport), self.header("MP_ClientRegistration"), request.to_xml());
+        let fut = async move { transport.mp(Kind::Registration, intended, &mut header, &xml).await };
+        self.spawn(ctx, fut, |c, ctx, reply| {
+            match reply.map(|xml| ClientRegistrationResponse::parse(&xml).map_err(|e| e.to_string())) {
+                Ok(Ok(response)) => {
+                    c.sms_id = Some(response.sms_id);
+                    let now = c.sim_now();
+                    c.poll(ctx, Instant::now());
+                    c.next_cycle(ctx);
+                    c.polls = ((now.saturating_sub(c.start)).as_secs_f64()
+                        / c.arb.plan.policy_poll.as_secs_f64()) as u32;
+                    c.next_poll(ctx);
+                }
+                // As a client does: try again a little later.
+                _ => {
+                    let retry = c.sim_now() + Duration::from_secs(60);
+                    c.at(ctx, retry, |c, ctx, intended| c.register(ctx, intended));
+                }
+            }
+        });
+    }
+
+    fn next_poll(&mut self, ctx: &mut Context<Self>) {
+        self.polls += 1;
+        let plan = &self.arb.plan;
+        let at = self.start + sim::poll_offset(plan, self.index) + plan.policy_poll * self.polls;
+        self.at(ctx, at, |c, ctx, intended| {
+            c.poll(ctx, intended);
+            c.next_poll(ctx);
+        });
+    }
+
+    fn next_cycle(&mut self, ctx: &mut Context<Self>) {
+        self.cycles += 1;
+        let plan = &self.arb.plan;
+        let at = self.start + sim::cycle_offset(plan, self.index) + plan.reporting_cycle * self.cycles;
+        self.at(ctx, at, |c, ctx, intended| {
+            c.report(ctx, intended, None);
+            c.next_cycle(ctx);
+        });
+    }
+
+    fn poll(&mut self, ctx: &mut Context<Self>, intended: Instant) {
+        let id = sim::identity(&self.arb.plan, self.index);
+        let mut request =
+            RequestAssignments { ack: true, request_type: "Full".into(), ..RequestAssignments::default() };
+        request.requester.identification.client_id =
+            self.sms_id.map(|g| format!("GUID:{g}")).unwrap_or_default();
+        request.requester.identification.fqdn = id.fqdn;
+        request.requester.identification.netbios_name = id.netbios_name;
+        request.requester.policy_source = format!("SMS:{}", self.arb.site.site_code);
+        request.requester.resource_type = "Machine".into();
+        let (transport, mut header, xml) =
+            (Rc::clone(&self.arb.transport), self.header("MP_PolicyManager"), request.to_xml());
+        let fut = async move { transport.mp(Kind::PolicyAssignments, intended, &mut header, &xml).await };
+        self.spawn(ctx, fut, |c, ctx, reply| {
+            let Ok(Ok(reply)) = reply.map(|xml| ReplyAssignments::parse(&xml)) else { return };
+            let Some(policy) = reply
+                .assignments
+                .iter()
+                .find(|a| a.policy_category == "UpdateSource")
+                .or(reply.assignments.first())
+            else {
+                return;
+            };
+            let major = policy.policy_version.split('.').next().and_then(|m| m.parse::<u32>().ok());
+            if major.is_none() || major == c.policy_major {
+                return;
+            }
+            let path =
+                policy.location.split_once("<mp>").map_or(policy.location.as_str(), |(_, p)| p).to_owned();
+            c.policy_body(ctx, Instant::now(), path, major.unwrap_or(0));
+        });
+    }
+
+    fn policy_body(&mut self, ctx: &mut Context<Self>, intended: Instant, path: String, major: u32) {
+        let transport = Rc::clone(&self.arb.transport);
+        let fut = async move { transport.get(Kind::PolicyBody, intended, &path).await };
+        self.spawn(ctx, fut, move |c, ctx, body| {
+            let Ok(body) = body else { return }; // the next poll tries again
+            let Ok(text) = protocol::utf16::decode(&body) else { return };
+            let Ok(policy) = UpdateSourcePolicy::parse(&text) else { return };
+            c.policy_major = Some(major);
+            c.content_version = policy.content_version;
+            if !c.scanning {
+                c.scanning = true;
+                let at = c.sim_now() + sim::scan_delay(&c.arb.plan, c.index, u64::from(major));
+                c.at(ctx, at, |c, ctx, intended| c.scan(ctx, intended));
+            }
+        });
+    }
+
+    fn scan(&mut self, ctx: &mut Context<Self>, intended: Instant) {
+        let version = self.content_version;
+        self.queue_scan_state(2, version); // Scan is running
+        let id = sim::identity(&self.arb.plan, self.index);
+        let plan = &self.arb.plan;
+        let subnet = plan.subnets[id.subnet].network.to_string();
+        let request = WsusLocationRequest {
+            content_id: self.arb.site.update_source_id,
+            content_version: version,
+            site_code: self.arb.site.site_code.clone(),
+            on_internet: id.on_internet,
+            ad_site: plan.ad_sites[id.ad_site].clone(),
+            forest: "CONTOSO.COM".into(),
+            domain: "CONTOSO.COM".into(),
+            ip_addresses: vec![IpAddressInfo { subnet, address: id.address.to_string() }],
+        };
+        let (transport, mut header, xml) =
+            (Rc::clone(&self.arb.transport), self.header("MP_LocationManager"), request.to_xml());
+        let fut = async move { transport.mp(Kind::WsusLocation, intended, &mut header, &xml).await };
+        self.spawn(ctx, fut, move |c, ctx, reply| {
+            let Ok(Ok(reply)) = reply.map(|xml| WsusLocationReply::parse(&xml)) else {
+                return c.scan_failed(ctx, version);
+            };
+            c.located = true;
+            let records: Vec<_> = reply.records().collect();
+            if records.is_empty() {
+                return c.scan_failed(ctx, version);
+            }
+            // Affinity with the last SUP that worked; otherwise a pick spread over the list.
+            let pick = c
+                .sup
+                .as_ref()
+                .and_then(|s| records.iter().position(|r| &r.server_name == s))
+                .unwrap_or_else(|| sim::sup_choice(&c.arb.plan, c.index, records.len()));
+            let record = records[pick];
+            c.sup = Some(record.server_name.clone());
+            let path = match record
+                .wsus_url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
+            {
+                Some(p) => format!("{p}/catalog?version={version}"),
+                None => format!("/wsus/{}/catalog?version={version}", record.server_name),
+            };
+            c.catalog(ctx, Instant::now(), path, version);
+        });
+    }
+
+    fn catalog(&mut self, ctx: &mut Context<Self>, intended: Instant, path: String, version: u32) {
+        let transport = Rc::clone(&self.arb.transport);
+        let fut = async move { transport.get(Kind::Catalog, intended, &path).await };
+        self.spawn(ctx, fut, move |c, ctx, body| {
+            let known = c.arb.catalogs.borrow().contains_key(&version);
+            let parsed = match body {
+                Ok(_) if known => Ok(()),
+                Ok(body) => parse_catalog(&body).map(|entries| {
+                    c.arb.catalogs.borrow_mut().insert(version, Rc::new(entries));
+                }),
+                Err(e) => Err(format!("{e:?}")),
+            };
+            if parsed.is_err() {
+                return c.scan_failed(ctx, version);
+            }
+            let done = c.sim_now() + c.arb.plan.scan_duration;
+            c.at(ctx, done, move |c, ctx, _| c.scan_completed(ctx, version));
+        });
+    }
+
+    /// The scan's results: 500 messages for what changed, then 501 "completed".
+    fn scan_completed(&mut self, ctx: &mut Context<Self>, version: u32) {
+        let count = {
+            let catalogs = self.arb.catalogs.borrow();
+            let from = self.scanned.and_then(|v| catalogs.get(&v).cloned());
+            catalogs.get(&version).map_or(0, |to| changed(from.as_deref().map(|v| v.as_slice()), to).count())
+        };
+        let time = self.arb.clock.timestamp(Instant::now());
+        self.queue.push(Pending::Updates {
+            time,
+            first_serial: self.serial,
+            from: self.scanned,
+            to: version,
+        });
+        self.serial += count as u64;
+        self.queue_scan_state(3, version); // Scan completed
+        self.scanned = Some(version);
+        self.scanning = false;
+        // A newer policy arrived while scanning: scan again for it.
+        if self.content_version > version {
+            self.scanning = true;
+            let at =
+                self.sim_now() + sim::scan_delay(&self.arb.plan, self.index, u64::from(self.content_version));
+            self.at(ctx, at, |c, ctx, intended| c.scan(ctx, intended));
+        }
+    }
+
+    /// A retryable scan failure (no SUP answered): 501 "pending retry", again in 30 minutes.
+    fn scan_failed(&mut self, ctx: &mut Context<Self>, version: u32) {
+        self.queue_scan_state(4, version);
+        let at = self.sim_now() + Duration::from_secs(1800);
+        self.at(ctx, at, |c, ctx, intended| c.scan(ctx, intended));
+    }
+
+    fn queue_scan_state(&mut self, state: u8, version: u32) {
+        let time = self.arb.clock.timestamp(Instant::now());
+        self.queue.push(Pending::Scan { time, serial: self.serial, state, version });
+        self.serial += 1;
+    }
+
+    /// Builds the Report of everything queued: (XML, messages, newest scan version in it).
+    fn build_report(&self) -> (String, u64, Option<u32>) {
+        let catalogs = self.arb.catalogs.borrow();
+        let id = sim::identity(&self.arb.plan, self.index);
+        let mut w = ReportWriter::new();
+        let client = self.sms_id.unwrap_or(Guid(0));
+        w.begin(
+            &ReportIdentity {
+                client,
+                netbios_name: &id.netbios_name,
+                client_version: "5.00.7958.1000",
+                priority: 5,
+            },
+            self.arb.clock.timestamp(Instant::now()),
+        );
+        let (mut count, mut newest) = (0u64, None);
+        for p in &self.queue {
+            match *p {
+                Pending::Scan { time, serial, state, version } => {
+                    w.push(&OutMessage {
+                        time,
+                        serial,
+                        topic_id: self.arb.site.update_source_id,
+                        topic_style: GuidStyle::UpperBraced,
+                        topic_type: 501,
+                        id_type: 3,
+                        state: u32::from(state),
+                        criticality: 0,
+                        params: &[Param::Number(u64::from(version))],
+                    });
+                    count += 1;
+                }
+                Pending::Updates { time, first_serial, from, to } => {
+                    let Some(view) = catalogs.get(&to) else { continue };
+                    let from = from.and_then(|v| catalogs.get(&v).cloned());
+                    for (k, e) in changed(from.as_deref().map(|v| v.as_slice()), view).enumerate() {
+                        w.push(&OutMessage {
+                            time,
+                            serial: first_serial + k as u64,
+                            topic_id: e.id,
+                            topic_style: GuidStyle::Lower,
+                            topic_type: 500,
+                            id_type: 3,
+                            state: u32::from(sim::update_state(&self.arb.plan, self.index, e.id)),
+                            criticality: 0,
+                            params: &[Param::Number(u64::from(e.revision))],
+                        });
+                        count += 1;
+                    }
+                    newest = newest.max(Some(to));
+                }
+            }
+        }
+        (String::from_utf8_lossy(w.finish()).into_owned(), count, newest)
+    }
+
+    /// A reporting cycle: everything queued, as one Report. `then` runs after the answer.
+    fn report(
+        &mut self,
+        ctx: &mut Context<Self>,
+        intended: Instant,
+        then: Option<Box<dyn FnOnce(&mut Self, &mut Context<Self>, bool)>>,
+    ) {
+        if self.queue.is_empty() || self.in_flight || self.sms_id.is_none() {
+            if let Some(then) = then {
+                then(self, ctx, self.queue.is_empty());
+            }
+            return;
+        }
+        self.in_flight = true;
+        let (xml, messages, newest) = self.build_report();
+        let sent = self.queue.len();
+        let (transport, mut header) = (Rc::clone(&self.arb.transport), self.header("MP_RelayEndpoint"));
+        header.properties = vec![("FileType".into(), "SMX".into())];
+        let fut = async move { transport.mp(Kind::StateReport, intended, &mut header, &xml).await };
+        self.spawn(ctx, fut, move |c, ctx, reply: Result<String, Failure>| {
+            c.in_flight = false;
+            let ok = reply.is_ok();
+            metrics::messages(messages, ok);
+            if ok {
+                c.queue.drain(..sent);
+                c.acked = c.acked.max(newest);
+            }
+            if let Some(then) = then {
+                then(c, ctx, ok && c.queue.is_empty());
+            }
+        });
+    }
+
+    /// The run ends: send what is queued (a few tries), then report the truth.
+    fn flush(&mut self, ctx: &mut Context<Self>, tries: u32) {
+        if self.in_flight {
+            // A send is under way; look again shortly.
+            ctx.run_later(Duration::from_millis(50), move |c, ctx| c.flush(ctx, tries));
+            return;
+        }
+        let then = move |c: &mut Self, ctx: &mut Context<Self>, done: bool| {
+            if done || tries >= 5 {
+                let truth = Truth {
+                    index: c.index,
+                    registered: c.sms_id.is_some(),
+                    located: c.located,
+                    acked_version: c.acked,
+                };
+                c.arb.done_one(truth);
+                ctx.stop();
+            } else {
+                ctx.run_later(Duration::from_millis(200 << tries), move |c, ctx| c.flush(ctx, tries + 1));
+            }
+        };
+        self.report(ctx, Instant::now(), Some(Box::new(then)));
+    }
+}

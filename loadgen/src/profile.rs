@@ -1,0 +1,565 @@
+//! Profiles (contract §3.3): TOML as written, validated into a [`Plan`] with errors that name the
+//! key. Unknown keys are errors.
+//!
+//! ```toml
+//! [population]
+//! clients = 200
+//! seed = 42
+//! ad_sites = ["CM12-R2-PS1"]             # each client gets one, round robin by hash
+//! subnets = ["192.168.2.0/24"]           # each client gets an address in one
+//! internet_fraction = 0.0                # share of clients on the internet
+//!
+//! [client]                               # simulated time; s, m, h or d
+//! policy_poll = "60m"
+//! reporting_cycle = "15m"
+//! scan_window = "2h"                     # first scan: a random moment in this window
+//! scan_duration = "5m"
+//!
+//! [scan]                                 # per-update outcome probabilities (sum to 1)
+//! installed = 0.6
+//! not_required = 0.25
+//! required = 0.1
+//! unknown = 0.05
+//!
+//! [run]
+//! time_scale = 240                       # simulated seconds per real second
+//! duration = "3h"                        # simulated
+//! ramp_up = "10m"                        # clients start spread over this
+//!
+//! [[event]]                              # site events on the simulated clock
+//! at = "20m"
+//! sync = { new_updates = 20, superseded = 5 }
+//!
+//! [transport]
+//! wire = "ccm"                           # or "plain"
+//! connections = 32                       # keep-alive connections, all arbiters together
+//!
+//! [open_model]                           # optional: a fixed arrival rate of state reports
+//! rate = 2000                            # Reports per real second
+//! messages_per_report = 150
+//!
+//! [thresholds]
+//! "state_report.p99" = "< 500ms"
+//! "error_rate" = "< 1%"
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use backend::site::file::parse_span;
+use serde::Deserialize;
+
+/// A profile that cannot be run, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    #[error("profile: {0}")]
+    Toml(String),
+    #[error("profile: `{key}`: {why}")]
+    Invalid { key: String, why: String },
+}
+
+fn invalid(key: impl Into<String>, why: impl Into<String>) -> ProfileError {
+    ProfileError::Invalid { key: key.into(), why: why.into() }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    population: PopulationFile,
+    #[serde(default)]
+    client: ClientFile,
+    #[serde(default)]
+    scan: ScanFile,
+    run: RunFile,
+    #[serde(default)]
+    event: Vec<EventFile>,
+    #[serde(default)]
+    transport: TransportFile,
+    open_model: Option<OpenModelFile>,
+    #[serde(default)]
+    thresholds: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PopulationFile {
+    clients: u64,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default = "default_ad_sites")]
+    ad_sites: Vec<String>,
+    #[serde(default = "default_subnets")]
+    subnets: Vec<String>,
+    #[serde(default)]
+    internet_fraction: f64,
+}
+
+fn default_ad_sites() -> Vec<String> {
+    vec!["CM12-R2-PS1".into()]
+}
+fn default_subnets() -> Vec<String> {
+    vec!["192.168.0.0/16".into()]
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientFile {
+    policy_poll: Option<String>,
+    reporting_cycle: Option<String>,
+    scan_window: Option<String>,
+    scan_duration: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScanFile {
+    installed: f64,
+    not_required: f64,
+    required: f64,
+    unknown: f64,
+}
+
+impl Default for ScanFile {
+    fn default() -> Self {
+        ScanFile { installed: 0.6, not_required: 0.25, required: 0.1, unknown: 0.05 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunFile {
+    #[serde(default = "one")]
+    time_scale: f64,
+    duration: String,
+    ramp_up: Option<String>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventFile {
+    at: String,
+    sync: SyncFile,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncFile {
+    #[serde(default = "twenty")]
+    new_updates: u32,
+    #[serde(default)]
+    superseded: u32,
+}
+
+fn twenty() -> u32 {
+    20
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransportFile {
+    #[serde(default = "ccm")]
+    wire: String,
+    #[serde(default = "sixty_four")]
+    connections: usize,
+}
+
+impl Default for TransportFile {
+    fn default() -> Self {
+        TransportFile { wire: ccm(), connections: sixty_four() }
+    }
+}
+
+fn ccm() -> String {
+    "ccm".into()
+}
+fn sixty_four() -> usize {
+    64
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenModelFile {
+    rate: f64,
+    #[serde(default = "one_fifty")]
+    messages_per_report: usize,
+}
+
+fn one_fifty() -> usize {
+    150
+}
+
+/// The wire the clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// The faithful CCM envelope: multipart, UTF-16LE, zlib.
+    Ccm,
+    /// Plain UTF-8 XML with `X-Target-Endpoint`.
+    Plain,
+}
+
+/// A request kind (contract §3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Registration,
+    PolicyAssignments,
+    PolicyBody,
+    WsusLocation,
+    Catalog,
+    StateReport,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Registration,
+        Kind::PolicyAssignments,
+        Kind::PolicyBody,
+        Kind::WsusLocation,
+        Kind::Catalog,
+        Kind::StateReport,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Registration => "registration",
+            Kind::PolicyAssignments => "policy_assignments",
+            Kind::PolicyBody => "policy_body",
+            Kind::WsusLocation => "wsus_location",
+            Kind::Catalog => "catalog",
+            Kind::StateReport => "state_report",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A latency statistic a threshold can name.
+pub const STATS: [&str; 7] = ["p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"];
+
+/// What a threshold bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Metric {
+    /// Corrected latency of a kind, in ms (`state_report.p99`); `uncorrected` for service time
+    /// (`state_report.p99.uncorrected`).
+    Latency { kind: Kind, stat: &'static str, uncorrected: bool },
+    /// Errors over requests, all kinds (`error_rate`) or one (`state_report.error_rate`).
+    ErrorRate(Option<Kind>),
+    /// State messages acknowledged per (real) second.
+    StateMessagesPerSecond,
+}
+
+/// One threshold: `metric < value` or `metric > value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    pub name: String,
+    pub metric: Metric,
+    pub less_than: bool,
+    pub value: f64,
+    /// The condition as written (`< 200ms`).
+    pub text: String,
+}
+
+/// A simulated site event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncEvent {
+    /// Simulated time after the start.
+    pub at: Duration,
+    pub new_updates: u32,
+    pub superseded: u32,
+}
+
+/// An IPv4 subnet clients take addresses in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    /// The `n`th host address (wrapping within the subnet, skipping network and broadcast).
+    pub fn host(&self, n: u64) -> Ipv4Addr {
+        let size = 1u64 << (32 - u32::from(self.prefix));
+        let hosts = size.saturating_sub(2).max(1);
+        Ipv4Addr::from(u32::from(self.network) + 1 + (n % hosts) as u32)
+    }
+}
+
+/// A validated profile: what `loadgen run` does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub clients: u64,
+    pub seed: u64,
+    pub ad_sites: Vec<String>,
+    pub subnets: Vec<Subnet>,
+    pub internet_fraction: f64,
+    pub policy_poll: Duration,
+    pub reporting_cycle: Duration,
+    pub scan_window: Duration,
+    pub scan_duration: Duration,
+    /// Probabilities of states 3 (installed), 1 (not required), 2 (required), 0 (unknown).
+    pub installed: f64,
+    pub not_required: f64,
+    pub required: f64,
+    pub unknown: f64,
+    pub time_scale: f64,
+    /// Simulated.
+    pub duration: Duration,
+    pub ramp_up: Duration,
+    pub events: Vec<SyncEvent>,
+    pub wire: Wire,
+    pub connections: usize,
+    /// Open model: Reports per real second and messages per Report.
+    pub open_model: Option<(f64, usize)>,
+    pub thresholds: Vec<Threshold>,
+}
+
+fn span(key: &str, value: &Option<String>, default: Duration) -> Result<Duration, ProfileError> {
+    match value {
+        None => Ok(default),
+        Some(text) => parse_span(text)
+            .ok_or_else(|| invalid(key, format!("{text:?} is not a span like \"15m\" or \"2h\""))),
+    }
+}
+
+fn threshold(name: &str, text: &str) -> Result<Threshold, ProfileError> {
+    let key = format!("thresholds.{name:?}");
+    let metric = match name.split_once('.') {
+        None if name == "error_rate" => Metric::ErrorRate(None),
+        None if name == "state_messages_per_second" => Metric::StateMessagesPerSecond,
+        None => return Err(invalid(key, "unknown metric")),
+        Some((kind, rest)) => {
+            let kind = Kind::from_name(kind).ok_or_else(|| {
+                let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                invalid(&key, format!("unknown request kind; kinds: {}", kinds.join(", ")))
+            })?;
+            if rest == "error_rate" {
+                Metric::ErrorRate(Some(kind))
+            } else {
+                let (stat, uncorrected) = match rest.strip_suffix(".uncorrected") {
+                    Some(s) => (s, true),
+                    None => (rest, false),
+                };
+                let stat = STATS.into_iter().find(|s| *s == stat).ok_or_else(|| {
+                    invalid(&key, format!("unknown statistic; statistics: {}", STATS.join(", ")))
+                })?;
+                Metric::Latency { kind, stat, uncorrected }
+            }
+        }
+    };
+    let t = text.trim();
+    let (less_than, rest) = match (t.strip_prefix('<'), t.strip_prefix('>')) {
+        (Some(r), _) => (true, r.trim()),
+        (_, Some(r)) => (false, r.trim()),
+        _ => return Err(invalid(&key, format!("{text:?}: write \"< 200ms\" or \"> 1000\""))),
+    };
+    let (number, unit) =
+        rest.split_at(rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len()));
+    let n: f64 = number.parse().map_err(|_| invalid(&key, format!("{text:?}: no number")))?;
+    let value = match (&metric, unit.trim()) {
+        (Metric::Latency { .. }, "ms") => n,
+        (Metric::Latency { .. }, "s") => n * 1000.0,
+        (Metric::Latency { .. }, "us" | "µs") => n / 1000.0,
+        (Metric::ErrorRate(_), "%") => n / 100.0,
+        (Metric::ErrorRate(_), "") => n,
+        (Metric::StateMessagesPerSecond, "") => n,
+        (_, unit) => return Err(invalid(&key, format!("{text:?}: unit {unit:?} does not fit this metric"))),
+    };
+    Ok(Threshold { name: name.to_owned(), metric, less_than, value, text: t.to_owned() })
+}
+
+impl Plan {
+    /// Reads and validates a profile's text; `name` is the profile's name (its file stem).
+    pub fn parse(name: &str, text: &str) -> Result<Plan, ProfileError> {
+        let f: ProfileFile = toml::from_str(text).map_err(|e| ProfileError::Toml(e.to_string()))?;
+        let p = &f.population;
+        if p.clients == 0 || p.clients > 10_000_000 {
+            return Err(invalid("population.clients", "must be 1 to 10000000"));
+        }
+        if p.ad_sites.is_empty() || p.ad_sites.iter().any(|s| s.trim().is_empty()) {
+            return Err(invalid("population.ad_sites", "needs at least one non-empty AD site"));
+        }
+        let mut subnets = Vec::new();
+        for s in &p.subnets {
+            let parsed = s.split_once('/').and_then(|(net, bits)| {
+                let network: Ipv4Addr = net.trim().parse().ok()?;
+                let prefix: u8 = bits.trim().parse().ok().filter(|b| (8..=30).contains(b))?;
+                let mask = u32::MAX << (32 - u32::from(prefix));
+                (u32::from(network) & !mask == 0).then_some(Subnet { network, prefix })
+            });
+            subnets.push(parsed.ok_or_else(|| {
+                invalid(
+                    "population.subnets",
+                    format!("{s:?} is not a network like \"10.1.0.0/16\" (/8 to /30)"),
+                )
+            })?);
+        }
+        if subnets.is_empty() {
+            return Err(invalid("population.subnets", "needs at least one subnet"));
+        }
+        if !(0.0..=1.0).contains(&p.internet_fraction) {
+            return Err(invalid("population.internet_fraction", "must be 0 to 1"));
+        }
+        let c = &f.client;
+        let policy_poll = span("client.policy_poll", &c.policy_poll, Duration::from_secs(3600))?;
+        let reporting_cycle = span("client.reporting_cycle", &c.reporting_cycle, Duration::from_secs(900))?;
+        let scan_window = span("client.scan_window", &c.scan_window, Duration::from_secs(7200))?;
+        let scan_duration = span("client.scan_duration", &c.scan_duration, Duration::from_secs(300))?;
+        let s = &f.scan;
+        for (key, v) in [
+            ("scan.installed", s.installed),
+            ("scan.not_required", s.not_required),
+            ("scan.required", s.required),
+            ("scan.unknown", s.unknown),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(invalid(key, "a probability is 0 to 1"));
+            }
+        }
+        if ((s.installed + s.not_required + s.required + s.unknown) - 1.0).abs() > 1e-6 {
+            return Err(invalid("scan", "installed + not_required + required + unknown must be 1"));
+        }
+        let r = &f.run;
+        if !(r.time_scale.is_finite() && r.time_scale > 0.0 && r.time_scale <= 1e6) {
+            return Err(invalid("run.time_scale", "must be a number above 0 (at most 1000000)"));
+        }
+        let duration = span("run.duration", &Some(r.duration.clone()), Duration::ZERO)?;
+        let ramp_up = span("run.ramp_up", &r.ramp_up, Duration::ZERO).or_else(|e| match &r.ramp_up {
+            Some(t) if t.trim() == "0s" || t.trim() == "0" => Ok(Duration::ZERO),
+            _ => Err(e),
+        })?;
+        if ramp_up >= duration {
+            return Err(invalid("run.ramp_up", "must be shorter than run.duration"));
+        }
+        let mut events = Vec::new();
+        for (i, e) in f.event.iter().enumerate() {
+            let at = span(&format!("event[{i}].at"), &Some(e.at.clone()), Duration::ZERO)?;
+            if at >= duration {
+                return Err(invalid(format!("event[{i}].at"), "is past run.duration"));
+            }
+            if e.sync.new_updates > 10_000 || e.sync.superseded > 10_000 {
+                return Err(invalid(format!("event[{i}].sync"), "at most 10000 updates per sync"));
+            }
+            events.push(SyncEvent { at, new_updates: e.sync.new_updates, superseded: e.sync.superseded });
+        }
+        events.sort_by_key(|e| e.at);
+        let t = &f.transport;
+        let wire = match t.wire.as_str() {
+            "ccm" => Wire::Ccm,
+            "plain" => Wire::Plain,
+            other => return Err(invalid("transport.wire", format!("{other:?}: \"ccm\" or \"plain\""))),
+        };
+        if t.connections == 0 || t.connections > 65_536 {
+            return Err(invalid("transport.connections", "must be 1 to 65536"));
+        }
+        let open_model = match &f.open_model {
+            None => None,
+            Some(o) => {
+                if !(o.rate.is_finite() && o.rate > 0.0 && o.rate <= 1e6) {
+                    return Err(invalid("open_model.rate", "Reports per second, above 0"));
+                }
+                if o.messages_per_report == 0 || o.messages_per_report > 10_000 {
+                    return Err(invalid("open_model.messages_per_report", "must be 1 to 10000"));
+                }
+                Some((o.rate, o.messages_per_report))
+            }
+        };
+        let thresholds = f.thresholds.iter().map(|(k, v)| threshold(k, v)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Plan {
+            name: name.to_owned(),
+            clients: p.clients,
+            seed: p.seed,
+            ad_sites: p.ad_sites.iter().map(|s| s.trim().to_owned()).collect(),
+            subnets,
+            internet_fraction: p.internet_fraction,
+            policy_poll,
+            reporting_cycle,
+            scan_window,
+            scan_duration,
+            installed: s.installed,
+            not_required: s.not_required,
+            required: s.required,
+            unknown: s.unknown,
+            time_scale: r.time_scale,
+            duration,
+            ramp_up,
+            events,
+            wire,
+            connections: t.connections,
+            open_model,
+            thresholds,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        [population]
+        clients = 10
+        [run]
+        duration = "1h"
+    "#;
+
+    #[test]
+    fn defaults_and_thresholds() {
+        let p = Plan::parse("t", BASE).unwrap();
+        assert_eq!((p.policy_poll, p.reporting_cycle), (Duration::from_secs(3600), Duration::from_secs(900)));
+        assert_eq!(p.wire, Wire::Ccm);
+        let text = format!(
+            "{BASE}\n[thresholds]\n\"state_report.p99\" = \"< 1.5s\"\n\"error_rate\" = \"< 1%\"\n\"catalog.p50.uncorrected\" = \"< 900us\"\n\"state_messages_per_second\" = \"> 1000\""
+        );
+        let p = Plan::parse("t", &text).unwrap();
+        let by = |n: &str| p.thresholds.iter().find(|t| t.name == n).unwrap().clone();
+        assert_eq!(by("state_report.p99").value, 1500.0);
+        assert_eq!(by("error_rate").value, 0.01);
+        assert_eq!(
+            by("catalog.p50.uncorrected").metric,
+            Metric::Latency { kind: Kind::Catalog, stat: "p50", uncorrected: true }
+        );
+        assert!(!by("state_messages_per_second").less_than);
+        assert_eq!(
+            Subnet { network: Ipv4Addr::new(10, 0, 0, 0), prefix: 30 }.host(5),
+            Ipv4Addr::new(10, 0, 0, 2)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (BASE.replace("clients = 10", "clients = 0"), "population.clients"),
+            (BASE.replace("\"1h\"", "\"forever\""), "run.duration"),
+            (
+                format!("{BASE}\n[scan]\ninstalled = 0.5\nnot_required = 0.5\nrequired = 0.5\nunknown = 0"),
+                "scan",
+            ),
+            (format!("{BASE}\n[transport]\nwire = \"smoke\""), "transport.wire"),
+            (format!("{BASE}\n[[event]]\nat = \"2h\"\nsync = {{}}"), "event[0].at"),
+            (BASE.replace("clients = 10", "clients = 10\nsubnets = [\"10.0.0.1/8\"]"), "population.subnets"),
+            (
+                format!("{BASE}\n[thresholds]\n\"state_report.p42\" = \"< 1ms\""),
+                "thresholds.\"state_report.p42\"",
+            ),
+            (format!("{BASE}\n[thresholds]\n\"bogus\" = \"< 1ms\""), "thresholds.\"bogus\""),
+            (format!("{BASE}\n[thresholds]\n\"error_rate\" = \"< 1ms\""), "thresholds.\"error_rate\""),
+        ];
+        for (text, key) in cases {
+            let err = Plan::parse("t", &text).unwrap_err();
+            assert!(matches!(&err, ProfileError::Invalid { key: k, .. } if k == key), "{key}: {err}");
+        }
+        let unknown = Plan::parse("t", &format!("{BASE}\n[client]\npoll = \"1m\"")).unwrap_err();
+        assert!(unknown.to_string().contains("poll"), "{unknown}");
+    }
+}

@@ -1,0 +1,458 @@
+//! `loadgen run`: the backend (embedded unless `--target`), one arbiter per core with its share
+//! of client actors, a one-second loop that merges the arbiters' interval histograms into the
+//! interval log and the progress line and fires the profile's site events, then the end: every
+//! client flushes, the backend drains and summarizes, verification, result files, thresholds.
+
+use std::cell::RefCell;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use hyper::Method;
+use serde_json::{Value, json};
+
+use crate::client::{Arb, Finish, SimClient, SiteInfo, Truth};
+use crate::metrics::{self, Figures};
+use crate::profile::{Kind, Plan};
+use crate::results::{self, HlogWriter};
+use crate::sim::SimClock;
+use crate::transport::{Transport, call};
+use crate::verify;
+
+/// Exit statuses (contract §3.1).
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_THRESHOLD: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_VERIFY: u8 = 3;
+
+/// What `run` was asked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub target: Option<String>,
+    pub out: Option<PathBuf>,
+    /// `(i, n)`: this process runs the clients whose index is `i` modulo `n`.
+    pub shard: Option<(u64, u64)>,
+    pub verify: bool,
+    /// Print the progress line (to stderr).
+    pub progress: bool,
+    /// Where `history.jsonl` goes (`results/` of the checkout); `None`: not written.
+    pub history: Option<PathBuf>,
+    /// Arbiters (default: one per core).
+    pub arbiters: Option<usize>,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub exit: u8,
+    pub dir: PathBuf,
+    pub summary: Value,
+}
+
+thread_local! {
+    static ARB: RefCell<Option<Rc<Arb>>> = const { RefCell::new(None) };
+    static CLIENTS: RefCell<Vec<Addr<SimClient>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The backend embedded in this process, on its own runtime and threads.
+struct Embedded {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Embedded {
+    fn start(data: &Path, time_scale: f64) -> std::io::Result<Embedded> {
+        let mut config = backend::server::Config::new(data.to_owned());
+        config.time_scale = time_scale;
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name("backend".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return drop(addr_tx.send(Err(e))),
+            };
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                    Ok(l) => l,
+                    Err(e) => return drop(addr_tx.send(Err(e))),
+                };
+                let _ = addr_tx.send(listener.local_addr());
+                if let Err(e) = backend::server::run(listener, config, async {
+                    let _ = stopped.await;
+                })
+                .await
+                {
+                    eprintln!("loadgen: the embedded backend stopped: {e}");
+                }
+            });
+        })?;
+        let addr = addr_rx.recv().map_err(std::io::Error::other)??;
+        Ok(Embedded { addr, stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn utc_stamp() -> String {
+    let t = protocol::Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64),
+    );
+    t.to_rfc3339().replace([':', '-'], "").chars().take(15).collect::<String>() + "Z"
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn hms(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// Asks every arbiter for something and gathers the answers.
+async fn ask_all<T: Send + 'static>(
+    arbiters: &[Arbiter],
+    f: impl Fn() -> T + Send + Sync + Clone + 'static,
+) -> Vec<T> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for a in arbiters {
+        let (tx, f) = (tx.clone(), f.clone());
+        a.spawn(async move {
+            let _ = tx.send(f());
+        });
+    }
+    drop(tx);
+    let mut out = Vec::new();
+    while let Some(v) = rx.recv().await {
+        out.push(v);
+    }
+    out
+}
+
+/// Runs `plan` (already validated, with overrides applied); `profile_text` is copied into the
+/// run folder.
+pub fn run(plan: Plan, profile_text: &str, opts: &Options) -> Result<Outcome, String> {
+    if plan.open_model.is_some() {
+        return Err("profile: `open_model`: the open model is not built yet".into());
+    }
+    let dir =
+        opts.out.clone().unwrap_or_else(|| PathBuf::from("results/runs").join(&plan.name).join(utc_stamp()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::write(dir.join("profile.toml"), profile_text).map_err(|e| e.to_string())?;
+    let embedded = match &opts.target {
+        Some(_) => None,
+        None => Some(
+            Embedded::start(&dir.join("backend-data"), plan.time_scale)
+                .map_err(|e| format!("backend: {e}"))?,
+        ),
+    };
+    let base = match (&opts.target, &embedded) {
+        (Some(t), _) => t.trim_end_matches('/').to_owned(),
+        (None, Some(e)) => format!("http://{}", e.addr),
+        (None, None) => unreachable!("embedded when no target"),
+    };
+    let plan = Arc::new(plan);
+    let system = actix_rt::System::new();
+    let outcome = system.block_on(drive(Arc::clone(&plan), base.clone(), dir.clone(), opts.clone()));
+    drop(embedded);
+    let (summary, exit) = outcome?;
+    if let Some(history) = &opts.history {
+        let line = json!({
+            "profile": plan.name,
+            "date": summary["finished"],
+            "commit": summary["commit"],
+            "host": summary["host"],
+            "dir": dir.display().to_string(),
+            "clients": plan.clients,
+            "state_messages_per_second": summary["state_messages"]["acknowledged_per_second"],
+            "state_report_p99_ms": summary["requests"]["state_report"]["latency_ms"]["p99"],
+            "backend_records_per_second": summary["backend"]["records_per_second"],
+            "verification": summary["verification"]["exact"],
+            "exit": exit,
+        });
+        if let Some(parent) = history.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let mut f =
+            std::fs::OpenOptions::new().create(true).append(true).open(history).map_err(|e| e.to_string())?;
+        writeln!(f, "{line}").map_err(|e| e.to_string())?;
+    }
+    Ok(Outcome { exit, dir, summary })
+}
+
+async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Result<(Value, u8), String> {
+    let site = get_json(&base, "/api/v1/site").await?;
+    let site_info = Arc::new(SiteInfo {
+        site_code: site["SiteCode"].as_str().unwrap_or("PS1").to_owned(),
+        update_source_id: site["UpdateSourceID"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or("site: no UpdateSourceID")?,
+    });
+    let n =
+        opts.arbiters.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let clock = SimClock::new(plan.time_scale);
+    let started = Instant::now();
+    let start_unix =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let arbiters: Vec<Arbiter> = (0..n).map(|_| Arbiter::new()).collect();
+    let per_arbiter_connections = plan.connections.div_ceil(n);
+    let (shard_i, shard_n) = opts.shard.unwrap_or((0, 1));
+    let mine: Vec<u64> = (0..plan.clients).filter(|i| i % shard_n == shard_i).collect();
+    let mine = Arc::new(mine);
+    // Each arbiter creates its share of the clients on its own thread.
+    let counts = ask_all(&arbiters, {
+        let (plan, site, base, mine) =
+            (Arc::clone(&plan), Arc::clone(&site_info), base.clone(), Arc::clone(&mine));
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        move || {
+            let a = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let arb = Rc::new(Arb {
+                plan: Arc::clone(&plan),
+                clock,
+                transport: Transport::new(&base, per_arbiter_connections, plan.wire),
+                site: Arc::clone(&site),
+                catalogs: RefCell::default(),
+                finishing: std::cell::Cell::new(false),
+                truths: RefCell::default(),
+                outstanding: std::cell::Cell::new(0),
+                all_done: RefCell::new(None),
+            });
+            let addrs: Vec<Addr<SimClient>> =
+                mine.iter().skip(a).step_by(n).map(|&i| SimClient::new(Rc::clone(&arb), i).start()).collect();
+            let count = addrs.len();
+            CLIENTS.with(|c| *c.borrow_mut() = addrs);
+            ARB.with(|x| *x.borrow_mut() = Some(arb));
+            count
+        }
+    })
+    .await;
+    let clients: usize = counts.iter().sum();
+    let startup = started.elapsed();
+
+    // The run: once a second, merge the intervals, log them, show progress, fire due events.
+    let real_end = clock.real_at(plan.duration);
+    let mut hlog = HlogWriter::begin(start_unix);
+    let mut events = plan.events.iter().peekable();
+    let mut syncs = Vec::new();
+    let mut peak_backlog = 0u64;
+    let mut last = Instant::now();
+    let mut p99_so_far = metrics::histogram();
+    let mut total_requests = 0u64;
+    loop {
+        let now = Instant::now();
+        let next = (last + Duration::from_secs(1)).min(real_end);
+        tokio::time::sleep(next.saturating_duration_since(now)).await;
+        let interval = merge(ask_all(&arbiters, metrics::take_interval).await);
+        let length = Instant::now().saturating_duration_since(last);
+        hlog.interval(last.saturating_duration_since(started), length, &interval);
+        last = Instant::now();
+        while let Some(e) = events.next_if(|e| clock.real_at(e.at) <= last) {
+            let body = format!("{{\"new_updates\": {}, \"superseded\": {}}}", e.new_updates, e.superseded);
+            match call(&base, Method::POST, "/api/v1/sync", body.as_bytes()).await {
+                Ok((status, reply)) if status.is_success() => {
+                    syncs.push(json!({ "at_simulated_seconds": e.at.as_secs_f64(), "reply": serde_json::from_slice::<Value>(&reply).unwrap_or(Value::Null) }));
+                }
+                Ok((status, _)) => eprintln!("loadgen: sync at {}: {status}", hms(e.at)),
+                Err(e2) => eprintln!("loadgen: sync at {}: {e2}", hms(e.at)),
+            }
+        }
+        let status = get_json(&base, "/api/v1/status").await.unwrap_or(Value::Null);
+        let backlog = status["FilesWaiting"]["statesys.box/incoming"].as_u64().unwrap_or(0);
+        peak_backlog = peak_backlog.max(backlog);
+        if opts.progress {
+            let all: u64 = interval.requests();
+            total_requests += all;
+            for k in Kind::ALL {
+                let _ = p99_so_far.add(&interval.kind(k).corrected);
+            }
+            let secs = length.as_secs_f64().max(1e-9);
+            eprint!(
+                "\r[sim {} / {}] clients {clients} | {:.0} req/s | {:.0} msg/s | p99 {:.1} ms | errors {} | backlog {backlog} files | requests {total_requests}   ",
+                hms(clock.sim_elapsed(last).min(plan.duration)),
+                hms(plan.duration),
+                all as f64 / secs,
+                interval.messages_acked as f64 / secs,
+                p99_so_far.value_at_quantile(0.99) as f64 / 1000.0,
+                interval.errors(),
+            );
+        }
+        if last >= real_end {
+            break;
+        }
+    }
+    if opts.progress {
+        eprintln!();
+    }
+    let wall = started.elapsed();
+
+    // The end: every client flushes its queue and reports its truth.
+    let finish_started = Instant::now();
+    let waits = ask_all(&arbiters, || {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        ARB.with(|a| {
+            if let Some(arb) = a.borrow().as_ref() {
+                arb.finishing.set(true);
+                let count = CLIENTS.with(|c| c.borrow().len());
+                arb.outstanding.set(count);
+                if count == 0 {
+                    let _ = tx.send(());
+                } else {
+                    *arb.all_done.borrow_mut() = Some(tx);
+                }
+            }
+        });
+        CLIENTS.with(|c| {
+            for addr in c.borrow().iter() {
+                addr.do_send(Finish);
+            }
+        });
+        rx
+    })
+    .await;
+    for w in waits {
+        let _ = tokio::time::timeout(Duration::from_secs(120), w).await;
+    }
+    let flush = finish_started.elapsed();
+    let totals = merge(ask_all(&arbiters, metrics::total).await);
+    let cpu: Vec<Option<f64>> = ask_all(&arbiters, metrics::thread_cpu_seconds).await;
+    let truths: Vec<Truth> = ask_all(&arbiters, || {
+        CLIENTS.with(|c| c.borrow_mut().clear());
+        ARB.with(|a| {
+            a.borrow_mut().take().map(|arb| std::mem::take(&mut *arb.truths.borrow_mut())).unwrap_or_default()
+        })
+    })
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    for a in &arbiters {
+        a.stop();
+    }
+    let mut truths = truths;
+    truths.sort_by_key(|t| t.index);
+
+    // The backend: drain, summarize, verify.
+    let drain_started = Instant::now();
+    let drained = call(&base, Method::POST, "/api/v1/drain?timeout=600", b"").await?;
+    let drain = drain_started.elapsed();
+    let backend_status: Value = serde_json::from_slice(&drained.1).unwrap_or(Value::Null);
+    let summarize_started = Instant::now();
+    let summarized = call(&base, Method::POST, "/api/v1/summarize", b"").await?;
+    let summarize = summarize_started.elapsed();
+    let tasks: Value = serde_json::from_slice(&summarized.1).unwrap_or(Value::Null);
+    let verification = if opts.verify {
+        let v = verify::verify(&plan, &base, &truths).await?;
+        write_json(&dir.join("verify.json"), &v.json)?;
+        Some(v)
+    } else {
+        None
+    };
+
+    // Result files.
+    for kind in Kind::ALL {
+        let h = &totals.kind(kind).corrected;
+        if !h.is_empty() {
+            std::fs::write(dir.join(format!("latency-{}.hgrm", kind.name())), results::hgrm(h))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    std::fs::write(dir.join("latency.hlog"), &hlog.bytes).map_err(|e| e.to_string())?;
+    let checked = results::check(&plan.thresholds, &totals, wall);
+    let records = backend_status["RecordsProcessed"].as_u64().unwrap_or(0);
+    let lateness = &totals.lateness;
+    let cpu_seconds: f64 = cpu.iter().flatten().sum();
+    let summary = json!({
+        "profile": results::plan_json(&plan),
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": git_commit(),
+        "host": results::host_json(),
+        "finished": protocol::Timestamp(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)).to_rfc3339(),
+        "target": if opts.target.is_some() { base.clone() } else { format!("embedded ({base})") },
+        "shard": opts.shard.map(|(i, n)| format!("{i}/{n}")),
+        "clients": clients,
+        "arbiters": n,
+        "startup_seconds": startup.as_secs_f64(),
+        "wall_seconds": wall.as_secs_f64(),
+        "simulated_seconds": plan.duration.as_secs_f64(),
+        "flush_seconds": flush.as_secs_f64(),
+        "requests": results::kinds_json(&totals, wall),
+        "state_messages": {
+            "sent": totals.messages_sent,
+            "acknowledged": totals.messages_acked,
+            "acknowledged_per_second": totals.messages_acked as f64 / wall.as_secs_f64().max(1e-9),
+        },
+        "syncs": syncs,
+        "generator": {
+            "late_sends_over_10ms": lateness.count_between(10_001, u64::MAX),
+            "lateness_ms": results::latency_json(lateness),
+            "cpu_seconds": cpu_seconds,
+            "cpu_share_of_arbiters": cpu_seconds / (wall + flush).as_secs_f64().max(1e-9) / n as f64,
+        },
+        "backend": {
+            "records_processed": records,
+            "records_per_second": records as f64 / (wall + flush + drain).as_secs_f64().max(1e-9),
+            "invalid_records": backend_status["InvalidRecords"],
+            "bad_files": backend_status["BadFiles"],
+            "busy_answers": backend_status["Busy"],
+            "peak_backlog_files": peak_backlog,
+            "drain_seconds": drain.as_secs_f64(),
+            "summarize_seconds": summarize.as_secs_f64(),
+            "summarization": tasks["Tasks"],
+        },
+        "verification": match &verification {
+            None => json!({ "checked": false }),
+            Some(v) => json!({ "checked": true, "exact": v.exact, "differences": v.differences.len() }),
+        },
+        "thresholds": results::thresholds_json(&checked),
+    });
+    write_json(&dir.join("summary.json"), &summary)?;
+    let exit = if verification.as_ref().is_some_and(|v| !v.exact) {
+        EXIT_VERIFY
+    } else if checked.iter().any(|c| !c.passed) {
+        EXIT_THRESHOLD
+    } else {
+        EXIT_OK
+    };
+    System::current().stop();
+    Ok((summary, exit))
+}
+
+fn merge(parts: Vec<Figures>) -> Figures {
+    let mut all = Figures::default();
+    for p in &parts {
+        all.add(p);
+    }
+    all
+}
+
+async fn get_json(base: &str, path: &str) -> Result<Value, String> {
+    let (status, body) = call(base, Method::GET, path, b"").await?;
+    if !status.is_success() {
+        return Err(format!("GET {path}: {status}"));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("GET {path}: {e}"))
+}
+
+fn write_json(path: &Path, v: &Value) -> Result<(), String> {
+    let bytes = serde_json::to_vec_pretty(v).map_err(|e| e.to_string())?;
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}

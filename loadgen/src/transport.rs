@@ -1,0 +1,164 @@
+//! The clients' HTTP: one hyper client per arbiter with pooled keep-alive connections, at most
+//! `connections` requests in flight (so at most that many connections), every request measured
+//! from its intended send time.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use protocol::envelope::{self, CONTENT_TYPE as CCM_CONTENT_TYPE, Limits, MsgHeader, Reply};
+use tokio::sync::Semaphore;
+
+use crate::metrics;
+use crate::profile::{Kind, Wire};
+
+/// How a request ended, when it did not end well.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No answer: connection refused or reset, timeout.
+    Connection(String),
+    /// An answer other than 2xx (503 under overload).
+    Status(u16),
+    /// A 2xx whose body this client could not read.
+    Body(String),
+}
+
+/// One arbiter's transport.
+#[derive(Debug)]
+pub struct Transport {
+    client: Client<HttpConnector, Full<Bytes>>,
+    /// `http://127.0.0.1:8080`, no trailing slash.
+    pub base: String,
+    permits: Semaphore,
+    pub wire: Wire,
+    timeout: Duration,
+}
+
+impl Transport {
+    pub fn new(base: &str, connections: usize, wire: Wire) -> Rc<Transport> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(connections)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Rc::new(Transport {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            permits: Semaphore::new(connections.max(1)),
+            wire,
+            timeout: Duration::from_secs(60),
+        })
+    }
+
+    /// Sends one request; records it under `kind` against `intended`. Returns the 2xx body.
+    pub async fn send(
+        &self,
+        kind: Kind,
+        intended: Instant,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Bytes, Failure> {
+        // Waiting for a connection is part of the latency: it counts from `intended`.
+        let _permit = self.permits.acquire().await.map_err(|e| Failure::Connection(e.to_string()))?;
+        let started = Instant::now();
+        metrics::started(intended, started);
+        let outcome = tokio::time::timeout(self.timeout, async {
+            let response =
+                self.client.request(request).await.map_err(|e| Failure::Connection(e.to_string()))?;
+            let status = response.status();
+            let body =
+                response.into_body().collect().await.map_err(|e| Failure::Connection(e.to_string()))?;
+            Ok::<_, Failure>((status, body.to_bytes()))
+        })
+        .await
+        .unwrap_or_else(|_| Err(Failure::Connection("timed out".into())));
+        let done = Instant::now();
+        match outcome {
+            Ok((status, body)) if status.is_success() => {
+                metrics::finished(kind, intended, started, done, true, true);
+                Ok(body)
+            }
+            Ok((status, _)) => {
+                metrics::finished(kind, intended, started, done, true, false);
+                Err(Failure::Status(status.as_u16()))
+            }
+            Err(e) => {
+                metrics::finished(kind, intended, started, done, false, false);
+                Err(e)
+            }
+        }
+    }
+
+    /// A message to an MP endpoint, on the profile's wire. Returns the reply body XML (empty
+    /// for `NoReply`).
+    pub async fn mp(
+        &self,
+        kind: Kind,
+        intended: Instant,
+        header: &mut MsgHeader,
+        xml: &str,
+    ) -> Result<String, Failure> {
+        let uri = format!("{}/ccm_system/request", self.base);
+        let request = match self.wire {
+            Wire::Ccm => Request::builder()
+                .method(Method::from_bytes(b"CCM_POST").unwrap_or(Method::POST))
+                .uri(uri)
+                .header("content-type", CCM_CONTENT_TYPE)
+                .body(Full::new(Bytes::from(envelope::build_request(header, xml, Some(6))))),
+            Wire::Plain => Request::builder()
+                .method(Method::POST)
+                .uri(uri)
+                .header("content-type", "text/xml")
+                .header("x-target-endpoint", header.target_endpoint.as_str())
+                .body(Full::new(Bytes::from(xml.to_owned()))),
+        }
+        .map_err(|e| Failure::Body(e.to_string()))?;
+        let body = self.send(kind, intended, request).await?;
+        if self.wire == Wire::Plain || body.is_empty() {
+            return String::from_utf8(body.to_vec()).map_err(|e| Failure::Body(e.to_string()));
+        }
+        match envelope::decode_reply(CCM_CONTENT_TYPE, &body, &Limits::default()) {
+            Ok(Reply::Sync { body, .. }) => Ok(body),
+            Ok(_) => Ok(String::new()),
+            Err(e) => Err(Failure::Body(e.to_string())),
+        }
+    }
+
+    /// A GET of `path` (`/SMS_MP/.sms_pol?...`).
+    pub async fn get(&self, kind: Kind, intended: Instant, path: &str) -> Result<Bytes, Failure> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(format!("{}{path}", self.base))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| Failure::Body(e.to_string()))?;
+        self.send(kind, intended, request).await
+    }
+}
+
+/// A plain call for the run's own use (admin API): not measured, no permit.
+pub async fn call(
+    base: &str,
+    method: Method,
+    path: &str,
+    body: &[u8],
+) -> Result<(StatusCode, Bytes), String> {
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", base.trim_end_matches('/')))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(Duration::from_secs(600), client.request(request))
+        .await
+        .map_err(|_| format!("{path}: timed out"))?
+        .map_err(|e| format!("{path}: {e}"))?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((status, bytes))
+}

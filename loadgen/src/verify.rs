@@ -1,0 +1,325 @@
+//! Verification (issue 5 §7): after the backend drained and summarized, its views must equal what
+//! the generator knows every client last reported, exactly.
+//!
+//! The ground truth per client is small ([`Truth`]: registered, located, the content version of
+//! its newest acknowledged scan); the states themselves are a function of the seed
+//! ([`sim::update_state`]), and which updates a scan reported is the catalog as of that version.
+//! Expected counts follow the backend's documented rules (README, "Summarization"): NumTotal is
+//! every known client, unknown is no state or state 0, groups and deployments count over the
+//! updates still in the summaries (superseded ones leave once migrated).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+use hyper::Method;
+use protocol::Guid;
+use serde_json::{Value, json};
+
+use crate::client::{Truth, parse_catalog};
+use crate::profile::Plan;
+use crate::sim;
+use crate::transport::call;
+
+async fn get(base: &str, path: &str) -> Result<Value, String> {
+    let (status, body) = call(base, Method::GET, path, b"").await?;
+    if !status.is_success() {
+        return Err(format!("GET {path}: {status}"));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("GET {path}: {e}"))
+}
+
+/// What a boundary matches.
+#[derive(Debug, Clone)]
+enum Boundary {
+    Subnet(String),
+    Range(Ipv4Addr, Ipv4Addr),
+    AdSite(String),
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    All,
+    AdSites(Vec<String>),
+    BoundaryGroups(Vec<Vec<Boundary>>),
+}
+
+/// Where a client is, as its location request said.
+struct Place<'a> {
+    ad_site: &'a str,
+    subnet: String,
+    address: Ipv4Addr,
+}
+
+impl Target {
+    fn contains(&self, located: Option<&Place<'_>>) -> bool {
+        match (self, located) {
+            (Target::All, _) => true,
+            (_, None) => false,
+            (Target::AdSites(sites), Some(p)) => sites.iter().any(|s| s.eq_ignore_ascii_case(p.ad_site)),
+            (Target::BoundaryGroups(groups), Some(p)) => groups.iter().flatten().any(|b| match b {
+                Boundary::Subnet(s) => *s == p.subnet,
+                Boundary::Range(lo, hi) => (*lo..=*hi).contains(&p.address),
+                Boundary::AdSite(s) => s.eq_ignore_ascii_case(p.ad_site),
+            }),
+        }
+    }
+}
+
+/// [unknown, not required, required, installed]
+type Buckets = [i64; 4];
+
+fn bucket(state: u8) -> usize {
+    match state {
+        1 => 1,
+        2 => 2,
+        3 => 3,
+        _ => 0,
+    }
+}
+
+/// The outcome, as `verify.json` holds it.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    pub exact: bool,
+    pub differences: Vec<String>,
+    /// The expected views (what the generator's truth implies), for comparing runs.
+    pub expected: Value,
+    pub json: Value,
+}
+
+/// Compares the backend's views at `base` with `truths`.
+pub async fn verify(plan: &Plan, base: &str, truths: &[Truth]) -> Result<Verification, String> {
+    let site = get(base, "/api/v1/site").await?;
+    let current = get(base, "/api/v1/catalog").await?;
+    let sup = site["SUPs"][0]["Name"].as_str().ok_or("site: no SUP")?.to_owned();
+    let active: Vec<Guid> =
+        parse_catalog(&serde_json::to_vec(&current).unwrap_or_default())?.iter().map(|e| e.id).collect();
+    // The catalog each acknowledged scan saw.
+    let mut scanned: HashMap<u32, HashSet<Guid>> = HashMap::new();
+    for v in truths.iter().filter_map(|t| t.acked_version).collect::<HashSet<_>>() {
+        let body = get(base, &format!("/wsus/{sup}/catalog?version={v}")).await?;
+        let ids =
+            parse_catalog(&serde_json::to_vec(&body).unwrap_or_default())?.iter().map(|e| e.id).collect();
+        scanned.insert(v, ids);
+    }
+    let mut boundary_groups: HashMap<String, Vec<Boundary>> = HashMap::new();
+    for g in site["BoundaryGroups"].as_array().into_iter().flatten() {
+        let boundaries = g["Boundaries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| {
+                if let Some(s) = b["Subnet"].as_str() {
+                    Some(Boundary::Subnet(s.to_owned()))
+                } else if let Some(s) = b["ADSite"].as_str() {
+                    Some(Boundary::AdSite(s.to_owned()))
+                } else {
+                    let r = b["IPRange"].as_array()?;
+                    Some(Boundary::Range(
+                        r.first()?.as_str()?.parse().ok()?,
+                        r.get(1)?.as_str()?.parse().ok()?,
+                    ))
+                }
+            })
+            .collect();
+        boundary_groups.insert(g["Name"].as_str().unwrap_or_default().to_owned(), boundaries);
+    }
+    let index_of: HashMap<Guid, usize> = active.iter().enumerate().map(|(i, g)| (*g, i)).collect();
+    let groups: Vec<(u64, Vec<usize>)> = site["UpdateGroups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let members = g["Updates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|u| u.as_str()?.parse::<Guid>().ok())
+                .filter_map(|id| index_of.get(&id).copied())
+                .collect();
+            (g["GroupID"].as_u64().unwrap_or(0), members)
+        })
+        .collect();
+    let group_pos: HashMap<u64, usize> = groups.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+    let deployments: Vec<(u64, usize, Target)> = site["Deployments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let c = &d["Collection"];
+            let target = if let Some(sites) = c["ADSites"].as_array() {
+                Target::AdSites(sites.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            } else if let Some(names) = c["BoundaryGroups"].as_array() {
+                Target::BoundaryGroups(
+                    names.iter().filter_map(|n| boundary_groups.get(n.as_str()?).cloned()).collect(),
+                )
+            } else {
+                Target::All
+            };
+            let group = group_pos.get(&d["GroupID"].as_u64().unwrap_or(0)).copied().unwrap_or(0);
+            (d["DeploymentID"].as_u64().unwrap_or(0), group, target)
+        })
+        .collect();
+
+    // Expected counts.
+    let mut total = 0i64;
+    let mut updates = vec![[0i64; 4]; active.len()];
+    let mut group_counts = vec![[0i64; 3]; groups.len()];
+    let mut dep_counts = vec![[0i64; 4]; deployments.len()];
+    let mut cells: Vec<Vec<Buckets>> =
+        deployments.iter().map(|(_, g, _)| vec![[0; 4]; groups[*g].1.len()]).collect();
+    let mut row = vec![0usize; active.len()];
+    for t in truths.iter().filter(|t| t.registered || t.located || t.acked_version.is_some()) {
+        total += 1;
+        let seen = t.acked_version.and_then(|v| scanned.get(&v));
+        for (i, id) in active.iter().enumerate() {
+            row[i] = match seen {
+                Some(s) if s.contains(id) => bucket(sim::update_state(plan, t.index, *id)),
+                _ => 0,
+            };
+            updates[i][row[i]] += 1;
+        }
+        let status = |members: &[usize]| {
+            if members.iter().any(|&u| row[u] == 2) {
+                1
+            } else if members.iter().any(|&u| row[u] == 0) {
+                2
+            } else {
+                0
+            }
+        };
+        for (g, (_, members)) in groups.iter().enumerate() {
+            group_counts[g][status(members)] += 1;
+        }
+        let id = sim::identity(plan, t.index);
+        let place = t.located.then(|| Place {
+            ad_site: &plan.ad_sites[id.ad_site],
+            subnet: plan.subnets[id.subnet].network.to_string(),
+            address: id.address,
+        });
+        for (d, (_, g, target)) in deployments.iter().enumerate() {
+            if target.contains(place.as_ref()) {
+                dep_counts[d][0] += 1;
+                dep_counts[d][1 + status(&groups[*g].1)] += 1;
+                for (k, &u) in groups[*g].1.iter().enumerate() {
+                    cells[d][k][row[u]] += 1;
+                }
+            }
+        }
+    }
+    let expected_updates: BTreeMap<String, Value> = active
+        .iter()
+        .zip(&updates)
+        .map(|(id, c)| {
+            (
+                id.styled(protocol::GuidStyle::Lower).to_string(),
+                json!({ "NumTotal": total, "NumUnknown": c[0], "NumNotApplicable": c[1], "NumMissing": c[2], "NumPresent": c[3] }),
+            )
+        })
+        .collect();
+    let expected_groups: BTreeMap<String, Value> = groups
+        .iter()
+        .zip(&group_counts)
+        .map(|((id, _), c)| {
+            (id.to_string(), json!({ "NumTotal": total, "NumCompliant": c[0], "NumNonCompliant": c[1], "NumUnknown": c[2] }))
+        })
+        .collect();
+    let expected_deployments: BTreeMap<String, Value> = deployments
+        .iter()
+        .enumerate()
+        .map(|(d, (id, g, _))| {
+            let c = dep_counts[d];
+            let per_update: BTreeMap<String, Value> = groups[*g]
+                .1
+                .iter()
+                .zip(&cells[d])
+                .map(|(&u, k)| {
+                    (
+                        active[u].styled(protocol::GuidStyle::Lower).to_string(),
+                        json!({ "NumPresent": k[3], "NumMissing": k[2], "NumNotApplicable": k[1], "NumUnknown": k[0] }),
+                    )
+                })
+                .collect();
+            (
+                id.to_string(),
+                json!({
+                    "NumTargeted": c[0], "NumCompliant": c[1], "NumNonCompliant": c[2], "NumUnknown": c[3],
+                    "Updates": per_update,
+                }),
+            )
+        })
+        .collect();
+
+    // What the backend says.
+    let mut differences = Vec::new();
+    let compare =
+        |differences: &mut Vec<String>, view: &str, key: &str, expected: &Value, actual: Option<&Value>| {
+            let Some(fields) = expected.as_object() else { return };
+            for (field, want) in fields {
+                if field == "Updates" {
+                    continue;
+                }
+                let got = actual.map(|a| &a[field]);
+                if got != Some(want) {
+                    differences.push(format!(
+                        "{view} {key} {field}: expected {want}, backend has {}",
+                        got.map_or("nothing".to_owned(), |g| g.to_string())
+                    ));
+                }
+            }
+        };
+    let by = |rows: &Value, key: &str| -> HashMap<String, Value> {
+        rows.as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let k = match &r[key] {
+                    Value::String(s) => s.to_ascii_lowercase(),
+                    other => other.to_string(),
+                };
+                (k, r.clone())
+            })
+            .collect()
+    };
+    let got_updates = by(&get(base, "/api/v1/summary/updates").await?, "UpdateID");
+    for (id, want) in &expected_updates {
+        compare(&mut differences, "update", id, want, got_updates.get(id));
+    }
+    if got_updates.len() != expected_updates.len() {
+        differences.push(format!(
+            "updates: expected {} rows, backend has {}",
+            expected_updates.len(),
+            got_updates.len()
+        ));
+    }
+    let got_groups = by(&get(base, "/api/v1/summary/update-groups").await?, "GroupID");
+    for (id, want) in &expected_groups {
+        compare(&mut differences, "update group", id, want, got_groups.get(id));
+    }
+    let got_deployments = by(&get(base, "/api/v1/summary/deployments").await?, "DeploymentID");
+    for (id, want) in &expected_deployments {
+        let actual = got_deployments.get(id);
+        compare(&mut differences, "deployment", id, want, actual);
+        let cells = actual.map(|a| by(&a["Updates"], "UpdateID")).unwrap_or_default();
+        for (u, w) in want["Updates"].as_object().into_iter().flatten() {
+            compare(&mut differences, "deployment", &format!("{id} update {u}"), w, cells.get(u));
+        }
+    }
+    let expected = json!({
+        "clients": total,
+        "updates": expected_updates,
+        "update_groups": expected_groups,
+        "deployments": expected_deployments,
+    });
+    let exact = differences.is_empty();
+    let json = json!({
+        "exact": exact,
+        "clients_known": total,
+        "clients_with_acknowledged_scans": truths.iter().filter(|t| t.acked_version.is_some()).count(),
+        "checked": { "updates": expected_updates.len(), "update_groups": expected_groups.len(), "deployments": expected_deployments.len() },
+        "differences": differences.iter().take(100).collect::<Vec<_>>(),
+        "differences_total": differences.len(),
+        "expected": expected,
+    });
+    Ok(Verification { exact, differences, expected, json })
+}
