@@ -90,6 +90,8 @@ pub struct Truth {
     pub located: bool,
     /// The content version of the newest scan whose results were acknowledged.
     pub acked_version: Option<u32>,
+    /// Open model: how many of the catalog's first updates an acknowledged Report carried.
+    pub reported_first: u32,
 }
 
 /// Everything one arbiter's clients share.
@@ -104,6 +106,10 @@ pub struct Arb {
     /// Set when the run ends: timers stop, clients flush and report their truth.
     pub finishing: Cell<bool>,
     pub truths: RefCell<Vec<Truth>>,
+    /// Open model: per client, how many catalog updates an acknowledged Report carried.
+    pub open_acked: RefCell<HashMap<u64, u32>>,
+    /// Open model: Reports sent and not yet answered.
+    pub open_in_flight: Cell<usize>,
     /// Clients still to report their truth after finishing.
     pub outstanding: Cell<usize>,
     pub all_done: RefCell<Option<tokio::sync::oneshot::Sender<()>>>,
@@ -131,6 +137,9 @@ enum Pending {
     /// `first_serial`.
     Updates { time: Timestamp, first_serial: u64, from: Option<u32>, to: u32 },
 }
+
+/// What runs after a Report's answer (`true`: the queue is empty now).
+type AfterReport = Box<dyn FnOnce(&mut SimClient, &mut Context<SimClient>, bool)>;
 
 /// The run ends: flush what is queued, then report the truth.
 #[derive(Debug, Message)]
@@ -525,7 +534,7 @@ impl SimClient {
         &mut self,
         ctx: &mut Context<Self>,
         intended: Instant,
-        then: Option<Box<dyn FnOnce(&mut Self, &mut Context<Self>, bool)>>,
+        then: Option<AfterReport>,
     ) {
         if self.queue.is_empty() || self.in_flight || self.sms_id.is_none() {
             if let Some(then) = then {
@@ -567,6 +576,7 @@ impl SimClient {
                     registered: c.sms_id.is_some(),
                     located: c.located,
                     acked_version: c.acked,
+                    reported_first: 0,
                 };
                 c.arb.done_one(truth);
                 ctx.stop();
@@ -576,4 +586,93 @@ impl SimClient {
         };
         self.report(ctx, Instant::now(), Some(Box::new(then)));
     }
+}
+
+/// The open model (contract §3.3): Reports of `messages` state messages at a fixed arrival rate
+/// (`rate` per second on this arbiter), whatever the answers, each from the next client of
+/// `clients` in turn, about the catalog's first updates. Runs until the real instant `end`.
+/// Sends are not awaited: a slow server shows as latency from the intended time, not as a
+/// slower schedule.
+pub async fn open_model(
+    arb: Rc<Arb>,
+    clients: Vec<u64>,
+    rate: f64,
+    messages: usize,
+    catalog: Vec<CatalogEntry>,
+    end: Instant,
+) {
+    let entries: Rc<Vec<CatalogEntry>> = Rc::new(catalog.into_iter().take(messages).collect());
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    for k in 0u64.. {
+        let intended = start + period.mul_f64(k as f64);
+        if intended >= end || clients.is_empty() {
+            break;
+        }
+        tokio::time::sleep_until(intended.into()).await;
+        let index = clients[(k % clients.len() as u64) as usize];
+        let visit = k / clients.len() as u64;
+        let id = sim::identity(&arb.plan, index);
+        // The SMS ID the site would give this machine: reports name it.
+        let client = Guid(u128::from(sim::mix(index ^ arb.plan.seed)) << 64 | u128::from(sim::mix(!index)));
+        let time = arb.clock.timestamp(intended);
+        let mut w = ReportWriter::new();
+        w.begin(
+            &ReportIdentity {
+                client,
+                netbios_name: &id.netbios_name,
+                client_version: "5.00.7958.1000",
+                priority: 5,
+            },
+            time,
+        );
+        for (j, e) in entries.iter().enumerate() {
+            w.push(&OutMessage {
+                time,
+                serial: 1 + visit * entries.len() as u64 + j as u64,
+                topic_id: e.id,
+                topic_style: GuidStyle::Lower,
+                topic_type: 500,
+                id_type: 3,
+                state: u32::from(sim::update_state(&arb.plan, index, e.id)),
+                criticality: 0,
+                params: &[Param::Number(u64::from(e.revision))],
+            });
+        }
+        let xml = String::from_utf8_lossy(w.finish()).into_owned();
+        let mut header = MsgHeader {
+            id: format!("{{{}}}", Guid(u128::from(sim::mix(k)) << 64 | u128::from(index))),
+            source_id: format!("GUID:{client}"),
+            source_host: id.netbios_name.clone(),
+            target_endpoint: "MP_RelayEndpoint".into(),
+            reply_to: format!("direct:{}:SccmMessaging", id.netbios_name),
+            reply_mode: "ASync".into(),
+            priority: Some(5),
+            properties: vec![("FileType".into(), "SMX".into())],
+            ..MsgHeader::default()
+        };
+        let (arb2, n) = (Rc::clone(&arb), entries.len() as u32);
+        arb.open_in_flight.set(arb.open_in_flight.get() + 1);
+        actix_rt::spawn(async move {
+            let ok = arb2.transport.mp(Kind::StateReport, intended, &mut header, &xml).await.is_ok();
+            metrics::messages(u64::from(n), ok);
+            if ok {
+                arb2.open_acked.borrow_mut().insert(index, n);
+            }
+            arb2.open_in_flight.set(arb2.open_in_flight.get() - 1);
+        });
+    }
+    // Let what is in flight finish (bounded).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while arb.open_in_flight.get() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let acked = std::mem::take(&mut *arb.open_acked.borrow_mut());
+    arb.truths.borrow_mut().extend(acked.into_iter().map(|(index, n)| Truth {
+        index,
+        registered: false,
+        located: false,
+        acked_version: None,
+        reported_first: n,
+    }));
 }

@@ -471,6 +471,12 @@ impl Plan {
                 if o.messages_per_report == 0 || o.messages_per_report > 10_000 {
                     return Err(invalid("open_model.messages_per_report", "must be 1 to 10000"));
                 }
+                if !f.event.is_empty() {
+                    return Err(invalid(
+                        "open_model",
+                        "the open model runs without site events (remove [[event]])",
+                    ));
+                }
                 Some((o.rate, o.messages_per_report))
             }
         };

@@ -56,6 +56,8 @@ pub struct Outcome {
 thread_local! {
     static ARB: RefCell<Option<Rc<Arb>>> = const { RefCell::new(None) };
     static CLIENTS: RefCell<Vec<Addr<SimClient>>> = const { RefCell::new(Vec::new()) };
+    /// Open model: fires when this arbiter's pacer has finished and its sends are answered.
+    static OPEN_DONE: RefCell<Option<tokio::sync::oneshot::Receiver<()>>> = const { RefCell::new(None) };
 }
 
 /// The backend embedded in this process, on its own runtime and threads.
@@ -150,9 +152,6 @@ async fn ask_all<T: Send + 'static>(
 /// Runs `plan` (already validated, with overrides applied); `profile_text` is copied into the
 /// run folder.
 pub fn run(plan: Plan, profile_text: &str, opts: &Options) -> Result<Outcome, String> {
-    if plan.open_model.is_some() {
-        return Err("profile: `open_model`: the open model is not built yet".into());
-    }
     let dir =
         opts.out.clone().unwrap_or_else(|| PathBuf::from("results/runs").join(&plan.name).join(utc_stamp()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -218,6 +217,13 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
     let (shard_i, shard_n) = opts.shard.unwrap_or((0, 1));
     let mine: Vec<u64> = (0..plan.clients).filter(|i| i % shard_n == shard_i).collect();
     let mine = Arc::new(mine);
+    let open_catalog = match plan.open_model {
+        Some(_) => Some(Arc::new(crate::client::parse_catalog(
+            &serde_json::to_vec(&get_json(&base, "/api/v1/catalog").await?).unwrap_or_default(),
+        )?)),
+        None => None,
+    };
+    let real_end_at = SimClock::real_at(&clock, plan.duration);
     // Each arbiter creates its share of the clients on its own thread.
     let counts = ask_all(&arbiters, {
         let (plan, site, base, mine) =
@@ -233,12 +239,38 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
                 catalogs: RefCell::default(),
                 finishing: std::cell::Cell::new(false),
                 truths: RefCell::default(),
+                open_acked: RefCell::default(),
+                open_in_flight: std::cell::Cell::new(0),
                 outstanding: std::cell::Cell::new(0),
                 all_done: RefCell::new(None),
             });
-            let addrs: Vec<Addr<SimClient>> =
-                mine.iter().skip(a).step_by(n).map(|&i| SimClient::new(Rc::clone(&arb), i).start()).collect();
-            let count = addrs.len();
+            let share: Vec<u64> = mine.iter().skip(a).step_by(n).copied().collect();
+            let count = share.len();
+            let addrs: Vec<Addr<SimClient>> = match (plan.open_model, &open_catalog) {
+                (Some((rate, messages)), Some(catalog)) => {
+                    let arb = Rc::clone(&arb);
+                    let catalog = catalog.to_vec();
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    *arb.all_done.borrow_mut() = Some(tx);
+                    OPEN_DONE.with(|d| *d.borrow_mut() = Some(rx));
+                    actix_rt::spawn(async move {
+                        crate::client::open_model(
+                            Rc::clone(&arb),
+                            share,
+                            rate / n as f64,
+                            messages,
+                            catalog,
+                            real_end_at,
+                        )
+                        .await;
+                        if let Some(tx) = arb.all_done.borrow_mut().take() {
+                            let _ = tx.send(());
+                        }
+                    });
+                    Vec::new()
+                }
+                _ => share.iter().map(|&i| SimClient::new(Rc::clone(&arb), i).start()).collect(),
+            };
             CLIENTS.with(|c| *c.borrow_mut() = addrs);
             ARB.with(|x| *x.borrow_mut() = Some(arb));
             count
@@ -307,6 +339,9 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
     // The end: every client flushes its queue and reports its truth.
     let finish_started = Instant::now();
     let waits = ask_all(&arbiters, || {
+        if let Some(rx) = OPEN_DONE.with(|d| d.borrow_mut().take()) {
+            return rx;
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         ARB.with(|a| {
             if let Some(arb) = a.borrow().as_ref() {

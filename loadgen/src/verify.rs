@@ -169,12 +169,17 @@ pub async fn verify(plan: &Plan, base: &str, truths: &[Truth]) -> Result<Verific
     let mut cells: Vec<Vec<Buckets>> =
         deployments.iter().map(|(_, g, _)| vec![[0; 4]; groups[*g].1.len()]).collect();
     let mut row = vec![0usize; active.len()];
-    for t in truths.iter().filter(|t| t.registered || t.located || t.acked_version.is_some()) {
+    for t in truths
+        .iter()
+        .filter(|t| t.registered || t.located || t.acked_version.is_some() || t.reported_first > 0)
+    {
         total += 1;
         let seen = t.acked_version.and_then(|v| scanned.get(&v));
         for (i, id) in active.iter().enumerate() {
             row[i] = match seen {
                 Some(s) if s.contains(id) => bucket(sim::update_state(plan, t.index, *id)),
+                // Open model: the catalog's first updates, in catalog order.
+                _ if i < t.reported_first as usize => bucket(sim::update_state(plan, t.index, *id)),
                 _ => 0,
             };
             updates[i][row[i]] += 1;
