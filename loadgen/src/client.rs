@@ -530,12 +530,7 @@ impl SimClient {
     }
 
     /// A reporting cycle: everything queued, as one Report. `then` runs after the answer.
-    fn report(
-        &mut self,
-        ctx: &mut Context<Self>,
-        intended: Instant,
-        then: Option<AfterReport>,
-    ) {
+    fn report(&mut self, ctx: &mut Context<Self>, intended: Instant, then: Option<AfterReport>) {
         if self.queue.is_empty() || self.in_flight || self.sms_id.is_none() {
             if let Some(then) = then {
                 then(self, ctx, self.queue.is_empty());
