@@ -598,6 +598,7 @@ pub async fn open_model(
 ) {
     let entries: Rc<Vec<CatalogEntry>> = Rc::new(catalog.into_iter().take(messages).collect());
     let period = Duration::from_secs_f64(1.0 / rate);
+    let max_outstanding = 16 * arb.plan.connections.max(16);
     let start = Instant::now();
     for k in 0u64.. {
         let intended = start + period.mul_f64(k as f64);
@@ -605,6 +606,11 @@ pub async fn open_model(
             break;
         }
         tokio::time::sleep_until(intended.into()).await;
+        // Outstanding sends are bounded (memory): past the bound the pacer waits, which shows as
+        // lateness (generator saturation) and, measured from the intended time, as latency.
+        while arb.open_in_flight.get() >= max_outstanding {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let index = clients[(k % clients.len() as u64) as usize];
         let visit = k / clients.len() as u64;
         let id = sim::identity(&arb.plan, index);

@@ -168,3 +168,10 @@ pub fn thread_cpu_seconds() -> Option<f64> {
     let (utime, stime): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
     Some((utime + stime) / 100.0)
 }
+
+/// The process's peak resident set size in MiB (`VmHWM`), where `/proc` tells.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

@@ -24,7 +24,7 @@
 //! [run]
 //! time_scale = 240                       # simulated seconds per real second
 //! duration = "3h"                        # simulated
-//! ramp_up = "10m"                        # clients start spread over this
+//! ramp_up = "10m"                        # clients start spread over this (may exceed duration)
 //!
 //! [[event]]                              # site events on the simulated clock
 //! at = "20m"
@@ -438,9 +438,8 @@ impl Plan {
             Some(t) if t.trim() == "0s" || t.trim() == "0" => Ok(Duration::ZERO),
             _ => Err(e),
         })?;
-        if ramp_up >= duration {
-            return Err(invalid("run.ramp_up", "must be shorter than run.duration"));
-        }
+        // A ramp-up longer than the run is allowed: the run is its first part (clients due to
+        // start later exist, with their start timer, but never start).
         let mut events = Vec::new();
         for (i, e) in f.event.iter().enumerate() {
             let at = span(&format!("event[{i}].at"), &Some(e.at.clone()), Duration::ZERO)?;

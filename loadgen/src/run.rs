@@ -440,6 +440,7 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
             "late_sends_over_10ms": lateness.count_between(10_001, u64::MAX),
             "lateness_ms": results::latency_json(lateness),
             "cpu_seconds": cpu_seconds,
+            "peak_rss_mib": metrics::peak_rss_mib(),
             "cpu_share_of_arbiters": cpu_seconds / (wall + flush).as_secs_f64().max(1e-9) / n as f64,
         },
         "backend": {
