@@ -138,6 +138,74 @@ enum Pending {
     Updates { time: Timestamp, first_serial: u64, from: Option<u32>, to: u32 },
 }
 
+/// The number of state messages a queue makes, and the newest scan version among them.
+fn report_shape(arb: &Arb, queue: &[Pending]) -> (u64, Option<u32>) {
+    let catalogs = arb.catalogs.borrow();
+    let mut count = 0u64;
+    let mut newest = None;
+    for p in queue {
+        match *p {
+            Pending::Scan { .. } => count += 1,
+            Pending::Updates { from, to, .. } => {
+                let Some(view) = catalogs.get(&to) else { continue };
+                let from = from.and_then(|v| catalogs.get(&v).cloned());
+                count += changed(from.as_deref().map(|v| v.as_slice()), view).count() as u64;
+                newest = newest.max(Some(to));
+            }
+        }
+    }
+    (count, newest)
+}
+
+/// The Report of everything queued, for `client` (simulated client `index`).
+fn build_report(arb: &Arb, index: u64, client: Guid, queue: &[Pending]) -> String {
+    let catalogs = arb.catalogs.borrow();
+    let id = sim::identity(&arb.plan, index);
+    let mut w = ReportWriter::new();
+    w.begin(
+        &ReportIdentity {
+            client,
+            netbios_name: &id.netbios_name,
+            client_version: "5.00.7958.1000",
+            priority: 5,
+        },
+        arb.clock.timestamp(Instant::now()),
+    );
+    for p in queue {
+        match *p {
+            Pending::Scan { time, serial, state, version } => w.push(&OutMessage {
+                time,
+                serial,
+                topic_id: arb.site.update_source_id,
+                topic_style: GuidStyle::UpperBraced,
+                topic_type: 501,
+                id_type: 3,
+                state: u32::from(state),
+                criticality: 0,
+                params: &[Param::Number(u64::from(version))],
+            }),
+            Pending::Updates { time, first_serial, from, to } => {
+                let Some(view) = catalogs.get(&to) else { continue };
+                let from = from.and_then(|v| catalogs.get(&v).cloned());
+                for (k, e) in changed(from.as_deref().map(|v| v.as_slice()), view).enumerate() {
+                    w.push(&OutMessage {
+                        time,
+                        serial: first_serial + k as u64,
+                        topic_id: e.id,
+                        topic_style: GuidStyle::Lower,
+                        topic_type: 500,
+                        id_type: 3,
+                        state: u32::from(sim::update_state(&arb.plan, index, e.id)),
+                        criticality: 0,
+                        params: &[Param::Number(u64::from(e.revision))],
+                    });
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(w.finish()).into_owned()
+}
+
 /// What runs after a Report's answer (`true`: the queue is empty now).
 type AfterReport = Box<dyn FnOnce(&mut SimClient, &mut Context<SimClient>, bool)>;
 
@@ -272,9 +340,9 @@ impl SimClient {
             ],
             ..ClientRegistrationRequest::default()
         };
-        let (transport, mut header, xml) =
-            (Rc::clone(&self.arb.transport), self.header("MP_ClientRegistration"), request.to_xml());
-        let fut = async move { transport.mp(Kind::Registration, intended, &mut header, &xml).await };
+        let (transport, header) = (Rc::clone(&self.arb.transport), self.header("MP_ClientRegistration"));
+        let fut =
+            async move { transport.mp(Kind::Registration, intended, header, move || request.to_xml()).await };
         self.spawn(ctx, fut, |c, ctx, reply| {
             match reply.map(|xml| ClientRegistrationResponse::parse(&xml).map_err(|e| e.to_string())) {
                 Ok(Ok(response)) => {
@@ -325,9 +393,10 @@ impl SimClient {
         request.requester.identification.netbios_name = id.netbios_name;
         request.requester.policy_source = format!("SMS:{}", self.arb.site.site_code);
         request.requester.resource_type = "Machine".into();
-        let (transport, mut header, xml) =
-            (Rc::clone(&self.arb.transport), self.header("MP_PolicyManager"), request.to_xml());
-        let fut = async move { transport.mp(Kind::PolicyAssignments, intended, &mut header, &xml).await };
+        let (transport, header) = (Rc::clone(&self.arb.transport), self.header("MP_PolicyManager"));
+        let fut = async move {
+            transport.mp(Kind::PolicyAssignments, intended, header, move || request.to_xml()).await
+        };
         self.spawn(ctx, fut, |c, ctx, reply| {
             let Ok(Ok(reply)) = reply.map(|xml| ReplyAssignments::parse(&xml)) else { return };
             let Some(policy) = reply
@@ -381,9 +450,9 @@ impl SimClient {
             domain: "CONTOSO.COM".into(),
             ip_addresses: vec![IpAddressInfo { subnet, address: id.address.to_string() }],
         };
-        let (transport, mut header, xml) =
-            (Rc::clone(&self.arb.transport), self.header("MP_LocationManager"), request.to_xml());
-        let fut = async move { transport.mp(Kind::WsusLocation, intended, &mut header, &xml).await };
+        let (transport, header) = (Rc::clone(&self.arb.transport), self.header("MP_LocationManager"));
+        let fut =
+            async move { transport.mp(Kind::WsusLocation, intended, header, move || request.to_xml()).await };
         self.spawn(ctx, fut, move |c, ctx, reply| {
             let Ok(Ok(reply)) = reply.map(|xml| WsusLocationReply::parse(&xml)) else {
                 return c.scan_failed(ctx, version);
@@ -473,62 +542,6 @@ impl SimClient {
         self.serial += 1;
     }
 
-    /// Builds the Report of everything queued: (XML, messages, newest scan version in it).
-    fn build_report(&self) -> (String, u64, Option<u32>) {
-        let catalogs = self.arb.catalogs.borrow();
-        let id = sim::identity(&self.arb.plan, self.index);
-        let mut w = ReportWriter::new();
-        let client = self.sms_id.unwrap_or(Guid(0));
-        w.begin(
-            &ReportIdentity {
-                client,
-                netbios_name: &id.netbios_name,
-                client_version: "5.00.7958.1000",
-                priority: 5,
-            },
-            self.arb.clock.timestamp(Instant::now()),
-        );
-        let (mut count, mut newest) = (0u64, None);
-        for p in &self.queue {
-            match *p {
-                Pending::Scan { time, serial, state, version } => {
-                    w.push(&OutMessage {
-                        time,
-                        serial,
-                        topic_id: self.arb.site.update_source_id,
-                        topic_style: GuidStyle::UpperBraced,
-                        topic_type: 501,
-                        id_type: 3,
-                        state: u32::from(state),
-                        criticality: 0,
-                        params: &[Param::Number(u64::from(version))],
-                    });
-                    count += 1;
-                }
-                Pending::Updates { time, first_serial, from, to } => {
-                    let Some(view) = catalogs.get(&to) else { continue };
-                    let from = from.and_then(|v| catalogs.get(&v).cloned());
-                    for (k, e) in changed(from.as_deref().map(|v| v.as_slice()), view).enumerate() {
-                        w.push(&OutMessage {
-                            time,
-                            serial: first_serial + k as u64,
-                            topic_id: e.id,
-                            topic_style: GuidStyle::Lower,
-                            topic_type: 500,
-                            id_type: 3,
-                            state: u32::from(sim::update_state(&self.arb.plan, self.index, e.id)),
-                            criticality: 0,
-                            params: &[Param::Number(u64::from(e.revision))],
-                        });
-                        count += 1;
-                    }
-                    newest = newest.max(Some(to));
-                }
-            }
-        }
-        (String::from_utf8_lossy(w.finish()).into_owned(), count, newest)
-    }
-
     /// A reporting cycle: everything queued, as one Report. `then` runs after the answer.
     fn report(&mut self, ctx: &mut Context<Self>, intended: Instant, then: Option<AfterReport>) {
         if self.queue.is_empty() || self.in_flight || self.sms_id.is_none() {
@@ -538,11 +551,15 @@ impl SimClient {
             return;
         }
         self.in_flight = true;
-        let (xml, messages, newest) = self.build_report();
+        let (messages, newest) = report_shape(&self.arb, &self.queue);
         let sent = self.queue.len();
         let (transport, mut header) = (Rc::clone(&self.arb.transport), self.header("MP_RelayEndpoint"));
         header.properties = vec![("FileType".into(), "SMX".into())];
-        let fut = async move { transport.mp(Kind::StateReport, intended, &mut header, &xml).await };
+        // The Report is written once a connection is free: waiting sends hold only the queue.
+        let (arb, index, client, queue) =
+            (Rc::clone(&self.arb), self.index, self.sms_id.unwrap_or(Guid(0)), self.queue.clone());
+        let xml = move || build_report(&arb, index, client, &queue);
+        let fut = async move { transport.mp(Kind::StateReport, intended, header, xml).await };
         self.spawn(ctx, fut, move |c, ctx, reply: Result<String, Failure>| {
             c.in_flight = false;
             let ok = reply.is_ok();
@@ -641,7 +658,7 @@ pub async fn open_model(
             });
         }
         let xml = String::from_utf8_lossy(w.finish()).into_owned();
-        let mut header = MsgHeader {
+        let header = MsgHeader {
             id: format!("{{{}}}", Guid(u128::from(sim::mix(k)) << 64 | u128::from(index))),
             source_id: format!("GUID:{client}"),
             source_host: id.netbios_name.clone(),
@@ -655,7 +672,7 @@ pub async fn open_model(
         let (arb2, n) = (Rc::clone(&arb), entries.len() as u32);
         arb.open_in_flight.set(arb.open_in_flight.get() + 1);
         actix_rt::spawn(async move {
-            let ok = arb2.transport.mp(Kind::StateReport, intended, &mut header, &xml).await.is_ok();
+            let ok = arb2.transport.mp(Kind::StateReport, intended, header, move || xml).await.is_ok();
             metrics::messages(u64::from(n), ok);
             if ok {
                 arb2.open_acked.borrow_mut().insert(index, n);

@@ -56,15 +56,17 @@ impl Transport {
         })
     }
 
-    /// Sends one request; records it under `kind` against `intended`. Returns the 2xx body.
+    /// Sends one request, built by `build` once a connection is free (so requests waiting for
+    /// one hold no body); records it under `kind` against `intended`. Returns the 2xx body.
     pub async fn send(
         &self,
         kind: Kind,
         intended: Instant,
-        request: Request<Full<Bytes>>,
+        build: impl FnOnce() -> Result<Request<Full<Bytes>>, Failure>,
     ) -> Result<Bytes, Failure> {
         // Waiting for a connection is part of the latency: it counts from `intended`.
         let _permit = self.permits.acquire().await.map_err(|e| Failure::Connection(e.to_string()))?;
+        let request = build()?;
         let started = Instant::now();
         metrics::started(intended, started);
         let outcome = tokio::time::timeout(self.timeout, async {
@@ -94,31 +96,35 @@ impl Transport {
         }
     }
 
-    /// A message to an MP endpoint, on the profile's wire. Returns the reply body XML (empty
-    /// for `NoReply`).
+    /// A message to an MP endpoint, on the profile's wire, its XML built by `xml` once a
+    /// connection is free. Returns the reply body XML (empty for `NoReply`).
     pub async fn mp(
         &self,
         kind: Kind,
         intended: Instant,
-        header: &mut MsgHeader,
-        xml: &str,
+        mut header: MsgHeader,
+        xml: impl FnOnce() -> String,
     ) -> Result<String, Failure> {
         let uri = format!("{}/ccm_system/request", self.base);
-        let request = match self.wire {
-            Wire::Ccm => Request::builder()
-                .method(Method::from_bytes(b"CCM_POST").unwrap_or(Method::POST))
-                .uri(uri)
-                .header("content-type", CCM_CONTENT_TYPE)
-                .body(Full::new(Bytes::from(envelope::build_request(header, xml, Some(6))))),
-            Wire::Plain => Request::builder()
-                .method(Method::POST)
-                .uri(uri)
-                .header("content-type", "text/xml")
-                .header("x-target-endpoint", header.target_endpoint.as_str())
-                .body(Full::new(Bytes::from(xml.to_owned()))),
-        }
-        .map_err(|e| Failure::Body(e.to_string()))?;
-        let body = self.send(kind, intended, request).await?;
+        let wire = self.wire;
+        let build = move || {
+            let xml = xml();
+            match wire {
+                Wire::Ccm => Request::builder()
+                    .method(Method::from_bytes(b"CCM_POST").unwrap_or(Method::POST))
+                    .uri(uri)
+                    .header("content-type", CCM_CONTENT_TYPE)
+                    .body(Full::new(Bytes::from(envelope::build_request(&mut header, &xml, Some(6))))),
+                Wire::Plain => Request::builder()
+                    .method(Method::POST)
+                    .uri(uri)
+                    .header("content-type", "text/xml")
+                    .header("x-target-endpoint", header.target_endpoint.as_str())
+                    .body(Full::new(Bytes::from(xml))),
+            }
+            .map_err(|e| Failure::Body(e.to_string()))
+        };
+        let body = self.send(kind, intended, build).await?;
         if self.wire == Wire::Plain || body.is_empty() {
             return String::from_utf8(body.to_vec()).map_err(|e| Failure::Body(e.to_string()));
         }
@@ -131,12 +137,15 @@ impl Transport {
 
     /// A GET of `path` (`/SMS_MP/.sms_pol?...`).
     pub async fn get(&self, kind: Kind, intended: Instant, path: &str) -> Result<Bytes, Failure> {
-        let request = Request::builder()
-            .method(Method::GET)
-            .uri(format!("{}{path}", self.base))
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| Failure::Body(e.to_string()))?;
-        self.send(kind, intended, request).await
+        let uri = format!("{}{path}", self.base);
+        let build = move || {
+            Request::builder()
+                .method(Method::GET)
+                .uri(uri)
+                .body(Full::new(Bytes::new()))
+                .map_err(|e| Failure::Body(e.to_string()))
+        };
+        self.send(kind, intended, build).await
     }
 }
 
