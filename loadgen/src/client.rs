@@ -209,6 +209,14 @@ fn build_report(arb: &Arb, index: u64, client: Guid, queue: &[Pending]) -> Strin
 /// What runs after a Report's answer (`true`: the queue is empty now).
 type AfterReport = Box<dyn FnOnce(&mut SimClient, &mut Context<SimClient>, bool)>;
 
+impl Pending {
+    fn time(&self) -> Timestamp {
+        match *self {
+            Pending::Scan { time, .. } | Pending::Updates { time, .. } => time,
+        }
+    }
+}
+
 /// The run ends: flush what is queued, then report the truth.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -232,6 +240,8 @@ pub struct SimClient {
     acked: Option<u32>,
     /// A scan is scheduled or running.
     scanning: bool,
+    /// The scan under way: its content version and the simulated time it completes.
+    completing: Option<(u32, Duration)>,
     sup: Option<String>,
     /// Simulated offset at which the client started; cycles and polls are on a grid from it.
     start: Duration,
@@ -271,6 +281,7 @@ impl SimClient {
             scanned: None,
             acked: None,
             scanning: false,
+            completing: None,
             sup: None,
             start,
             cycles: 0,
@@ -343,14 +354,16 @@ impl SimClient {
         let (transport, header) = (Rc::clone(&self.arb.transport), self.header("MP_ClientRegistration"));
         let fut =
             async move { transport.mp(Kind::Registration, intended, header, move || request.to_xml()).await };
-        self.spawn(ctx, fut, |c, ctx, reply| {
+        self.spawn(ctx, fut, move |c, ctx, reply| {
             match reply.map(|xml| ClientRegistrationResponse::parse(&xml).map_err(|e| e.to_string())) {
                 Ok(Ok(response)) => {
                     c.sms_id = Some(response.sms_id);
-                    let now = c.sim_now();
-                    c.poll(ctx, Instant::now());
+                    // The schedule follows from the simulated time the registration was due,
+                    // not from when its answer came: runs (and shards) stay comparable.
+                    let origin = c.arb.clock.sim_elapsed(intended);
+                    c.poll(ctx, Instant::now(), origin);
                     c.next_cycle(ctx);
-                    c.polls = ((now.saturating_sub(c.start)).as_secs_f64()
+                    c.polls = ((origin.saturating_sub(c.start)).as_secs_f64()
                         / c.arb.plan.policy_poll.as_secs_f64()) as u32;
                     c.next_poll(ctx);
                 }
@@ -367,8 +380,8 @@ impl SimClient {
         self.polls += 1;
         let plan = &self.arb.plan;
         let at = self.start + sim::poll_offset(plan, self.index) + plan.policy_poll * self.polls;
-        self.at(ctx, at, |c, ctx, intended| {
-            c.poll(ctx, intended);
+        self.at(ctx, at, move |c, ctx, intended| {
+            c.poll(ctx, intended, at);
             c.next_poll(ctx);
         });
     }
@@ -377,13 +390,17 @@ impl SimClient {
         self.cycles += 1;
         let plan = &self.arb.plan;
         let at = self.start + sim::cycle_offset(plan, self.index) + plan.reporting_cycle * self.cycles;
-        self.at(ctx, at, |c, ctx, intended| {
-            c.report(ctx, intended, None);
+        self.at(ctx, at, move |c, ctx, intended| {
+            // A scan due by now completes first, whichever timer fired first: what a cycle
+            // sends depends on simulated time only, so runs and shards add up exactly.
+            c.complete_due(ctx, at);
+            c.report(ctx, intended, Some(at), None);
             c.next_cycle(ctx);
         });
     }
 
-    fn poll(&mut self, ctx: &mut Context<Self>, intended: Instant) {
+    /// A policy poll; `origin` is the simulated time it was due.
+    fn poll(&mut self, ctx: &mut Context<Self>, intended: Instant, origin: Duration) {
         let id = sim::identity(&self.arb.plan, self.index);
         let mut request =
             RequestAssignments { ack: true, request_type: "Full".into(), ..RequestAssignments::default() };
@@ -397,7 +414,7 @@ impl SimClient {
         let fut = async move {
             transport.mp(Kind::PolicyAssignments, intended, header, move || request.to_xml()).await
         };
-        self.spawn(ctx, fut, |c, ctx, reply| {
+        self.spawn(ctx, fut, move |c, ctx, reply| {
             let Ok(Ok(reply)) = reply.map(|xml| ReplyAssignments::parse(&xml)) else { return };
             let Some(policy) = reply
                 .assignments
@@ -413,11 +430,18 @@ impl SimClient {
             }
             let path =
                 policy.location.split_once("<mp>").map_or(policy.location.as_str(), |(_, p)| p).to_owned();
-            c.policy_body(ctx, Instant::now(), path, major.unwrap_or(0));
+            c.policy_body(ctx, Instant::now(), path, major.unwrap_or(0), origin);
         });
     }
 
-    fn policy_body(&mut self, ctx: &mut Context<Self>, intended: Instant, path: String, major: u32) {
+    fn policy_body(
+        &mut self,
+        ctx: &mut Context<Self>,
+        intended: Instant,
+        path: String,
+        major: u32,
+        origin: Duration,
+    ) {
         let transport = Rc::clone(&self.arb.transport);
         let fut = async move { transport.get(Kind::PolicyBody, intended, &path).await };
         self.spawn(ctx, fut, move |c, ctx, body| {
@@ -428,15 +452,16 @@ impl SimClient {
             c.content_version = policy.content_version;
             if !c.scanning {
                 c.scanning = true;
-                let at = c.sim_now() + sim::scan_delay(&c.arb.plan, c.index, u64::from(major));
-                c.at(ctx, at, |c, ctx, intended| c.scan(ctx, intended));
+                let at = origin + sim::scan_delay(&c.arb.plan, c.index, u64::from(major));
+                c.at(ctx, at, move |c, ctx, intended| c.scan(ctx, intended, at));
             }
         });
     }
 
-    fn scan(&mut self, ctx: &mut Context<Self>, intended: Instant) {
+    /// A scan, due at simulated time `origin`.
+    fn scan(&mut self, ctx: &mut Context<Self>, intended: Instant, origin: Duration) {
         let version = self.content_version;
-        self.queue_scan_state(2, version); // Scan is running
+        self.queue_scan_state(2, version, origin); // Scan is running
         let id = sim::identity(&self.arb.plan, self.index);
         let plan = &self.arb.plan;
         let subnet = plan.subnets[id.subnet].network.to_string();
@@ -478,11 +503,18 @@ impl SimClient {
                 Some(p) => format!("{p}/catalog?version={version}"),
                 None => format!("/wsus/{}/catalog?version={version}", record.server_name),
             };
-            c.catalog(ctx, Instant::now(), path, version);
+            c.catalog(ctx, Instant::now(), path, version, origin);
         });
     }
 
-    fn catalog(&mut self, ctx: &mut Context<Self>, intended: Instant, path: String, version: u32) {
+    fn catalog(
+        &mut self,
+        ctx: &mut Context<Self>,
+        intended: Instant,
+        path: String,
+        version: u32,
+        origin: Duration,
+    ) {
         let transport = Rc::clone(&self.arb.transport);
         let fut = async move { transport.get(Kind::Catalog, intended, &path).await };
         self.spawn(ctx, fut, move |c, ctx, body| {
@@ -497,19 +529,30 @@ impl SimClient {
             if parsed.is_err() {
                 return c.scan_failed(ctx, version);
             }
-            let done = c.sim_now() + c.arb.plan.scan_duration;
-            c.at(ctx, done, move |c, ctx, _| c.scan_completed(ctx, version));
+            let done = origin + c.arb.plan.scan_duration;
+            c.completing = Some((version, done));
+            c.at(ctx, done, move |c, ctx, _| c.complete_due(ctx, done));
         });
     }
 
+    /// Completes the scan under way if it is due by simulated time `upto`.
+    fn complete_due(&mut self, ctx: &mut Context<Self>, upto: Duration) {
+        if let Some((version, done)) = self.completing
+            && done <= upto
+        {
+            self.completing = None;
+            self.scan_completed(ctx, version, done);
+        }
+    }
+
     /// The scan's results: 500 messages for what changed, then 501 "completed".
-    fn scan_completed(&mut self, ctx: &mut Context<Self>, version: u32) {
+    fn scan_completed(&mut self, ctx: &mut Context<Self>, version: u32, origin: Duration) {
         let count = {
             let catalogs = self.arb.catalogs.borrow();
             let from = self.scanned.and_then(|v| catalogs.get(&v).cloned());
             catalogs.get(&version).map_or(0, |to| changed(from.as_deref().map(|v| v.as_slice()), to).count())
         };
-        let time = self.arb.clock.timestamp(Instant::now());
+        let time = self.stamp(origin);
         self.queue.push(Pending::Updates {
             time,
             first_serial: self.serial,
@@ -517,47 +560,60 @@ impl SimClient {
             to: version,
         });
         self.serial += count as u64;
-        self.queue_scan_state(3, version); // Scan completed
+        self.queue_scan_state(3, version, origin); // Scan completed
         self.scanned = Some(version);
         self.scanning = false;
         // A newer policy arrived while scanning: scan again for it.
         if self.content_version > version {
             self.scanning = true;
-            let at =
-                self.sim_now() + sim::scan_delay(&self.arb.plan, self.index, u64::from(self.content_version));
-            self.at(ctx, at, |c, ctx, intended| c.scan(ctx, intended));
+            let at = origin + sim::scan_delay(&self.arb.plan, self.index, u64::from(self.content_version));
+            self.at(ctx, at, move |c, ctx, intended| c.scan(ctx, intended, at));
         }
     }
 
     /// A retryable scan failure (no SUP answered): 501 "pending retry", again in 30 minutes.
     fn scan_failed(&mut self, ctx: &mut Context<Self>, version: u32) {
-        self.queue_scan_state(4, version);
-        let at = self.sim_now() + Duration::from_secs(1800);
-        self.at(ctx, at, |c, ctx, intended| c.scan(ctx, intended));
+        let now = self.sim_now();
+        self.queue_scan_state(4, version, now);
+        let at = now + Duration::from_secs(1800);
+        self.at(ctx, at, move |c, ctx, intended| c.scan(ctx, intended, at));
     }
 
-    fn queue_scan_state(&mut self, state: u8, version: u32) {
-        let time = self.arb.clock.timestamp(Instant::now());
+    /// The simulated timestamp at simulated offset `sim`.
+    fn stamp(&self, sim: Duration) -> Timestamp {
+        Timestamp(self.arb.clock.sim_start.0 + sim.as_micros() as i64)
+    }
+
+    fn queue_scan_state(&mut self, state: u8, version: u32, at: Duration) {
+        let time = self.stamp(at);
         self.queue.push(Pending::Scan { time, serial: self.serial, state, version });
         self.serial += 1;
     }
 
-    /// A reporting cycle: everything queued, as one Report. `then` runs after the answer.
-    fn report(&mut self, ctx: &mut Context<Self>, intended: Instant, then: Option<AfterReport>) {
-        if self.queue.is_empty() || self.in_flight || self.sms_id.is_none() {
+    /// A reporting cycle: what is queued (up to simulated time `upto`, if given) as one Report.
+    /// `then` runs after the answer.
+    fn report(
+        &mut self,
+        ctx: &mut Context<Self>,
+        intended: Instant,
+        upto: Option<Duration>,
+        then: Option<AfterReport>,
+    ) {
+        let cutoff = upto.map(|t| self.stamp(t));
+        let sent = self.queue.iter().take_while(|p| cutoff.is_none_or(|c| p.time() <= c)).count();
+        if sent == 0 || self.in_flight || self.sms_id.is_none() {
             if let Some(then) = then {
                 then(self, ctx, self.queue.is_empty());
             }
             return;
         }
         self.in_flight = true;
-        let (messages, newest) = report_shape(&self.arb, &self.queue);
-        let sent = self.queue.len();
+        let (messages, newest) = report_shape(&self.arb, &self.queue[..sent]);
         let (transport, mut header) = (Rc::clone(&self.arb.transport), self.header("MP_RelayEndpoint"));
         header.properties = vec![("FileType".into(), "SMX".into())];
         // The Report is written once a connection is free: waiting sends hold only the queue.
         let (arb, index, client, queue) =
-            (Rc::clone(&self.arb), self.index, self.sms_id.unwrap_or(Guid(0)), self.queue.clone());
+            (Rc::clone(&self.arb), self.index, self.sms_id.unwrap_or(Guid(0)), self.queue[..sent].to_vec());
         let xml = move || build_report(&arb, index, client, &queue);
         let fut = async move { transport.mp(Kind::StateReport, intended, header, xml).await };
         self.spawn(ctx, fut, move |c, ctx, reply: Result<String, Failure>| {
@@ -596,7 +652,12 @@ impl SimClient {
                 ctx.run_later(Duration::from_millis(200 << tries), move |c, ctx| c.flush(ctx, tries + 1));
             }
         };
-        self.report(ctx, Instant::now(), Some(Box::new(then)));
+        if tries == 0 {
+            // Scans due within the run complete before the last Report.
+            let end = self.arb.plan.duration;
+            self.complete_due(ctx, end);
+        }
+        self.report(ctx, Instant::now(), None, Some(Box::new(then)));
     }
 }
 

@@ -6,11 +6,15 @@
 //! ([`sim`]) that the profile ([`profile`]) compresses. Requests are measured from their intended
 //! send time into per-arbiter HdrHistograms ([`metrics`]); at the end the backend drains and
 //! summarizes and its views are checked against what the clients know they reported
-//! ([`verify`]); [`results`] writes the run's files.
+//! ([`verify`]); [`results`] writes the run's files and [`report`] its HTML page. [`compare`]
+//! judges a run against a baseline of several runs; [`merge`] adds sharded runs together.
 
 pub mod client;
+pub mod compare;
+pub mod merge;
 pub mod metrics;
 pub mod profile;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod sim;

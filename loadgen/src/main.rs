@@ -51,6 +51,35 @@ enum Command {
         #[arg(long)]
         no_verify: bool,
     },
+    /// Compare a run with a baseline (a baseline file holding several runs, or a run folder):
+    /// key figures with the change and a verdict each; exit 1 on a regression beyond the
+    /// tolerance and outside the baseline's own spread.
+    Compare {
+        run: PathBuf,
+        baseline: PathBuf,
+        /// Tolerance beyond the baseline's spread, e.g. 10%.
+        #[arg(long, default_value = "10%")]
+        max_regression: String,
+    },
+    /// Write report.html (self-contained, inline SVG plots) for a run folder.
+    Report { run: PathBuf },
+    /// Merge sharded runs (--shard I/N) into one: histograms added, counts summed, thresholds
+    /// evaluated again.
+    Merge {
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add a run to results/baselines/<profile>.json (keeping the newest --keep runs).
+    Promote {
+        run: PathBuf,
+        /// The baseline file (default results/baselines/<profile>.json).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        keep: usize,
+    },
 }
 
 fn usage(message: &str) -> ExitCode {
@@ -59,9 +88,89 @@ fn usage(message: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let Command::Run { profile, target, clients, duration, time_scale, seed, out, shard, no_verify } =
-        cli.command;
+    match Cli::parse().command {
+        Command::Run { profile, target, clients, duration, time_scale, seed, out, shard, no_verify } => {
+            run_command(profile, target, clients, duration, time_scale, seed, out, shard, no_verify)
+        }
+        Command::Compare { run, baseline, max_regression } => {
+            let Some(tolerance) =
+                max_regression.trim().trim_end_matches('%').parse::<f64>().ok().filter(|t| *t >= 0.0)
+            else {
+                return usage("--max-regression: write a percentage such as 10%");
+            };
+            let tolerance = tolerance / 100.0;
+            let summary = match std::fs::read(run.join("summary.json")) {
+                Ok(b) => serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_default(),
+                Err(e) => return usage(&format!("{}: {e}", run.display())),
+            };
+            let (_, baseline_runs) = match loadgen::compare::load_baseline(&baseline) {
+                Ok(b) => b,
+                Err(e) => return usage(&e),
+            };
+            let rows = loadgen::compare::compare(
+                &loadgen::compare::key_figures(&summary),
+                &baseline_runs,
+                tolerance,
+            );
+            eprint!("{}", loadgen::compare::table(&rows, baseline_runs.len(), tolerance));
+            let regressions =
+                rows.iter().filter(|r| r.verdict == loadgen::compare::Verdict::Regression).count();
+            eprintln!(
+                "verdict: {}",
+                if regressions == 0 {
+                    "no regression".to_owned()
+                } else {
+                    format!("{regressions} regression(s)")
+                }
+            );
+            ExitCode::from(u8::from(regressions > 0))
+        }
+        Command::Report { run } => match loadgen::report::write(&run) {
+            Ok(path) => {
+                eprintln!("{}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage(&e),
+        },
+        Command::Merge { runs, out } => match loadgen::merge::merge(&runs, &out) {
+            Ok((summary, exit)) => {
+                let _ = loadgen::report::write(&out);
+                eprintln!("{}", loadgen::results::console_summary(&summary));
+                eprintln!("merged: {}", out.display());
+                ExitCode::from(exit)
+            }
+            Err(e) => usage(&e),
+        },
+        Command::Promote { run, baseline, keep } => {
+            let name = std::fs::read(run.join("summary.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|s| s["profile"]["name"].as_str().map(str::to_owned));
+            let Some(name) = name else { return usage(&format!("{}: no summary.json", run.display())) };
+            let path = baseline.unwrap_or_else(|| PathBuf::from(format!("results/baselines/{name}.json")));
+            match loadgen::compare::promote(&run, &path, keep) {
+                Ok(n) => {
+                    eprintln!("{}: {n} runs", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => usage(&e),
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_command(
+    profile: PathBuf,
+    target: Option<String>,
+    clients: Option<u64>,
+    duration: Option<String>,
+    time_scale: Option<f64>,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    shard: Option<String>,
+    no_verify: bool,
+) -> ExitCode {
     let text = match std::fs::read_to_string(&profile) {
         Ok(t) => t,
         Err(e) => return usage(&format!("{}: {e}", profile.display())),
@@ -112,7 +221,7 @@ fn main() -> ExitCode {
     match run(plan, &text, &opts) {
         Ok(outcome) => {
             eprintln!("{}", loadgen::results::console_summary(&outcome.summary));
-            eprintln!("results: {}", outcome.dir.display());
+            eprintln!("results: {} (report.html inside)", outcome.dir.display());
             ExitCode::from(outcome.exit)
         }
         Err(e) if e.starts_with("profile:") => usage(&e),

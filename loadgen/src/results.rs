@@ -97,10 +97,16 @@ impl HlogWriter {
         HlogWriter { bytes }
     }
 
-    /// Appends an interval (`start` since the base time) of every kind that saw requests.
+    /// Appends an interval (`start` since the base time) of every kind that saw requests: the
+    /// corrected histograms, or the service times with `uncorrected`.
     pub fn interval(&mut self, start: Duration, length: Duration, figures: &Figures) {
+        self.interval_of(start, length, figures, false);
+    }
+
+    pub fn interval_of(&mut self, start: Duration, length: Duration, figures: &Figures, uncorrected: bool) {
         for kind in Kind::ALL {
-            let h = &figures.kind(kind).corrected;
+            let k = figures.kind(kind);
+            let h = if uncorrected { &k.uncorrected } else { &k.corrected };
             if h.is_empty() {
                 continue;
             }

@@ -283,6 +283,8 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
     // The run: once a second, merge the intervals, log them, show progress, fire due events.
     let real_end = clock.real_at(plan.duration);
     let mut hlog = HlogWriter::begin(start_unix);
+    let mut service_hlog = HlogWriter::begin(start_unix);
+    let mut timeline = Vec::new();
     let mut events = plan.events.iter().peekable();
     let mut syncs = Vec::new();
     let mut peak_backlog = 0u64;
@@ -295,7 +297,9 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
         tokio::time::sleep(next.saturating_duration_since(now)).await;
         let interval = merge(ask_all(&arbiters, metrics::take_interval).await);
         let length = Instant::now().saturating_duration_since(last);
-        hlog.interval(last.saturating_duration_since(started), length, &interval);
+        let since = last.saturating_duration_since(started);
+        hlog.interval(since, length, &interval);
+        service_hlog.interval_of(since, length, &interval, true);
         last = Instant::now();
         while let Some(e) = events.next_if(|e| clock.real_at(e.at) <= last) {
             let body = format!("{{\"new_updates\": {}, \"superseded\": {}}}", e.new_updates, e.superseded);
@@ -310,6 +314,18 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
         let status = get_json(&base, "/api/v1/status").await.unwrap_or(Value::Null);
         let backlog = status["FilesWaiting"]["statesys.box/incoming"].as_u64().unwrap_or(0);
         peak_backlog = peak_backlog.max(backlog);
+        let per_kind: serde_json::Map<String, Value> =
+            Kind::ALL.iter().map(|k| (k.name().to_owned(), json!(interval.kind(*k).requests()))).collect();
+        timeline.push(json!({
+            "t": (since + length).as_secs_f64(),
+            "length": length.as_secs_f64(),
+            "simulated": clock.sim_elapsed(last).min(plan.duration).as_secs_f64(),
+            "requests": per_kind,
+            "errors": interval.errors(),
+            "messages_acknowledged": interval.messages_acked,
+            "p99_ms": Kind::ALL.iter().filter_map(|k| results::stat_ms(&interval.kind(*k).corrected, "p99")).fold(0.0, f64::max),
+            "backlog_files": backlog,
+        }));
         if opts.progress {
             let all: u64 = interval.requests();
             total_requests += all;
@@ -411,6 +427,8 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
         }
     }
     std::fs::write(dir.join("latency.hlog"), &hlog.bytes).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("service-time.hlog"), &service_hlog.bytes).map_err(|e| e.to_string())?;
+    write_json(&dir.join("timeline.json"), &Value::Array(timeline))?;
     let checked = results::check(&plan.thresholds, &totals, wall);
     let records = backend_status["RecordsProcessed"].as_u64().unwrap_or(0);
     let lateness = &totals.lateness;
@@ -461,6 +479,7 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
         "thresholds": results::thresholds_json(&checked),
     });
     write_json(&dir.join("summary.json"), &summary)?;
+    crate::report::write(&dir)?;
     let exit = if verification.as_ref().is_some_and(|v| !v.exact) {
         EXIT_VERIFY
     } else if checked.iter().any(|c| !c.passed) {

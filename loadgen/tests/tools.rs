@@ -1,0 +1,209 @@
+//! The tools around a run: merge (4 shards = one run), compare (a 30 % slowdown is flagged, a
+//! rerun is not), and the HTML report rendered in headless Chromium.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use loadgen::compare::{self, Verdict};
+use loadgen::merge::{merge, read_hlog};
+use loadgen::profile::Plan;
+use loadgen::run::{EXIT_OK, Options, run};
+use serde_json::Value;
+
+const SMALL: &str = r#"
+# A small site for the tests: 40 clients, short timers, a sync, 40 simulated minutes at 600x.
+[population]
+clients = 40
+seed = 21
+ad_sites = ["CM12-R2-PS1", "BRANCH-01"]
+subnets = ["192.168.2.0/24", "10.1.0.0/16"]
+[client]
+policy_poll = "10m"
+reporting_cycle = "2m"
+scan_window = "8m"
+scan_duration = "1m"
+[run]
+time_scale = 600
+duration = "40m"
+ramp_up = "2m"
+[[event]]
+at = "10m"
+sync = { new_updates = 4, superseded = 1 }
+[transport]
+connections = 4
+"#;
+
+fn run_small(dir: &Path, shard: Option<(u64, u64)>) -> Value {
+    let opts = Options {
+        target: None,
+        out: Some(dir.to_owned()),
+        shard,
+        verify: true,
+        progress: false,
+        history: None,
+        arbiters: Some(2),
+    };
+    let outcome = run(Plan::parse("small", SMALL).unwrap(), SMALL, &opts).unwrap();
+    assert_eq!(outcome.exit, EXIT_OK, "{:#}", outcome.summary);
+    assert_eq!(outcome.summary["verification"]["exact"], true);
+    outcome.summary
+}
+
+fn counts(s: &Value) -> BTreeMap<String, (u64, u64)> {
+    s["requests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), (v["count"].as_u64().unwrap(), v["errors"].as_u64().unwrap())))
+        .collect()
+}
+
+/// Per kind, the sum of an interval log's histograms as (value, count) pairs.
+fn summed(path: &Path) -> BTreeMap<String, Vec<(u64, u64)>> {
+    let mut by_kind: BTreeMap<String, hdrhistogram::Histogram<u64>> = BTreeMap::new();
+    for (tag, _, _, h) in read_hlog(path).unwrap() {
+        let e = by_kind.entry(tag).or_insert_with(loadgen::metrics::histogram);
+        e.add(&h).unwrap();
+    }
+    by_kind
+        .into_iter()
+        .map(|(k, h)| (k, h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()))
+        .collect()
+}
+
+#[test]
+fn four_shards_merged_equal_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = run_small(&tmp.path().join("whole"), None);
+    let shards: Vec<PathBuf> = (0..4).map(|i| tmp.path().join(format!("shard{i}"))).collect();
+    for (i, dir) in shards.iter().enumerate() {
+        run_small(dir, Some((i as u64, 4)));
+    }
+    let out = tmp.path().join("merged");
+    let (merged, exit) = merge(&shards, &out).unwrap();
+    assert_eq!(exit, EXIT_OK);
+    assert_eq!(merged["clients"], whole["clients"]);
+    assert_eq!(counts(&merged), counts(&whole), "every request kind, every count");
+    for key in ["sent", "acknowledged"] {
+        assert_eq!(merged["state_messages"][key], whole["state_messages"][key], "state messages {key}");
+    }
+    assert_eq!(merged["backend"]["records_processed"], whole["backend"]["records_processed"]);
+    // Histograms are added, not averaged: the merged log holds exactly the shards' samples.
+    let mut expected: BTreeMap<String, BTreeMap<u64, u64>> = BTreeMap::new();
+    for dir in &shards {
+        for (kind, values) in summed(&dir.join("latency.hlog")) {
+            for (v, n) in values {
+                *expected.entry(kind.clone()).or_default().entry(v).or_default() += n;
+            }
+        }
+    }
+    let got: BTreeMap<String, BTreeMap<u64, u64>> =
+        summed(&out.join("latency.hlog")).into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect();
+    assert_eq!(got, expected);
+    // And their sample counts equal the unsharded run's.
+    let whole_counts: BTreeMap<String, u64> = summed(&tmp.path().join("whole/latency.hlog"))
+        .into_iter()
+        .map(|(k, v)| (k, v.iter().map(|x| x.1).sum()))
+        .collect();
+    let merged_counts: BTreeMap<String, u64> =
+        got.iter().map(|(k, v)| (k.clone(), v.values().sum())).collect();
+    assert_eq!(merged_counts, whole_counts);
+    assert!(out.join("report.html").exists() || loadgen::report::write(&out).is_ok());
+}
+
+#[test]
+fn a_thirty_percent_slowdown_is_flagged_and_a_rerun_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let baseline = tmp.path().join("baselines/small.json");
+    for i in 0..3 {
+        let dir = tmp.path().join(format!("base{i}"));
+        run_small(&dir, None);
+        compare::promote(&dir, &baseline, 5).unwrap();
+    }
+    let (profile, runs) = compare::load_baseline(&baseline).unwrap();
+    assert_eq!((profile.as_str(), runs.len()), ("small", 3));
+    let rerun = run_small(&tmp.path().join("rerun"), None);
+    let rows = compare::compare(&compare::key_figures(&rerun), &runs, 0.10);
+    let flagged: Vec<&str> =
+        rows.iter().filter(|r| r.verdict == Verdict::Regression).map(|r| r.name.as_str()).collect();
+    assert!(flagged.is_empty(), "a rerun of the same build: {flagged:?}\n{}", compare::table(&rows, 3, 0.10));
+    assert!(rows.iter().any(|r| r.verdict == Verdict::Ok), "something was judged");
+
+    // The same run 30 % slower: every latency up 30 %, every rate down by the same factor.
+    let mut slow = rerun.clone();
+    for (_, k) in slow["requests"].as_object_mut().unwrap() {
+        for p in ["p50", "p99", "p99.9"] {
+            if let Some(v) = k["latency_ms"][p].as_f64() {
+                k["latency_ms"][p] = (v * 1.3).into();
+            }
+        }
+        if let Some(v) = k["per_second"].as_f64() {
+            k["per_second"] = (v / 1.3).into();
+        }
+    }
+    for path in [["state_messages", "acknowledged_per_second"], ["backend", "records_per_second"]] {
+        if let Some(v) = slow[path[0]][path[1]].as_f64() {
+            slow[path[0]][path[1]] = (v / 1.3).into();
+        }
+    }
+    let rows = compare::compare(&compare::key_figures(&slow), &runs, 0.10);
+    let flagged: Vec<&str> =
+        rows.iter().filter(|r| r.verdict == Verdict::Regression).map(|r| r.name.as_str()).collect();
+    assert!(flagged.contains(&"state_messages_per_second"), "{}", compare::table(&rows, 3, 0.10));
+    assert!(flagged.iter().any(|f| f.ends_with(".p50")), "{}", compare::table(&rows, 3, 0.10));
+}
+
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| {
+        let out = Command::new("which").arg(name).output().ok()?;
+        out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    })
+}
+
+#[test]
+fn the_report_renders_in_headless_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    run_small(&dir, None);
+    let page = dir.join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    // Nothing that fetches: no src/href attributes, stylesheets, imports or url() references.
+    for fetch in ["src=", "href=", "<link", "@import", "url("] {
+        assert!(!html.contains(fetch), "report.html must be self-contained, found {fetch:?}");
+    }
+    assert_eq!(html.matches("<svg class=\"plot\"").count(), 3);
+    let Some(chromium) = chromium() else {
+        // CI installs Chromium and sets this, so there the test cannot pass without it.
+        assert!(
+            std::env::var_os("SUMSTORM_REQUIRE_CHROMIUM").is_none(),
+            "chromium is required here but missing"
+        );
+        eprintln!("SKIPPED the Chromium check: no chromium on PATH (apt-get install chromium)");
+        return;
+    };
+    let url = format!("file://{}", page.display());
+    let common =
+        ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"];
+    let dom = Command::new(&chromium)
+        .args(common)
+        .args(["--virtual-time-budget=3000", "--dump-dom", &url])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains("data-plots-rendered=\"3\""),
+        "every plot drew its lines: {}",
+        &dom[..dom.len().min(400)]
+    );
+    let shot = tmp.path().join("report.png");
+    let status = Command::new(&chromium)
+        .args(common)
+        .args(["--window-size=1000,2400", &format!("--screenshot={}", shot.display()), &url])
+        .output()
+        .unwrap();
+    assert!(status.status.success() && std::fs::metadata(&shot).unwrap().len() > 10_000);
+    if let Ok(keep) = std::env::var("SUMSTORM_REPORT_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+}
