@@ -1,0 +1,90 @@
+//! `loadgen compare` on real runs: three runs of the same build make a baseline; a fourth run
+//! is not a regression, the same run made 30 % slower is. This file is its own test binary so
+//! that nothing else loads the machine while these runs are measured.
+
+use std::path::Path;
+
+use loadgen::compare::{self, Verdict};
+use loadgen::profile::Plan;
+use loadgen::run::{EXIT_OK, Options, run};
+use serde_json::Value;
+
+const SMALL: &str = r#"
+# A small site for the tests: 40 clients, short timers, a sync, 40 simulated minutes at 600x.
+[population]
+clients = 40
+seed = 21
+ad_sites = ["CM12-R2-PS1", "BRANCH-01"]
+subnets = ["192.168.2.0/24", "10.1.0.0/16"]
+[client]
+policy_poll = "10m"
+reporting_cycle = "2m"
+scan_window = "8m"
+scan_duration = "1m"
+[run]
+time_scale = 600
+duration = "40m"
+ramp_up = "2m"
+[[event]]
+at = "10m"
+sync = { new_updates = 4, superseded = 1 }
+[transport]
+connections = 4
+"#;
+
+fn run_small(dir: &Path) -> Value {
+    let opts = Options {
+        target: None,
+        out: Some(dir.to_owned()),
+        shard: None,
+        verify: true,
+        progress: false,
+        history: None,
+        arbiters: Some(2),
+    };
+    let outcome = run(Plan::parse("small", SMALL).unwrap(), SMALL, &opts).unwrap();
+    assert_eq!(outcome.exit, EXIT_OK, "{:#}", outcome.summary);
+    outcome.summary
+}
+
+#[test]
+fn a_thirty_percent_slowdown_is_flagged_and_a_rerun_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let baseline = tmp.path().join("baselines/small.json");
+    for i in 0..3 {
+        let dir = tmp.path().join(format!("base{i}"));
+        run_small(&dir);
+        compare::promote(&dir, &baseline, 5).unwrap();
+    }
+    let (profile, runs) = compare::load_baseline(&baseline).unwrap();
+    assert_eq!((profile.as_str(), runs.len()), ("small", 3));
+    let rerun = run_small(&tmp.path().join("rerun"));
+    let rows = compare::compare(&compare::key_figures(&rerun), &runs, 0.10);
+    let flagged: Vec<&str> =
+        rows.iter().filter(|r| r.verdict == Verdict::Regression).map(|r| r.name.as_str()).collect();
+    assert!(flagged.is_empty(), "a rerun of the same build: {flagged:?}\n{}", compare::table(&rows, 3, 0.10));
+    assert!(rows.iter().any(|r| r.verdict == Verdict::Ok), "something was judged");
+
+    // The same run 30 % slower: every latency up 30 %, every rate down by the same factor.
+    let mut slow = rerun.clone();
+    for (_, k) in slow["requests"].as_object_mut().unwrap() {
+        for p in ["p50", "p99", "p99.9"] {
+            if let Some(v) = k["latency_ms"][p].as_f64() {
+                k["latency_ms"][p] = (v * 1.3).into();
+            }
+        }
+        if let Some(v) = k["per_second"].as_f64() {
+            k["per_second"] = (v / 1.3).into();
+        }
+    }
+    for path in [["state_messages", "acknowledged_per_second"], ["backend", "records_per_second"]] {
+        if let Some(v) = slow[path[0]][path[1]].as_f64() {
+            slow[path[0]][path[1]] = (v / 1.3).into();
+        }
+    }
+    let rows = compare::compare(&compare::key_figures(&slow), &runs, 0.10);
+    let flagged: Vec<&str> =
+        rows.iter().filter(|r| r.verdict == Verdict::Regression).map(|r| r.name.as_str()).collect();
+    assert!(flagged.contains(&"state_messages_per_second"), "{}", compare::table(&rows, 3, 0.10));
+    assert!(flagged.iter().any(|f| f.ends_with(".p50")), "{}", compare::table(&rows, 3, 0.10));
+}
