@@ -1,6 +1,7 @@
 //! The relay end to end, in-process (contract §4): `backend::server::run` on 127.0.0.1, 16
-//! keep-alive connections posting 400 Reports of 150 state messages (each from a new client), then
-//! `POST /api/v1/drain`: an iteration ends when every message is durable **and applied**.
+//! keep-alive connections posting 4,000 Reports of 150 state messages (each from a new client), then
+//! `POST /api/v1/drain`: an iteration ends when every message is durable **and applied**, so
+//! it includes the last segment's seal (at most 200 ms after its first Report).
 //! Throughput is in state messages.
 //!
 //! - `relay/plain_150msgs/applied`: plain UTF-8 Reports (`X-Target-Endpoint`).
@@ -22,7 +23,7 @@ use protocol::report::write::Param;
 use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
 use protocol::{Guid, GuidStyle, Timestamp};
 
-const REPORTS: usize = 400;
+const REPORTS: usize = 4000;
 const MESSAGES: usize = 150;
 const CONNECTIONS: usize = 16;
 
