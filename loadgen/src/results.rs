@@ -250,6 +250,18 @@ pub fn console_summary(s: &Value) -> String {
         s["backend"]["records_processed"],
         s["backend"]["peak_backlog_files"]
     );
+    // Say so when the generator, not the server, set the pace.
+    let late = s["generator"]["late_sends_over_10ms"].as_u64().unwrap_or(0);
+    let sends: u64 =
+        s["requests"].as_object().into_iter().flatten().filter_map(|(_, k)| k["count"].as_u64()).sum();
+    if sends > 0 && late * 100 > sends {
+        let _ = writeln!(
+            out,
+            "WARNING: the generator fell behind its schedule: {late} of {sends} sends started more than 10 ms late \
+             (lateness p99 {} ms); latency figures include the generator's own delay.",
+            s["generator"]["lateness_ms"]["p99"]
+        );
+    }
     let v = &s["verification"];
     let _ = write!(
         out,
