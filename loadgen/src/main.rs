@@ -224,7 +224,8 @@ fn run_command(
             eprintln!("results: {} (report.html inside)", outcome.dir.display());
             ExitCode::from(outcome.exit)
         }
-        Err(e) if e.starts_with("profile:") => usage(&e),
+        // A bad profile, or a --target that is not an MP with the site API: bad arguments.
+        Err(e) if e.starts_with("profile:") || e.starts_with("target:") => usage(&e),
         Err(e) => {
             eprintln!("loadgen: {e}");
             ExitCode::FAILURE

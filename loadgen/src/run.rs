@@ -198,7 +198,9 @@ pub fn run(plan: Plan, profile_text: &str, opts: &Options) -> Result<Outcome, St
 }
 
 async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Result<(Value, u8), String> {
-    let site = get_json(&base, "/api/v1/site").await?;
+    let site = get_json(&base, "/api/v1/site")
+        .await
+        .map_err(|e| format!("target: {base} does not answer as an MP with the site API ({e})"))?;
     let site_info = Arc::new(SiteInfo {
         site_code: site["SiteCode"].as_str().unwrap_or("PS1").to_owned(),
         update_source_id: site["UpdateSourceID"]
