@@ -18,36 +18,13 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use protocol::Guid;
 use protocol::envelope::{self, CONTENT_TYPE, MsgHeader};
-use protocol::report::write::Param;
-use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
-use protocol::{Guid, GuidStyle, Timestamp};
+use protocol::report::ReportWriter;
 
 const REPORTS: usize = 4000;
-const MESSAGES: usize = 150;
+const MESSAGES: usize = benches::RELAY_MESSAGES;
 const CONNECTIONS: usize = 16;
-
-fn report(client: Guid, w: &mut ReportWriter) -> String {
-    let t0 = Timestamp::parse_cim(b"20140120171842.120000+000").unwrap_or_default();
-    w.begin(
-        &ReportIdentity { client, netbios_name: "BENCHPC", client_version: "5.00.7958.1000", priority: 5 },
-        t0,
-    );
-    for i in 0..MESSAGES {
-        w.push(&OutMessage {
-            time: Timestamp(t0.0 + i as i64 * 1000),
-            serial: 1 + i as u64,
-            topic_id: Guid(0x505fda07_b4f3_45fb_83d9_8642554e0000 + i as u128),
-            topic_style: GuidStyle::Lower,
-            topic_type: 500,
-            id_type: 3,
-            state: 1 + (i as u32 % 3),
-            criticality: 0,
-            params: &[Param::Number(200)],
-        });
-    }
-    String::from_utf8_lossy(w.finish()).into_owned()
-}
 
 /// The iteration's request bodies, each from a client not seen before.
 fn bodies(round: u64, ccm: bool) -> Vec<Bytes> {
@@ -55,7 +32,7 @@ fn bodies(round: u64, ccm: bool) -> Vec<Bytes> {
     (0..REPORTS)
         .map(|i| {
             let client = Guid(u128::from(round) << 64 | i as u128 | 0x4000_8000_0000_0000_0000_0000);
-            let xml = report(client, &mut w);
+            let xml = benches::relay_report(client, &mut w);
             if ccm {
                 let mut header = MsgHeader {
                     source_id: format!("GUID:{client}"),

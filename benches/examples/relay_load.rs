@@ -17,32 +17,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use protocol::envelope::{self, CONTENT_TYPE, MsgHeader};
-use protocol::report::write::Param;
-use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
-use protocol::{Guid, GuidStyle, Timestamp, statenames};
+use protocol::report::ReportWriter;
+use protocol::{Guid, GuidStyle};
 
-const MESSAGES: usize = 150;
+const MESSAGES: usize = benches::RELAY_MESSAGES;
 
 fn body(client: Guid, writer: &mut ReportWriter) -> Vec<u8> {
-    let t0 = Timestamp::parse_cim(b"20140120171842.120000+000").unwrap_or_default();
-    writer.begin(
-        &ReportIdentity { client, netbios_name: "LOADPC", client_version: "5.00.7958.1000", priority: 5 },
-        t0,
-    );
-    for i in 0..MESSAGES {
-        writer.push(&OutMessage {
-            time: Timestamp(t0.0 + i as i64 * 1000),
-            serial: 230 + i as u64,
-            topic_id: Guid(0x505fda07_b4f3_45fb_83d9_8642554e0000 + i as u128),
-            topic_style: GuidStyle::Lower,
-            topic_type: statenames::TOPIC_UPDATE_DETECTION,
-            id_type: 3,
-            state: 1 + (i as u32 % 3),
-            criticality: 0,
-            params: &[Param::Number(200)],
-        });
-    }
-    let xml = String::from_utf8_lossy(writer.finish()).into_owned();
+    let xml = benches::relay_report(client, writer);
     let mut header = MsgHeader {
         id: format!("{{{}}}", client.styled(GuidStyle::Upper)),
         source_id: format!("GUID:{client}"),

@@ -1,6 +1,7 @@
 //! Shared inputs and baselines for the criterion benches (`cargo bench -p benches`).
 //!
 //! - [`sample_report`]: a deterministic bulk Report like a client's after a Patch Tuesday scan.
+//! - [`relay_report`]: 150 update messages from a given client, what the relay load tools post.
 //! - [`quick_xml_loop`]: the baseline the fast scanner is measured against, a plain quick-xml
 //!   event loop extracting the same fields (no assembler, no checks beyond quick-xml's own).
 
@@ -9,6 +10,33 @@ use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
 use protocol::{Guid, GuidStyle, Timestamp, statenames};
 use quick_xml::Reader;
 use quick_xml::events::Event;
+
+/// The Report the relay load tools post: 150 TopicType 500 messages from `client`, written into
+/// `w` (reused across calls).
+pub fn relay_report(client: Guid, w: &mut ReportWriter) -> String {
+    let t0 = Timestamp::parse_cim(b"20140120171842.120000+000").unwrap_or_default();
+    w.begin(
+        &ReportIdentity { client, netbios_name: "LOADPC", client_version: "5.00.7958.1000", priority: 5 },
+        t0,
+    );
+    for i in 0..RELAY_MESSAGES {
+        w.push(&OutMessage {
+            time: Timestamp(t0.0 + i as i64 * 1000),
+            serial: 230 + i as u64,
+            topic_id: Guid(0x505fda07_b4f3_45fb_83d9_8642554e0000 + i as u128),
+            topic_style: GuidStyle::Lower,
+            topic_type: statenames::TOPIC_UPDATE_DETECTION,
+            id_type: 3,
+            state: 1 + (i as u32 % 3),
+            criticality: 0,
+            params: &[Param::Number(200)],
+        });
+    }
+    String::from_utf8_lossy(w.finish()).into_owned()
+}
+
+/// State messages in a [`relay_report`].
+pub const RELAY_MESSAGES: usize = 150;
 
 /// A Report of `messages` state messages: one 501 scan message, then 500 messages for
 /// consecutive updates with mixed states, as one reporting cycle carries them.

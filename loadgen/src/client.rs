@@ -157,6 +157,28 @@ fn report_shape(arb: &Arb, queue: &[Pending]) -> (u64, Option<u32>) {
     (count, newest)
 }
 
+/// A 500 (update detection) message: the state client `index`'s scan finds for `e`.
+fn push_update(
+    w: &mut ReportWriter,
+    plan: &Plan,
+    index: u64,
+    e: &CatalogEntry,
+    time: Timestamp,
+    serial: u64,
+) {
+    w.push(&OutMessage {
+        time,
+        serial,
+        topic_id: e.id,
+        topic_style: GuidStyle::Lower,
+        topic_type: 500,
+        id_type: 3,
+        state: u32::from(sim::update_state(plan, index, e.id)),
+        criticality: 0,
+        params: &[Param::Number(u64::from(e.revision))],
+    });
+}
+
 /// The Report of everything queued, for `client` (simulated client `index`).
 fn build_report(arb: &Arb, index: u64, client: Guid, queue: &[Pending]) -> String {
     let catalogs = arb.catalogs.borrow();
@@ -188,17 +210,7 @@ fn build_report(arb: &Arb, index: u64, client: Guid, queue: &[Pending]) -> Strin
                 let Some(view) = catalogs.get(&to) else { continue };
                 let from = from.and_then(|v| catalogs.get(&v).cloned());
                 for (k, e) in changed(from.as_deref().map(|v| v.as_slice()), view).enumerate() {
-                    w.push(&OutMessage {
-                        time,
-                        serial: first_serial + k as u64,
-                        topic_id: e.id,
-                        topic_style: GuidStyle::Lower,
-                        topic_type: 500,
-                        id_type: 3,
-                        state: u32::from(sim::update_state(&arb.plan, index, e.id)),
-                        criticality: 0,
-                        params: &[Param::Number(u64::from(e.revision))],
-                    });
+                    push_update(&mut w, &arb.plan, index, e, time, first_serial + k as u64);
                 }
             }
         }
@@ -706,17 +718,7 @@ pub async fn open_model(
             time,
         );
         for (j, e) in entries.iter().enumerate() {
-            w.push(&OutMessage {
-                time,
-                serial: 1 + visit * entries.len() as u64 + j as u64,
-                topic_id: e.id,
-                topic_style: GuidStyle::Lower,
-                topic_type: 500,
-                id_type: 3,
-                state: u32::from(sim::update_state(&arb.plan, index, e.id)),
-                criticality: 0,
-                params: &[Param::Number(u64::from(e.revision))],
-            });
+            push_update(&mut w, &arb.plan, index, e, time, 1 + visit * entries.len() as u64 + j as u64);
         }
         let xml = String::from_utf8_lossy(w.finish()).into_owned();
         let header = MsgHeader {

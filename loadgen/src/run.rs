@@ -20,7 +20,7 @@ use crate::metrics::{self, Figures};
 use crate::profile::{Kind, Plan};
 use crate::results::{self, HlogWriter};
 use crate::sim::SimClock;
-use crate::transport::{Transport, call};
+use crate::transport::{Transport, call, get_json};
 use crate::verify;
 
 /// Exit statuses (contract §3.1).
@@ -499,14 +499,6 @@ fn merge(parts: Vec<Figures>) -> Figures {
         all.add(p);
     }
     all
-}
-
-async fn get_json(base: &str, path: &str) -> Result<Value, String> {
-    let (status, body) = call(base, Method::GET, path, b"").await?;
-    if !status.is_success() {
-        return Err(format!("GET {path}: {status}"));
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("GET {path}: {e}"))
 }
 
 fn write_json(path: &Path, v: &Value) -> Result<(), String> {

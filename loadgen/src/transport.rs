@@ -171,3 +171,12 @@ pub async fn call(
     let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((status, bytes))
 }
+
+/// `GET path` of the site API, parsed as JSON; a non-2xx answer is an error.
+pub async fn get_json(base: &str, path: &str) -> Result<serde_json::Value, String> {
+    let (status, body) = call(base, Method::GET, path, b"").await?;
+    if !status.is_success() {
+        return Err(format!("GET {path}: {status}"));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("GET {path}: {e}"))
+}

@@ -11,22 +11,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use hyper::Method;
 use protocol::Guid;
 use serde_json::{Value, json};
 
 use crate::client::{Truth, parse_catalog};
 use crate::profile::Plan;
 use crate::sim;
-use crate::transport::call;
-
-async fn get(base: &str, path: &str) -> Result<Value, String> {
-    let (status, body) = call(base, Method::GET, path, b"").await?;
-    if !status.is_success() {
-        return Err(format!("GET {path}: {status}"));
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("GET {path}: {e}"))
-}
+use crate::transport::get_json as get;
 
 /// What a boundary matches.
 #[derive(Debug, Clone)]

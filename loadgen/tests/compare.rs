@@ -2,50 +2,10 @@
 //! is not a regression, the same run made 30 % slower is. This file is its own test binary so
 //! that nothing else loads the machine while these runs are measured.
 
-use std::path::Path;
+mod common;
 
+use common::run_small;
 use loadgen::compare::{self, Verdict};
-use loadgen::profile::Plan;
-use loadgen::run::{EXIT_OK, Options, run};
-use serde_json::Value;
-
-const SMALL: &str = r#"
-# A small site for the tests: 40 clients, short timers, a sync, 40 simulated minutes at 600x.
-[population]
-clients = 40
-seed = 21
-ad_sites = ["CM12-R2-PS1", "BRANCH-01"]
-subnets = ["192.168.2.0/24", "10.1.0.0/16"]
-[client]
-policy_poll = "10m"
-reporting_cycle = "2m"
-scan_window = "8m"
-scan_duration = "1m"
-[run]
-time_scale = 600
-duration = "40m"
-ramp_up = "2m"
-[[event]]
-at = "10m"
-sync = { new_updates = 4, superseded = 1 }
-[transport]
-connections = 4
-"#;
-
-fn run_small(dir: &Path) -> Value {
-    let opts = Options {
-        target: None,
-        out: Some(dir.to_owned()),
-        shard: None,
-        verify: true,
-        progress: false,
-        history: None,
-        arbiters: Some(2),
-    };
-    let outcome = run(Plan::parse("small", SMALL).unwrap(), SMALL, &opts).unwrap();
-    assert_eq!(outcome.exit, EXIT_OK, "{:#}", outcome.summary);
-    outcome.summary
-}
 
 #[test]
 fn a_thirty_percent_slowdown_is_flagged_and_a_rerun_is_not() {
@@ -53,12 +13,12 @@ fn a_thirty_percent_slowdown_is_flagged_and_a_rerun_is_not() {
     let baseline = tmp.path().join("baselines/small.json");
     for i in 0..3 {
         let dir = tmp.path().join(format!("base{i}"));
-        run_small(&dir);
+        run_small(&dir, None);
         compare::promote(&dir, &baseline, 5).unwrap();
     }
     let (profile, runs) = compare::load_baseline(&baseline).unwrap();
     assert_eq!((profile.as_str(), runs.len()), ("small", 3));
-    let rerun = run_small(&tmp.path().join("rerun"));
+    let rerun = run_small(&tmp.path().join("rerun"), None);
     let rows = compare::compare(&compare::key_figures(&rerun), &runs, 0.10);
     let flagged: Vec<&str> =
         rows.iter().filter(|r| r.verdict == Verdict::Regression).map(|r| r.name.as_str()).collect();
