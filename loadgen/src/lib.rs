@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod compare;
+pub mod crash;
 pub mod merge;
 pub mod metrics;
 pub mod profile;

@@ -71,6 +71,44 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Crash safety: SIGKILL a `backend` child at random moments (and while it fsyncs,
+    /// checkpoints, applies batches, summarizes) under a relay load, restart it each time, then
+    /// verify every acknowledged state message was applied exactly once. Exit 0 exact, 2 bad
+    /// arguments or the backend would not run, 3 verification failed.
+    Crash {
+        /// Kill-restart cycles.
+        #[arg(long, default_value_t = 100)]
+        cycles: usize,
+        /// The backend binary (default: `backend` beside this loadgen).
+        #[arg(long)]
+        backend: Option<PathBuf>,
+        /// Concurrent clients, each with one Report in flight.
+        #[arg(long, default_value_t = 2000)]
+        clients: usize,
+        /// State messages per Report.
+        #[arg(long, default_value_t = 20)]
+        messages: usize,
+        /// Requests in flight at most.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// "ccm" (the faithful envelope) or "plain".
+        #[arg(long, default_value = "ccm")]
+        wire: String,
+        /// Longest random wait between a restart and the next kill, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        max_gap_ms: u64,
+        /// The backend's checkpoint interval, in milliseconds.
+        #[arg(long, default_value_t = 250)]
+        checkpoint_ms: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Result folder (default results/runs/crash/<UTC timestamp>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Keep the backend's data folder even when verification passes.
+        #[arg(long)]
+        keep_data: bool,
+    },
     /// Add a run to results/baselines/<profile>.json (keeping the newest --keep runs).
     Promote {
         run: PathBuf,
@@ -124,6 +162,52 @@ fn main() -> ExitCode {
                 }
             );
             ExitCode::from(u8::from(regressions > 0))
+        }
+        Command::Crash {
+            cycles,
+            backend,
+            clients,
+            messages,
+            connections,
+            wire,
+            max_gap_ms,
+            checkpoint_ms,
+            seed,
+            out,
+            keep_data,
+        } => {
+            let wire = match wire.as_str() {
+                "ccm" => loadgen::profile::Wire::Ccm,
+                "plain" => loadgen::profile::Wire::Plain,
+                other => return usage(&format!("--wire: {other:?} is neither \"ccm\" nor \"plain\"")),
+            };
+            let backend = backend.unwrap_or_else(|| {
+                let me = std::env::current_exe().unwrap_or_default();
+                me.with_file_name(format!("backend{}", std::env::consts::EXE_SUFFIX))
+            });
+            let opts = loadgen::crash::Options {
+                backend,
+                cycles,
+                clients: clients.max(1),
+                messages: messages.clamp(1, 10_000),
+                connections: connections.max(1),
+                seed,
+                wire,
+                max_gap: std::time::Duration::from_millis(max_gap_ms),
+                checkpoint_ms,
+                out: out.unwrap_or_else(|| {
+                    PathBuf::from(format!("results/runs/crash/{}", loadgen::run::utc_stamp()))
+                }),
+                keep_data,
+            };
+            match loadgen::crash::run(&opts) {
+                Ok(outcome) => {
+                    eprint!("{}", loadgen::crash::summary(&outcome));
+                    eprintln!("results: {}", opts.out.join("crash.json").display());
+                    ExitCode::from(if outcome.exact { 0 } else { loadgen::run::EXIT_VERIFY })
+                }
+                Err(e) => usage(&e),
+            }
         }
         Command::Report { run } => match loadgen::report::write(&run) {
             Ok(path) => {

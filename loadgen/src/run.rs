@@ -110,7 +110,7 @@ impl Drop for Embedded {
     }
 }
 
-fn utc_stamp() -> String {
+pub fn utc_stamp() -> String {
     let t = protocol::Timestamp(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -130,6 +130,9 @@ pub(crate) struct Stats {
     /// relay's segments, which drain compares with `reports_accepted`.
     pub reports_processed: AtomicU64,
     pub reports_relayed: AtomicU64,
+    /// Relayed Reports a previous run acknowledged and this start applied (recovery); kept out
+    /// of `reports_relayed`, which drain compares with this run's acknowledgements.
+    pub reports_recovered: AtomicU64,
     pub records_processed: AtomicU64,
     pub invalid_records: AtomicU64,
     pub files_processed: AtomicU64,
@@ -283,7 +286,8 @@ pub async fn run(
         summarize: Mutex::new(summarize_tx),
         site_state,
     });
-    count_batch(&shared.stats, recovered);
+    count_batch(&shared.stats, Batch { relayed: 0, ..recovered });
+    shared.stats.reports_recovered.store(recovered.relayed, Ordering::Relaxed);
     let summarizer_thread = {
         let shared = Arc::clone(&shared);
         let at_start = config.summarize_at_start;

@@ -480,6 +480,7 @@ fn status_json(shared: &Shared) -> Value {
         "ReportsAccepted": n(&s.reports_accepted),
         "StateMessagesAccepted": n(&s.messages_accepted),
         "ReportsProcessed": n(&s.reports_processed),
+        "ReportsRecovered": n(&s.reports_recovered),
         "RecordsProcessed": n(&s.records_processed),
         "InvalidRecords": n(&s.invalid_records),
         "FilesProcessed": n(&s.files_processed),
