@@ -28,6 +28,7 @@
 //! Not built yet: summarization and the summary API (issue 4).
 
 pub mod clock;
+pub mod faults;
 #[cfg(test)]
 mod fixtures;
 pub mod inbox;

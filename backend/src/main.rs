@@ -63,6 +63,10 @@ enum Command {
         /// MPFDM move files into the site's inbox.
         #[arg(long)]
         remote_mp: bool,
+        /// Serve POST /api/v1/faults, which makes inbox or checkpoint syncs fail on demand
+        /// (ENOSPC, EIO): for reliability tests, never in production.
+        #[arg(long)]
+        fault_injection: bool,
     },
 }
 
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         remote_mp,
         statesys_pause,
         statesys_threads,
+        fault_injection,
     } = Cli::parse().command;
     if !(time_scale.is_finite() && time_scale > 0.0) {
         eprintln!("backend: --time-scale must be a positive number");
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
     config.limits.high_water_files = high_water_files;
     config.checkpoint_every = Duration::from_millis(checkpoint_ms);
     config.remote_mp = remote_mp;
+    config.fault_injection = fault_injection;
     config.statesys_pause = Duration::from_secs_f64(statesys_pause.clamp(0.0, 3600.0));
     if let Some(n) = statesys_threads {
         config.statesys_threads = n.clamp(1, 64);

@@ -472,3 +472,192 @@ fn the_policy_provider_picks_up_an_stn_dropped_by_hand() {
     assert!(!stn.exists(), "the STN was picked up and deleted");
     assert_eq!(server.json("GET", "/api/v1/site", b"")["PolicyVersion"], "41.00");
 }
+
+/// Disk trouble through the fault seam (issue 7 §2): a failing inbox sync or checkpoint makes
+/// the relay answer 503 with Retry-After, nothing acknowledged is lost (not even across a stop
+/// while the checkpoint still fails), and service resumes once the disk is back.
+#[test]
+fn disk_trouble_answers_503_loses_nothing_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(tmp.path(), |c| c.fault_injection = true);
+    let catalog = server.json("GET", "/api/v1/catalog", b"");
+    let client = Guid(0xD15C_0000_0000_0000_0000_0000_0000_0001);
+    let now = Timestamp(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64,
+    );
+    // Report r sets update r to a state of its own.
+    let post = |server: &Server, r: usize| {
+        let state = 1 + (r % 3) as u32;
+        let body = report_for(client, &catalog, Timestamp(now.0 + r as i64 * 1_000_000), &[(r, state)]);
+        server.call(
+            "POST",
+            "/ccm_system/request",
+            &[("Content-Type", "text/xml"), ("X-Target-Endpoint", "MP_RelayEndpoint")],
+            &body,
+        )
+    };
+    let set = |server: &Server, faults: &str| server.json("POST", "/api/v1/faults", faults.as_bytes());
+    let status = |server: &Server| server.json("GET", "/api/v1/status", b"");
+    let wait_for = |server: &Server, key: &str, value: bool| {
+        for _ in 0..500 {
+            if status(server)[key] == value {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{key} never became {value}");
+    };
+    assert_eq!(post(&server, 1).0, 200);
+
+    // The inbox's sync fails: 503 with Retry-After and the reason; nothing half-written stays.
+    assert_eq!(set(&server, r#"{"inbox": "enospc"}"#)["Inbox"], "enospc");
+    let (code, head, body) = post(&server, 2);
+    assert_eq!(code, 503);
+    assert!(head.contains("retry-after: 5"), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("No space left"), "{}", String::from_utf8_lossy(&body));
+    assert!(status(&server)["InboxWriteErrors"].as_u64().unwrap() >= 1);
+    set(&server, r#"{"inbox": null}"#);
+    assert_eq!(post(&server, 2).0, 200, "resumes once the disk is back");
+
+    // The checkpoint fails: the relay stops acknowledging until one is written.
+    set(&server, r#"{"checkpoint": "eio"}"#);
+    assert_eq!(post(&server, 3).0, 200);
+    wait_for(&server, "CheckpointFailing", true);
+    let (code, head, body) = post(&server, 4);
+    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(head.contains("retry-after"));
+    assert!(String::from_utf8_lossy(&body).contains("checkpoint"));
+    // Stopped while the checkpoint still fails: the inbox files it does not cover stay.
+    server.stop();
+    let mut server = Server::start(tmp.path(), |c| c.fault_injection = true);
+    assert_eq!(status(&server)["CheckpointFailing"], false);
+    assert_eq!(post(&server, 4).0, 200);
+    set(&server, r#"{"checkpoint": "enospc"}"#);
+    assert_eq!(post(&server, 5).0, 200);
+    wait_for(&server, "CheckpointFailing", true);
+    set(&server, r#"{"checkpoint": null}"#);
+    wait_for(&server, "CheckpointFailing", false);
+    assert_eq!(post(&server, 6).0, 200);
+    server.json("POST", "/api/v1/drain?timeout=30", b"");
+
+    // Every acknowledged Report, and only those, across the stop.
+    let check = |server: &Server| {
+        let json = server.json("GET", &format!("/api/v1/clients/{client}"), b"");
+        let rows = json["Updates"].as_array().unwrap();
+        let got: Vec<(String, u64)> = rows
+            .iter()
+            .map(|r| (r["UpdateID"].as_str().unwrap().to_owned(), r["Status"].as_u64().unwrap()))
+            .collect();
+        let want: Vec<(String, u64)> = (1..=6)
+            .map(|r| (catalog["Updates"][r]["UpdateID"].as_str().unwrap().to_owned(), 1 + (r % 3) as u64))
+            .collect();
+        assert_eq!(got, want);
+    };
+    check(&server);
+    server.stop();
+    let server = Server::start(tmp.path(), |_| {});
+    check(&server);
+    assert_eq!(server.call("POST", "/api/v1/faults", &[], b"{}").0, 404, "off unless asked for");
+}
+
+/// A tmpfs mounted for one test, unmounted (lazily) when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// `None` where mounting is not allowed (not root, no CAP_SYS_ADMIN); CI sets
+    /// `SUMSTORM_REQUIRE_TMPFS=1`, which makes that a failure instead.
+    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok && std::env::var_os("SUMSTORM_REQUIRE_TMPFS").is_some() {
+            panic!("cannot mount a tmpfs at {} (SUMSTORM_REQUIRE_TMPFS is set)", at.display());
+        }
+        ok.then(|| SmallDisk(at.to_owned()))
+    }
+
+    fn resize(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A real full disk (a 3 MiB tmpfs): the relay fills it until writes fail, answers 503 with
+/// Retry-After from then on, keeps every Report it acknowledged, and takes Reports again once
+/// the filesystem grows.
+#[test]
+fn a_real_full_disk_answers_503_and_resumes_when_space_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("small"), "3m") else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let mut server = Server::start(&disk.0, |_| {});
+    let catalog = server.json("GET", "/api/v1/catalog", b"");
+    let now = Timestamp(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64,
+    );
+    let states: Vec<(usize, u32)> = (0..150).map(|u| (u, 1 + (u % 3) as u32)).collect();
+    let post = |server: &Server, k: u128| {
+        let body = report_for(Guid(0xF011_0000 << 96 | k), &catalog, now, &states);
+        server.call(
+            "POST",
+            "/ccm_system/request",
+            &[("Content-Type", "text/xml"), ("X-Target-Endpoint", "MP_RelayEndpoint")],
+            &body,
+        )
+    };
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for k in 0..2000u128 {
+        let (code, head, _) = post(&server, k);
+        match code {
+            200 => acked.push(k),
+            503 => {
+                assert!(head.contains("retry-after"), "{head}");
+                refused += 1;
+                if refused == 20 {
+                    break;
+                }
+            }
+            other => panic!("Report {k}: {other}"),
+        }
+    }
+    assert!(refused == 20, "the disk never filled ({} acknowledged)", acked.len());
+    assert!(acked.len() > 10, "some Reports went in before it filled");
+    eprintln!("full disk: {} Reports acknowledged, then {refused} refused", acked.len());
+    // Space returns: the relay resumes (StateSys catches up and checkpoints first).
+    disk.resize("256m");
+    let mut resumed = false;
+    for k in 10_000..10_500u128 {
+        if post(&server, k).0 == 200 {
+            acked.push(k);
+            resumed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(resumed, "the relay did not resume once space returned");
+    server.json("POST", "/api/v1/drain?timeout=60", b"");
+    server.stop();
+    let server = Server::start(&disk.0, |_| {});
+    for k in &acked {
+        let json = server.json("GET", &format!("/api/v1/clients/{}", Guid(0xF011_0000 << 96 | k)), b"");
+        assert_eq!(json["Updates"].as_array().unwrap().len(), 150, "client {k}");
+    }
+    drop(server);
+}

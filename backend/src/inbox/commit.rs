@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::segment::SegmentWriter;
+use crate::faults::Faults;
 
 /// Why a Report was not made durable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +51,8 @@ pub struct CommitConfig {
     pub seal_bytes: u64,
     /// ...or once its first record is this old.
     pub seal_after: Duration,
+    /// The fault-injection seam.
+    pub faults: Arc<Faults>,
 }
 
 impl CommitConfig {
@@ -60,6 +63,7 @@ impl CommitConfig {
             max_batch_bytes: 8 << 20,
             seal_bytes: 16 << 20,
             seal_after: Duration::from_millis(200),
+            faults: Arc::default(),
         }
     }
 }
@@ -226,7 +230,7 @@ impl Writer {
             self.seq += 1;
             match SegmentWriter::create(&self.config.dir, &format!("{:016X}", self.seq)) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                other => return other,
+                other => return other.map(|w| w.with_faults(Arc::clone(&self.config.faults))),
             }
         }
     }

@@ -12,6 +12,9 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::faults::{Disk, Faults};
 
 pub const MAGIC: &[u8] = b"SUMSTORM-SMX-SEGMENT/1\n";
 const RECORD_HEAD: usize = 8;
@@ -111,6 +114,8 @@ pub struct SegmentWriter {
     /// Bytes known to be on disk (the last successful sync).
     synced: u64,
     records: u64,
+    /// The fault-injection seam (nothing set outside tests).
+    faults: Option<Arc<Faults>>,
 }
 
 impl SegmentWriter {
@@ -118,7 +123,13 @@ impl SegmentWriter {
         let part = dir.join(format!("{name}.{PART}"));
         let mut file = OpenOptions::new().create_new(true).write(true).open(&part)?;
         file.write_all(MAGIC)?;
-        Ok(SegmentWriter { file, part, len: MAGIC.len() as u64, synced: 0, records: 0 })
+        Ok(SegmentWriter { file, part, len: MAGIC.len() as u64, synced: 0, records: 0, faults: None })
+    }
+
+    /// Lets `faults` fail this segment's syncs.
+    pub fn with_faults(mut self, faults: Arc<Faults>) -> SegmentWriter {
+        self.faults = Some(faults);
+        self
     }
 
     /// Bytes in the segment.
@@ -172,7 +183,8 @@ impl SegmentWriter {
 
     /// Makes everything appended durable (`fdatasync`).
     pub fn sync(&mut self) -> io::Result<()> {
-        match self.file.sync_data() {
+        let injected = self.faults.as_ref().map_or(Ok(()), |f| f.check(Disk::Inbox));
+        match injected.and_then(|()| self.file.sync_data()) {
             Ok(()) => {
                 self.synced = self.len;
                 Ok(())

@@ -97,6 +97,8 @@ pub struct Config {
     /// Run the three summarizers once at start, so the views are not empty until the first
     /// scheduled run.
     pub summarize_at_start: bool,
+    /// Serve `POST /api/v1/faults` (disk trouble on demand, for tests); off in production.
+    pub fault_injection: bool,
 }
 
 impl Config {
@@ -113,6 +115,7 @@ impl Config {
             statesys_pause: Duration::from_secs(10),
             statesys_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             summarize_at_start: true,
+            fault_injection: false,
         }
     }
 }
@@ -133,6 +136,10 @@ pub(crate) struct Stats {
     /// Relayed Reports a previous run acknowledged and this start applied (recovery); kept out
     /// of `reports_relayed`, which drain compares with this run's acknowledgements.
     pub reports_recovered: AtomicU64,
+    /// Checkpoints that failed, and whether the last one did (the relay answers 503 until one
+    /// succeeds: acknowledged messages must not outgrow what StateSys can make durable).
+    pub checkpoint_errors: AtomicU64,
+    pub checkpoint_failing: AtomicBool,
     pub records_processed: AtomicU64,
     pub invalid_records: AtomicU64,
     pub files_processed: AtomicU64,
@@ -173,6 +180,8 @@ pub(crate) struct Shared {
     pub summarize: Mutex<std::sync::mpsc::Sender<SummarizeRequest>>,
     /// `state/site.json`: the site's state after syncs.
     pub site_state: PathBuf,
+    /// The disk-fault seam, when `Config::fault_injection` is on.
+    pub faults: Option<Arc<crate::faults::Faults>>,
 }
 
 /// A message to the summarizer thread.
@@ -225,6 +234,8 @@ pub async fn run(
             .await
             .map_err(io::Error::other)??;
     worker.threads = config.statesys_threads.max(1);
+    let faults = Arc::new(crate::faults::Faults::default());
+    worker.faults = Arc::clone(&faults);
     let store = worker.store_handle();
     let summarizer = Arc::new(Summarizer::new(Arc::clone(&store), statesys_log, site_state.clone()));
     let (summarize_tx, summarize_rx) = channel::<SummarizeRequest>();
@@ -240,8 +251,10 @@ pub async fn run(
     } else {
         (paths.incoming(), None)
     };
+    let mut commit_config = CommitConfig::new(relay_dir.clone());
+    commit_config.faults = Arc::clone(&faults);
     let commit = GroupCommit::start(
-        CommitConfig::new(relay_dir.clone()),
+        commit_config,
         Box::new(move |sealed| {
             if let Some((log, incoming)) = &fdm
                 && let Err(e) = mp::fdm::dispatch(sealed, incoming, log)
@@ -285,6 +298,7 @@ pub async fn run(
         store_changed: AtomicBool::new(false),
         summarize: Mutex::new(summarize_tx),
         site_state,
+        faults: config.fault_injection.then_some(faults),
     });
     count_batch(&shared.stats, Batch { relayed: 0, ..recovered });
     shared.stats.reports_recovered.store(recovered.relayed, Ordering::Relaxed);
@@ -455,9 +469,20 @@ fn statesys_loop(
             match worker.checkpoint() {
                 Ok(()) => {
                     shared.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                    shared.stats.checkpoint_failing.store(false, Ordering::Release);
                     last_checkpoint = Instant::now();
                 }
-                Err(e) => eprintln!("sumstorm: StateSys cannot checkpoint: {e}"),
+                Err(e) => {
+                    // Tried again on the next wake-up; the old checkpoint and the inbox files
+                    // it does not cover are untouched.
+                    shared.store_changed.store(true, Ordering::Release);
+                    shared.stats.checkpoint_errors.fetch_add(1, Ordering::Relaxed);
+                    shared.stats.checkpoint_failing.store(true, Ordering::Release);
+                    worker
+                        .log()
+                        .log(crate::logs::Severity::Error, &format!("Cannot write the checkpoint: {e}"));
+                    eprintln!("sumstorm: StateSys cannot checkpoint: {e}");
+                }
             }
         }
         if stopping {

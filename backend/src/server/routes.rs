@@ -99,12 +99,13 @@ pub(super) async fn handle(
         ("GET", p) if p.starts_with("/api/v1/clients/") => {
             client_json(&shared, &p["/api/v1/clients/".len()..])
         }
-        ("POST", "/api/v1/sync" | "/api/v1/drain" | "/api/v1/summarize")
-            if !admin_allowed(&shared, peer, &req) =>
+        ("POST", "/api/v1/sync" | "/api/v1/drain" | "/api/v1/summarize" | "/api/v1/faults")
+            if !admin_allowed(shared.admin_token.as_deref(), peer, req.headers()) =>
         {
             text(StatusCode::FORBIDDEN, "admin calls need a loopback peer or the configured token")
         }
         ("POST", "/api/v1/sync") => sync(&shared, req).await,
+        ("GET" | "POST", "/api/v1/faults") => faults(&shared, req).await,
         ("POST", "/api/v1/summarize") => summarize(&shared, &query).await,
         ("GET", "/api/v1/summary/updates") => {
             json_reply(StatusCode::OK, &json!(*shared.summarizer.views().updates))
@@ -127,12 +128,57 @@ pub(super) async fn handle(
     Ok(answer)
 }
 
-fn admin_allowed<B>(shared: &Shared, peer: SocketAddr, req: &HttpRequest<B>) -> bool {
-    let token = req.headers().get("x-admin-token").and_then(|v| v.to_str().ok());
-    match &shared.admin_token {
-        Some(want) => token == Some(want.as_str()),
+/// Admin calls: with a token configured, only with it (from anywhere); without, only from
+/// loopback.
+fn admin_allowed(want: Option<&str>, peer: SocketAddr, headers: &hyper::HeaderMap) -> bool {
+    let token = headers.get("x-admin-token").and_then(|v| v.to_str().ok());
+    match want {
+        Some(want) => token == Some(want),
         None => peer.ip().is_loopback(),
     }
+}
+
+/// `GET|POST /api/v1/faults`: the disk faults in force; POST `{"inbox": "enospc"|"eio"|null,
+/// "checkpoint": ...}` sets them (keys left out stay). 404 unless the backend runs with
+/// `--fault-injection`.
+async fn faults(shared: &Shared, req: HttpRequest<Incoming>) -> Reply {
+    use crate::faults::{Disk, Fault};
+    let Some(faults) = &shared.faults else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "fault injection is off; start the backend with --fault-injection",
+        );
+    };
+    let post = req.method() == Method::POST;
+    let (_, body) = match read_body(shared, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if post {
+        let args: Value = match serde_json::from_slice(&body) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "expected {\"inbox\": \"enospc\"|\"eio\"|null, \"checkpoint\": ...}",
+                );
+            }
+        };
+        for (key, disk) in [("inbox", Disk::Inbox), ("checkpoint", Disk::Checkpoint)] {
+            match &args[key] {
+                Value::Null if args.get(key).is_some() => faults.set(disk, None),
+                Value::Null => {}
+                v => match v.as_str().and_then(Fault::parse) {
+                    Some(f) => faults.set(disk, Some(f)),
+                    None => {
+                        return text(StatusCode::BAD_REQUEST, format!("{key}: \"enospc\", \"eio\" or null"));
+                    }
+                },
+            }
+        }
+    }
+    let name = |d| faults.get(d).map(Fault::name);
+    json_reply(StatusCode::OK, &json!({ "Inbox": name(Disk::Inbox), "Checkpoint": name(Disk::Checkpoint) }))
 }
 
 /// Reads a body within the size and time limits.
@@ -226,6 +272,9 @@ async fn relay(shared: &Arc<Shared>, report: Vec<u8>, records: u64, plain: bool)
     let waiting = shared.stats.files_waiting.load(Ordering::Relaxed);
     if waiting as usize > shared.limits.high_water_files {
         return busy(shared, "the inbox is past its high-water mark; retry later");
+    }
+    if shared.stats.checkpoint_failing.load(Ordering::Acquire) {
+        return busy(shared, "StateSys cannot write its checkpoint (disk trouble); retry later");
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let ack: Ack = Box::new(move |r| {
@@ -481,6 +530,9 @@ fn status_json(shared: &Shared) -> Value {
         "StateMessagesAccepted": n(&s.messages_accepted),
         "ReportsProcessed": n(&s.reports_processed),
         "ReportsRecovered": n(&s.reports_recovered),
+        "InboxWriteErrors": n(&shared.commit.stats().errors),
+        "CheckpointErrors": n(&s.checkpoint_errors),
+        "CheckpointFailing": s.checkpoint_failing.load(Ordering::Relaxed),
         "RecordsProcessed": n(&s.records_processed),
         "InvalidRecords": n(&s.invalid_records),
         "FilesProcessed": n(&s.files_processed),
@@ -625,6 +677,8 @@ fn metrics(shared: &Shared) -> String {
         ("sumstorm_statesys_files_total", "counter", n(&s.files_processed)),
         ("sumstorm_statesys_bad_files_total", "counter", n(&s.bad_files)),
         ("sumstorm_statesys_checkpoints_total", "counter", n(&s.checkpoints)),
+        ("sumstorm_statesys_checkpoint_errors_total", "counter", n(&s.checkpoint_errors)),
+        ("sumstorm_inbox_write_errors_total", "counter", n(&commit.errors)),
         ("sumstorm_statesys_files_waiting", "gauge", n(&s.files_waiting)),
         ("sumstorm_store_clients", "gauge", shared.store.clients() as u64),
     ];

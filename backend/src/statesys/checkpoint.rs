@@ -20,13 +20,14 @@ use protocol::Guid;
 
 use super::serials::Serials;
 use super::store::{Client, ScanState, Store, UpdateState};
+use crate::faults::{Disk, Faults};
 use crate::site::Location;
 
 const MAGIC: &[u8] = b"SUMSTORM-STORE/2\n";
 const MAGIC_V1: &[u8] = b"SUMSTORM-STORE/1\n";
 
-/// Writes `store` to `path` atomically.
-pub fn save(store: &Store, path: &Path) -> io::Result<()> {
+/// Writes `store` to `path` atomically; `faults` may fail it before the sync.
+pub fn save(store: &Store, path: &Path, faults: &Faults) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut out = Crc(BufWriter::with_capacity(1 << 20, File::create(&tmp)?), crc32fast::Hasher::new());
     out.put(MAGIC)?;
@@ -44,6 +45,7 @@ pub fn save(store: &Store, path: &Path) -> io::Result<()> {
     let Crc(mut file, _) = out;
     file.write_all(&crc.to_le_bytes())?;
     let file = file.into_inner().map_err(|e| e.into_error())?;
+    faults.check(Disk::Checkpoint)?;
     file.sync_all()?;
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
@@ -275,7 +277,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("store.ckpt");
         let store = populated();
-        save(&store, &path).unwrap();
+        save(&store, &path, &Faults::default()).unwrap();
         assert!(!path.with_extension("tmp").exists());
         let loaded = load(&path, 1).unwrap();
         let (a, b) = (snapshot(&loaded), snapshot(&store));
@@ -294,7 +296,7 @@ mod tests {
     fn damage_is_detected_not_loaded() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("store.ckpt");
-        save(&populated(), &path).unwrap();
+        save(&populated(), &path, &Faults::default()).unwrap();
         let good = fs::read(&path).unwrap();
         for at in [0, MAGIC.len() + 2, good.len() / 2, good.len() - 1] {
             let mut bad = good.clone();

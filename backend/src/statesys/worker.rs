@@ -82,6 +82,8 @@ pub struct Worker {
     /// contend). Records of one update in files processed at the same time may apply in either
     /// order; only LastStatusChangeTime can tell (see `store`).
     pub threads: usize,
+    /// The fault-injection seam for checkpoints.
+    pub faults: Arc<crate::faults::Faults>,
 }
 
 impl Worker {
@@ -117,6 +119,7 @@ impl Worker {
             applied: HashSet::new(),
             chunk_bytes: 64 << 20,
             threads: 1,
+            faults: Arc::default(),
         };
         let mut recovered = Batch::default();
         loop {
@@ -231,7 +234,7 @@ impl Worker {
 
     /// Writes the store durably, then deletes the files it covers.
     pub fn checkpoint(&mut self) -> io::Result<()> {
-        checkpoint::save(&self.store, &self.paths.checkpoint())?;
+        checkpoint::save(&self.store, &self.paths.checkpoint(), &self.faults)?;
         for path in self.applied.drain() {
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
