@@ -50,6 +50,12 @@ enum Command {
         /// Inbox files waiting for StateSys past which the relay answers 503.
         #[arg(long, default_value_t = 20_000)]
         high_water_files: usize,
+        /// MiB that CCM requests may hold at once, read and decoded (503 past it).
+        #[arg(long, default_value_t = 1024)]
+        max_request_mib: usize,
+        /// Seconds the relay's 503s ask clients to wait (Retry-After).
+        #[arg(long, default_value_t = 5)]
+        retry_after: u32,
         /// How often StateSys checkpoints its store, in milliseconds.
         #[arg(long, default_value_t = 5000)]
         checkpoint_ms: u64,
@@ -63,6 +69,10 @@ enum Command {
         /// MPFDM move files into the site's inbox.
         #[arg(long)]
         remote_mp: bool,
+        /// StateSys applies at most this many state messages a second (a site database's pace;
+        /// for capacity planning and overload tests). Default: as fast as it can.
+        #[arg(long)]
+        statesys_rate: Option<u64>,
         /// Serve POST /api/v1/faults, which makes inbox or checkpoint syncs fail on demand
         /// (ENOSPC, EIO): for reliability tests, never in production.
         #[arg(long)]
@@ -85,6 +95,9 @@ fn main() -> ExitCode {
         statesys_pause,
         statesys_threads,
         fault_injection,
+        statesys_rate,
+        retry_after,
+        max_request_mib,
     } = Cli::parse().command;
     if !(time_scale.is_finite() && time_scale > 0.0) {
         eprintln!("backend: --time-scale must be a positive number");
@@ -110,9 +123,12 @@ fn main() -> ExitCode {
     config.limits.max_body = max_body;
     config.limits.max_connections = max_connections.max(1);
     config.limits.high_water_files = high_water_files;
+    config.limits.retry_after_secs = retry_after.clamp(1, 3600);
+    config.limits.max_request_memory = max_request_mib.clamp(16, 1 << 20) << 20;
     config.checkpoint_every = Duration::from_millis(checkpoint_ms);
     config.remote_mp = remote_mp;
     config.fault_injection = fault_injection;
+    config.statesys_rate = statesys_rate;
     config.statesys_pause = Duration::from_secs_f64(statesys_pause.clamp(0.0, 3600.0));
     if let Some(n) = statesys_threads {
         config.statesys_threads = n.clamp(1, 64);

@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use backend::server::{Config, run};
 use protocol::bodies::{
     ReplyAssignments, RequestAssignments, UpdateSourcePolicy, WsusLocationReply, WsusLocationRequest,
 };
@@ -17,77 +15,7 @@ use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
 use protocol::{Guid, GuidStyle, Timestamp, utf16};
 use serde_json::Value;
 
-use common::fixture;
-
-struct Server {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(data: &Path, tune: impl FnOnce(&mut Config)) -> Server {
-        let mut config = Config::new(data.to_owned());
-        config.checkpoint_every = Duration::from_millis(50);
-        config.poll_every = Duration::from_millis(50);
-        // The product's 10 s pause, on a site clock running 1,000x: 10 ms.
-        config.time_scale = 1000.0;
-        tune(&mut config);
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt =
-                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                run(listener, config, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(30)).expect("server starts");
-        Server { addr, stop: Some(stop), thread: Some(thread) }
-    }
-
-    fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-
-    /// One request on its own connection: (status, headers in lower case, body).
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> (u16, String, Vec<u8>) {
-        common::call(self.addr, method, path, headers, body).expect("the server answers")
-    }
-
-    fn ccm(&self, body: &[u8]) -> (u16, String, Vec<u8>) {
-        self.call("CCM_POST", "/ccm_system/request", &[("Content-Type", CONTENT_TYPE)], body)
-    }
-
-    fn json(&self, method: &str, path: &str, body: &[u8]) -> Value {
-        let (status, _, body) = self.call(method, path, &[], body);
-        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
-        serde_json::from_slice(&body).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use common::{Server, fixture};
 
 fn sync_reply(body: &[u8]) -> (MsgHeader, String) {
     match envelope::decode_reply(CONTENT_TYPE, body, &Limits::default()).unwrap() {
@@ -427,6 +355,9 @@ fn admin_calls_need_loopback_or_the_token() {
     let server = Server::start(tmp.path(), |c| c.admin_token = Some("s3cret".into()));
     assert_eq!(server.call("POST", "/api/v1/sync", &[], b"").0, 403);
     assert_eq!(server.call("POST", "/api/v1/sync", &[("X-Admin-Token", "s3cret")], b"").0, 200);
+    for path in ["/api/v1/drain", "/api/v1/summarize", "/api/v1/faults"] {
+        assert_eq!(server.call("POST", path, &[], b"{}").0, 403, "{path}");
+    }
     assert_eq!(server.call("GET", "/api/v1/statenames", &[], b"").0, 200);
     let (status, _, metrics) = server.call("GET", "/metrics", &[], b"");
     assert_eq!(status, 200);

@@ -110,6 +110,8 @@ pub struct Arb {
     pub open_acked: RefCell<HashMap<u64, u32>>,
     /// Open model: Reports sent and not yet answered.
     pub open_in_flight: Cell<usize>,
+    /// Open-model Reports refused and waiting to be sent again.
+    pub open_retrying: Cell<usize>,
     /// Clients still to report their truth after finishing.
     pub outstanding: Cell<usize>,
     pub all_done: RefCell<Option<tokio::sync::oneshot::Sender<()>>>,
@@ -678,6 +680,9 @@ impl SimClient {
 /// `clients` in turn, about the catalog's first updates. Runs until the real instant `end`.
 /// Sends are not awaited: a slow server shows as latency from the intended time, not as a
 /// slower schedule.
+/// How often an open-model Report is sent again after a refusal before it counts as failed.
+pub const OPEN_RETRIES: u64 = 30;
+
 pub async fn open_model(
     arb: Rc<Arb>,
     clients: Vec<u64>,
@@ -735,7 +740,39 @@ pub async fn open_model(
         let (arb2, n) = (Rc::clone(&arb), entries.len() as u32);
         arb.open_in_flight.set(arb.open_in_flight.get() + 1);
         actix_rt::spawn(async move {
-            let ok = arb2.transport.mp(Kind::StateReport, intended, header, move || xml).await.is_ok();
+            let mut intended = intended;
+            let mut tries = 0u64;
+            let ok = loop {
+                let attempt = xml.clone();
+                let failure = match arb2
+                    .transport
+                    .mp(Kind::StateReport, intended, header.clone(), move || attempt)
+                    .await
+                {
+                    Ok(_) => break true,
+                    Err(f) => f,
+                };
+                // A refusal (503, or no connection) is retried after the Retry-After the
+                // server asked for (1 s if none) plus up to half again of jitter, as a
+                // client's queue does; a retry is a new request, measured from its own
+                // intended time. Waiting is not in flight: it holds only the Report.
+                let wait = match failure {
+                    Failure::Status(503, after) => after.unwrap_or(Duration::from_secs(1)),
+                    Failure::Connection(_) => Duration::from_secs(1),
+                    _ => break false,
+                };
+                tries += 1;
+                if tries > OPEN_RETRIES {
+                    break false;
+                }
+                let jitter = wait.mul_f64((sim::mix(k ^ tries << 48) % 1000) as f64 / 2000.0);
+                intended = Instant::now() + wait + jitter;
+                arb2.open_in_flight.set(arb2.open_in_flight.get() - 1);
+                arb2.open_retrying.set(arb2.open_retrying.get() + 1);
+                tokio::time::sleep_until(intended.into()).await;
+                arb2.open_retrying.set(arb2.open_retrying.get() - 1);
+                arb2.open_in_flight.set(arb2.open_in_flight.get() + 1);
+            };
             metrics::messages(u64::from(n), ok);
             if ok {
                 arb2.open_acked.borrow_mut().insert(index, n);
@@ -743,9 +780,9 @@ pub async fn open_model(
             arb2.open_in_flight.set(arb2.open_in_flight.get() - 1);
         });
     }
-    // Let what is in flight finish (bounded).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while arb.open_in_flight.get() > 0 && Instant::now() < deadline {
+    // Let what is in flight or waiting to retry finish (bounded).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while arb.open_in_flight.get() + arb.open_retrying.get() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let acked = std::mem::take(&mut *arb.open_acked.borrow_mut());

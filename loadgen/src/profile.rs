@@ -38,6 +38,12 @@
 //! rate = 2000                            # Reports per real second
 //! messages_per_report = 150
 //!
+//! [backend]                             # optional: the embedded backend (not --target)
+//! statesys_rate = 20000                  # StateSys's pace, state messages/s (a site DB's)
+//! high_water_files = 20000               # inbox files waiting past which the relay says 503
+//! retry_after = 5                        # seconds, in those 503s
+//! statesys_pause = 10                    # site seconds StateSys waits when woken from idle
+//!
 //! [thresholds]
 //! "state_report.p99" = "< 500ms"
 //! "error_rate" = "< 1%"
@@ -77,6 +83,8 @@ struct ProfileFile {
     #[serde(default)]
     transport: TransportFile,
     open_model: Option<OpenModelFile>,
+    #[serde(default)]
+    backend: BackendFile,
     #[serde(default)]
     thresholds: BTreeMap<String, String>,
 }
@@ -179,6 +187,17 @@ fn ccm() -> String {
 }
 fn sixty_four() -> usize {
     64
+}
+
+/// The embedded backend's settings (`[backend]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendFile {
+    pub statesys_rate: Option<u64>,
+    pub high_water_files: Option<usize>,
+    pub retry_after: Option<u32>,
+    /// StateSys's pause after a notification finds it idle, site seconds (the product's 10).
+    pub statesys_pause: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -321,6 +340,8 @@ pub struct Plan {
     pub connections: usize,
     /// Open model: Reports per real second and messages per Report.
     pub open_model: Option<(f64, usize)>,
+    /// The embedded backend's settings.
+    pub backend: BackendFile,
     pub thresholds: Vec<Threshold>,
 }
 
@@ -479,6 +500,12 @@ impl Plan {
                 Some((o.rate, o.messages_per_report))
             }
         };
+        if f.backend.statesys_rate == Some(0) {
+            return Err(invalid("backend.statesys_rate", "state messages a second, above 0"));
+        }
+        if f.backend.retry_after.is_some_and(|s| s == 0 || s > 3600) {
+            return Err(invalid("backend.retry_after", "seconds, 1 to 3600"));
+        }
         let thresholds = f.thresholds.iter().map(|(k, v)| threshold(k, v)).collect::<Result<Vec<_>, _>>()?;
         Ok(Plan {
             name: name.to_owned(),
@@ -502,6 +529,7 @@ impl Plan {
             wire,
             connections: t.connections,
             open_model,
+            backend: f.backend.clone(),
             thresholds,
         })
     }

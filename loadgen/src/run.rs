@@ -68,9 +68,20 @@ struct Embedded {
 }
 
 impl Embedded {
-    fn start(data: &Path, time_scale: f64) -> std::io::Result<Embedded> {
+    fn start(data: &Path, plan: &Plan) -> std::io::Result<Embedded> {
         let mut config = backend::server::Config::new(data.to_owned());
-        config.time_scale = time_scale;
+        config.time_scale = plan.time_scale;
+        let b = &plan.backend;
+        config.statesys_rate = b.statesys_rate;
+        if let Some(n) = b.high_water_files {
+            config.limits.high_water_files = n;
+        }
+        if let Some(s) = b.retry_after {
+            config.limits.retry_after_secs = s;
+        }
+        if let Some(s) = b.statesys_pause {
+            config.statesys_pause = Duration::from_secs(u64::from(s));
+        }
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new().name("backend".into()).spawn(move || {
@@ -156,12 +167,12 @@ pub fn run(plan: Plan, profile_text: &str, opts: &Options) -> Result<Outcome, St
         opts.out.clone().unwrap_or_else(|| PathBuf::from("results/runs").join(&plan.name).join(utc_stamp()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     std::fs::write(dir.join("profile.toml"), profile_text).map_err(|e| e.to_string())?;
+    if opts.target.is_some() && plan.backend != Default::default() {
+        eprintln!("loadgen: [backend] applies to the embedded backend only; --target's settings are its own");
+    }
     let embedded = match &opts.target {
         Some(_) => None,
-        None => Some(
-            Embedded::start(&dir.join("backend-data"), plan.time_scale)
-                .map_err(|e| format!("backend: {e}"))?,
-        ),
+        None => Some(Embedded::start(&dir.join("backend-data"), &plan).map_err(|e| format!("backend: {e}"))?),
     };
     let base = match (&opts.target, &embedded) {
         (Some(t), _) => t.trim_end_matches('/').to_owned(),
@@ -243,6 +254,7 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
                 truths: RefCell::default(),
                 open_acked: RefCell::default(),
                 open_in_flight: std::cell::Cell::new(0),
+                open_retrying: std::cell::Cell::new(0),
                 outstanding: std::cell::Cell::new(0),
                 all_done: RefCell::new(None),
             });

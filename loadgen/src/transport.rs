@@ -22,8 +22,8 @@ use crate::profile::{Kind, Wire};
 pub enum Failure {
     /// No answer: connection refused or reset, timeout.
     Connection(String),
-    /// An answer other than 2xx (503 under overload).
-    Status(u16),
+    /// An answer other than 2xx (503 under overload, with the `Retry-After` it asked for).
+    Status(u16, Option<Duration>),
     /// A 2xx whose body this client could not read.
     Body(String),
 }
@@ -73,21 +73,26 @@ impl Transport {
             let response =
                 self.client.request(request).await.map_err(|e| Failure::Connection(e.to_string()))?;
             let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
             let body =
                 response.into_body().collect().await.map_err(|e| Failure::Connection(e.to_string()))?;
-            Ok::<_, Failure>((status, body.to_bytes()))
+            Ok::<_, Failure>((status, retry_after, body.to_bytes()))
         })
         .await
         .unwrap_or_else(|_| Err(Failure::Connection("timed out".into())));
         let done = Instant::now();
         match outcome {
-            Ok((status, body)) if status.is_success() => {
+            Ok((status, _, body)) if status.is_success() => {
                 metrics::finished(kind, intended, started, done, true, true);
                 Ok(body)
             }
-            Ok((status, _)) => {
+            Ok((status, retry_after, _)) => {
                 metrics::finished(kind, intended, started, done, true, false);
-                Err(Failure::Status(status.as_u16()))
+                Err(Failure::Status(status.as_u16(), retry_after))
             }
             Err(e) => {
                 metrics::finished(kind, intended, started, done, false, false);

@@ -56,6 +56,9 @@ pub struct Limits {
     /// Inbox files waiting for StateSys past which the relay answers 503 with `Retry-After`.
     pub high_water_files: usize,
     pub retry_after_secs: u32,
+    /// Bytes that CCM requests may hold at once (bodies as read and as decoded, until
+    /// answered); past this, 503 with `Retry-After`. Bounds the memory a flood can take.
+    pub max_request_memory: usize,
 }
 
 impl Default for Limits {
@@ -68,6 +71,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(30),
             high_water_files: 20_000,
             retry_after_secs: 5,
+            max_request_memory: 1 << 30,
         }
     }
 }
@@ -97,6 +101,9 @@ pub struct Config {
     /// Run the three summarizers once at start, so the views are not empty until the first
     /// scheduled run.
     pub summarize_at_start: bool,
+    /// StateSys applies at most this many state messages a second (a site database's pace, for
+    /// capacity planning and overload tests); `None`: as fast as it can.
+    pub statesys_rate: Option<u64>,
     /// Serve `POST /api/v1/faults` (disk trouble on demand, for tests); off in production.
     pub fault_injection: bool,
 }
@@ -116,6 +123,7 @@ impl Config {
             statesys_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             summarize_at_start: true,
             fault_injection: false,
+            statesys_rate: None,
         }
     }
 }
@@ -144,7 +152,9 @@ pub(crate) struct Stats {
     pub invalid_records: AtomicU64,
     pub files_processed: AtomicU64,
     pub bad_files: AtomicU64,
-    pub files_waiting: AtomicU64,
+    /// Inbox files waiting for StateSys: counted up as the relay seals segments (so the
+    /// high-water mark holds while StateSys pauses), set exactly by StateSys after each batch.
+    pub files_waiting: Arc<AtomicU64>,
     pub checkpoints: AtomicU64,
     pub requests_by_endpoint: metrics::RequestMetrics,
 }
@@ -180,6 +190,8 @@ pub(crate) struct Shared {
     pub summarize: Mutex<std::sync::mpsc::Sender<SummarizeRequest>>,
     /// `state/site.json`: the site's state after syncs.
     pub site_state: PathBuf,
+    /// `Limits::max_request_memory` in KiB permits.
+    pub request_memory: Arc<Semaphore>,
     /// The disk-fault seam, when `Config::fault_injection` is on.
     pub faults: Option<Arc<crate::faults::Faults>>,
 }
@@ -234,12 +246,18 @@ pub async fn run(
             .await
             .map_err(io::Error::other)??;
     worker.threads = config.statesys_threads.max(1);
+    if config.statesys_rate.is_some() {
+        // Small batches, so the pace is even rather than bursts and long sleeps.
+        worker.chunk_bytes = 1 << 20;
+    }
     let faults = Arc::new(crate::faults::Faults::default());
     worker.faults = Arc::clone(&faults);
     let store = worker.store_handle();
     let summarizer = Arc::new(Summarizer::new(Arc::clone(&store), statesys_log, site_state.clone()));
     let (summarize_tx, summarize_rx) = channel::<SummarizeRequest>();
 
+    let files_waiting = Arc::new(AtomicU64::new(0));
+    let sealed_count = Arc::clone(&files_waiting);
     let (notify, notified) = channel::<()>();
     let sealed_notify = Mutex::new(notify.clone());
     // Co-located, the relay writes straight into StateSys's inbox; remote, into the MP outbox,
@@ -262,6 +280,7 @@ pub async fn run(
                 // The file stays in the outbox; the next start moves it.
                 log.log(crate::logs::Severity::Error, &format!("Cannot move {}: {e}", sealed.display()));
             }
+            sealed_count.fetch_add(1, Ordering::Relaxed);
             let _ = sealed_notify.lock().map(|n| n.send(()));
         }),
     )?;
@@ -279,7 +298,7 @@ pub async fn run(
         admin_token: config.admin_token.clone(),
         commit,
         store,
-        stats: Stats::default(),
+        stats: Stats { files_waiting, ..Stats::default() },
         chain: ChainLogs {
             wsyncmgr: site_log("WSyncMgr.log", "SMS_WSUS_SYNC_MANAGER")?,
             smsdbmon: site_log("SMSDBMON.log", "SMS_DATABASE_NOTIFICATION_MONITOR")?,
@@ -299,6 +318,7 @@ pub async fn run(
         summarize: Mutex::new(summarize_tx),
         site_state,
         faults: config.fault_injection.then_some(faults),
+        request_memory: Arc::new(Semaphore::new((config.limits.max_request_memory >> 10).max(1))),
     });
     count_batch(&shared.stats, Batch { relayed: 0, ..recovered });
     shared.stats.reports_recovered.store(recovered.relayed, Ordering::Relaxed);
@@ -317,6 +337,7 @@ pub async fn run(
             checkpoint_every: config.checkpoint_every,
             poll: config.poll_every,
             pause: config.statesys_pause,
+            rate: config.statesys_rate,
         };
         std::thread::Builder::new()
             .name("statesys".into())
@@ -405,6 +426,8 @@ struct Timing {
     poll: Duration,
     /// Site time.
     pause: Duration,
+    /// State messages a second at most.
+    rate: Option<u64>,
 }
 
 /// StateSys: wake on a sealed segment or the poll; coming out of idle, pause (site time) so files
@@ -419,10 +442,16 @@ fn statesys_loop(
     timing: Timing,
 ) {
     let mut last_checkpoint = Instant::now();
+    // The pace: records applied since `paced_from`, which restarts whenever StateSys idles.
+    let mut paced_from = Instant::now();
+    let mut paced = 0u64;
     let mut site_version = 0;
     let mut idle = true;
+    // Files were left for after a checkpoint: look again at once.
+    let mut more = false;
     loop {
-        let (woken, stopping) = match notified.recv_timeout(timing.poll) {
+        let wait = if more { Duration::ZERO } else { timing.poll };
+        let (woken, stopping) = match notified.recv_timeout(wait) {
             Ok(()) => (true, stop.load(Ordering::Acquire)),
             Err(RecvTimeoutError::Timeout) => (false, stop.load(Ordering::Acquire)),
             Err(RecvTimeoutError::Disconnected) => (false, true),
@@ -442,11 +471,26 @@ fn statesys_loop(
                 worker.set_index(UpdateIndex::new(&site.catalog));
             }
         }
+        if idle {
+            (paced_from, paced) = (Instant::now(), 0);
+        }
         idle = true;
+        more = false;
         loop {
+            // A long backlog still gets checkpoints, so applied files are deleted as it drains
+            // rather than all at its end.
+            if !idle && !stopping && last_checkpoint.elapsed() >= timing.checkpoint_every {
+                more = true;
+                break;
+            }
             match worker.run_batch() {
                 Ok(b) if b.files > 0 => {
                     idle = false;
+                    if let Some(rate) = timing.rate.filter(|r| *r > 0) {
+                        paced += b.processed.records;
+                        let due = Duration::from_secs_f64(paced as f64 / rate as f64);
+                        std::thread::sleep(due.saturating_sub(paced_from.elapsed()));
+                    }
                     shared.stats.files_waiting.store(b.left, Ordering::Relaxed);
                     count_batch(&shared.stats, b);
                 }

@@ -50,6 +50,9 @@ fn busy(shared: &Shared, why: &str) -> Reply {
     r
 }
 
+/// The longest request line and headers taken.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// One request. Never fails: every problem is an HTTP answer.
 pub(super) async fn handle(
     shared: Arc<Shared>,
@@ -76,7 +79,15 @@ pub(super) async fn handle(
         _ => "other",
     }
     .to_owned();
+    let head_bytes: usize = req.uri().to_string().len()
+        + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
     let answer = match (method.as_str(), path.as_str()) {
+        // hyper bounds what it buffers (a little past its 64 KiB read buffer); this makes the
+        // limit exact.
+        _ if head_bytes > MAX_HEAD_BYTES => text(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("request heads are limited to {MAX_HEAD_BYTES} bytes"),
+        ),
         ("CCM_POST" | "POST", _) if ccm_path => {
             let (answer, target_endpoint) = ccm(&shared, req).await;
             if let Some(t) = target_endpoint.or(target) {
@@ -181,6 +192,12 @@ async fn faults(shared: &Shared, req: HttpRequest<Incoming>) -> Reply {
     json_reply(StatusCode::OK, &json!({ "Inbox": name(Disk::Inbox), "Checkpoint": name(Disk::Checkpoint) }))
 }
 
+/// Reserves `bytes` of the request-memory budget, if that much is free now.
+fn reserve(shared: &Shared, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+    Arc::clone(&shared.request_memory).try_acquire_many_owned(kib).ok()
+}
+
 /// Reads a body within the size and time limits.
 async fn read_body(
     shared: &Shared,
@@ -206,6 +223,14 @@ async fn read_body(
 /// `CCM_POST /ccm_system/request`: the faithful multipart envelope, or plain XML with
 /// `X-Target-Endpoint` for tools. Also returns the message's `TargetEndpoint`, for the metrics.
 async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option<String>) {
+    // Memory for the body as read and as decoded is reserved before reading and held until the
+    // answer (a relayed Report waits in the inbox queue meanwhile).
+    let declared =
+        req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let raw = declared.unwrap_or(shared.limits.max_body).min(shared.limits.max_body);
+    let Some(mut reserved) = reserve(shared, 2 * raw) else {
+        return (busy(shared, "too many request bytes in flight; retry later"), None);
+    };
     let (parts, body) = match read_body(shared, req).await {
         Ok(b) => b,
         Err(r) => return (r, None),
@@ -232,7 +257,14 @@ async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option
     } else {
         let limits = envelope::Limits { max_inflated: shared.limits.max_inflated };
         match envelope::decode_request(content_type, &body, &limits) {
-            Ok(r) => r,
+            Ok(r) => {
+                // The inflated body may be far larger than what came over the wire.
+                match reserve(shared, r.body.len().saturating_sub(raw)) {
+                    Some(more) => reserved.merge(more),
+                    None => return (busy(shared, "too many request bytes in flight; retry later"), None),
+                }
+                r
+            }
             Err(e) => return (text(StatusCode::BAD_REQUEST, e.to_string()), None),
         }
     };
@@ -702,7 +734,7 @@ fn metrics(shared: &Shared) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::byte_range;
+    use super::{HeaderValue, SocketAddr, admin_allowed, byte_range};
 
     #[test]
     fn query_values_decode() {
@@ -720,5 +752,31 @@ mod tests {
         assert_eq!(byte_range("bytes=9-3", 100), None);
         assert_eq!(byte_range("items=0-1", 100), None);
         assert_eq!(byte_range("bytes=0-0", 0), None);
+    }
+
+    /// Sync, summarize, drain and faults from a peer that is not loopback: refused without the
+    /// token, allowed with it; loopback needs nothing unless a token is configured. (The tests
+    /// over sockets can only come from loopback; this is the rule for everyone else.)
+    #[test]
+    fn admin_calls_from_other_peers_need_the_token() {
+        let remote: SocketAddr = "10.20.30.40:50000".parse().unwrap();
+        let remote6: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        let local6: SocketAddr = "[::1]:50000".parse().unwrap();
+        let none = hyper::HeaderMap::new();
+        let mut good = hyper::HeaderMap::new();
+        good.insert("x-admin-token", HeaderValue::from_static("s3cret"));
+        let mut bad = hyper::HeaderMap::new();
+        bad.insert("x-admin-token", HeaderValue::from_static("guess"));
+        // No token configured: loopback only.
+        assert!(!admin_allowed(None, remote, &none));
+        assert!(!admin_allowed(None, remote6, &good));
+        assert!(admin_allowed(None, local, &none));
+        assert!(admin_allowed(None, local6, &none));
+        // A token configured: the token, from anywhere; nothing else.
+        assert!(admin_allowed(Some("s3cret"), remote, &good));
+        assert!(!admin_allowed(Some("s3cret"), remote, &bad));
+        assert!(!admin_allowed(Some("s3cret"), remote, &none));
+        assert!(!admin_allowed(Some("s3cret"), local, &none));
     }
 }

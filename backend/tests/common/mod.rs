@@ -2,7 +2,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::Duration;
+
+use backend::server::{Config, run};
+use serde_json::Value;
 
 /// (status, response head in lower case, body); `Err` when the connection fails.
 pub(crate) fn call(
@@ -39,4 +43,81 @@ pub(crate) fn call(
 pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/../../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The backend on its own runtime and threads, on 127.0.0.1, with short timers.
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    pub(crate) fn start(data: &Path, tune: impl FnOnce(&mut Config)) -> Server {
+        let mut config = Config::new(data.to_owned());
+        config.checkpoint_every = Duration::from_millis(50);
+        config.poll_every = Duration::from_millis(50);
+        // The product's 10 s pause, on a site clock running 1,000x: 10 ms.
+        config.time_scale = 1000.0;
+        tune(&mut config);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                run(listener, config, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(30)).expect("server starts");
+        Server { addr, stop: Some(stop), thread: Some(thread) }
+    }
+
+    pub(crate) fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+
+    /// One request on its own connection: (status, headers in lower case, body).
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String, Vec<u8>) {
+        call(self.addr, method, path, headers, body).expect("the server answers")
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn ccm(&self, body: &[u8]) -> (u16, String, Vec<u8>) {
+        self.call(
+            "CCM_POST",
+            "/ccm_system/request",
+            &[("Content-Type", protocol::envelope::CONTENT_TYPE)],
+            body,
+        )
+    }
+
+    pub(crate) fn json(&self, method: &str, path: &str, body: &[u8]) -> Value {
+        let (status, _, body) = self.call(method, path, &[], body);
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
