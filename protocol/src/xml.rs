@@ -7,6 +7,26 @@ use quick_xml::escape::{escape, resolve_predefined_entity};
 use quick_xml::events::Event;
 use quick_xml::{Reader, XmlVersion};
 
+/// Escapes an attribute value. Beyond `escape`'s five characters, tab, line feed and carriage
+/// return become character references: a reader replaces them with spaces where they stand
+/// literally in an attribute (XML 1.0 §3.3.3), so they would not survive otherwise.
+pub fn escape_attr(v: &str) -> std::borrow::Cow<'_, str> {
+    let escaped = escape(v);
+    if !escaped.contains(['\t', '\n', '\r']) {
+        return escaped;
+    }
+    let mut out = String::with_capacity(escaped.len() + 8);
+    for c in escaped.chars() {
+        match c {
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Deeper documents are refused: no CCM body nests past a dozen levels.
 pub const MAX_DEPTH: usize = 64;
 
@@ -182,7 +202,7 @@ impl XmlWriter {
             self.out.push(' ');
             self.out.push_str(k);
             self.out.push_str("=\"");
-            self.out.push_str(&escape(*v));
+            self.out.push_str(&escape_attr(v));
             self.out.push('"');
         }
     }

@@ -33,3 +33,18 @@ fn envelope_corpus_never_panics() {
 fn bodies_corpus_never_panics() {
     replay("bodies", 2, protocol::fuzzing::bodies);
 }
+
+#[test]
+fn location_corpus_round_trips() {
+    replay("location", 2, protocol::fuzzing::location);
+}
+
+#[test]
+fn registration_corpus_round_trips() {
+    replay("registration", 2, protocol::fuzzing::registration);
+}
+
+#[test]
+fn policy_corpus_round_trips() {
+    replay("policy", 2, protocol::fuzzing::policy);
+}
