@@ -41,6 +41,13 @@ fn read_until_closed(s: &mut TcpStream, within: Duration) -> (Vec<u8>, bool) {
     (out, false)
 }
 
+/// What the server answered, for the log (`--nocapture`) and RELIABILITY.md.
+fn shown(case: &str, status: u16, body: &[u8]) {
+    let body = String::from_utf8_lossy(body);
+    let line = body.rsplit("\r\n\r\n").next().unwrap_or("").lines().next().unwrap_or("").trim();
+    eprintln!("hostile: {case}: {status} {line}");
+}
+
 fn status_of(response: &[u8]) -> u16 {
     std::str::from_utf8(response.get(9..12).unwrap_or_default())
         .ok()
@@ -118,6 +125,7 @@ fn slow_headers_and_slow_bodies_are_cut_off_while_others_are_served() {
     };
     assert_served(&server);
     let (response, _) = read_until_closed(&mut slow, Duration::from_secs(5));
+    shown("slow body", status_of(&response), &response);
     assert_eq!(status_of(&response), 408, "{}", String::from_utf8_lossy(&response));
     assert!(began.elapsed() < Duration::from_secs(4));
     drop(slow);
@@ -151,6 +159,7 @@ fn thousands_of_idle_connections_neither_block_others_nor_stay() {
     let idle: Vec<TcpStream> = (0..50).map(|_| TcpStream::connect(capped.addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(100));
     let (status, head, _) = capped.call("GET", "/api/v1/status", &[], b"");
+    shown("past the connection cap", status, head.as_bytes());
     assert_eq!(status, 503);
     assert!(head.contains("retry-after"), "{head}");
     std::thread::sleep(Duration::from_millis(1500));
@@ -173,6 +182,7 @@ fn oversized_bodies_headers_and_floods_of_bytes_get_limits_answers() {
     )
     .unwrap();
     let (response, _) = read_until_closed(&mut s, Duration::from_secs(3));
+    shown("declared body past the limit", status_of(&response), &response);
     assert_eq!(status_of(&response), 413, "{}", String::from_utf8_lossy(&response));
     // A chunked body that never says how long it is: 413 once it passes the limit.
     let mut s = TcpStream::connect(server.addr).unwrap();
@@ -188,6 +198,7 @@ fn oversized_bodies_headers_and_floods_of_bytes_get_limits_answers() {
         }
     }
     let (response, _) = read_until_closed(&mut s, Duration::from_secs(3));
+    shown("chunked body past the limit", status_of(&response), &response);
     assert_eq!(status_of(&response), 413, "{}", String::from_utf8_lossy(&response));
     // Heads past 64 KiB: 431 (ours, exact); far past it, hyper's own 431 before buffering more,
     // and the connection closed.
@@ -199,6 +210,7 @@ fn oversized_bodies_headers_and_floods_of_bytes_get_limits_answers() {
         );
         let _ = s.write_all(head.as_bytes());
         let (response, closed) = read_until_closed(&mut s, Duration::from_secs(3));
+        shown(&format!("head of {size} bytes"), status_of(&response), &response);
         assert_eq!(status_of(&response), 431, "{size}: {}", String::from_utf8_lossy(&response));
         assert!(closed);
     }
@@ -225,6 +237,7 @@ fn oversized_bodies_headers_and_floods_of_bytes_get_limits_answers() {
     .unwrap();
     let (response, _) = read_until_closed(&mut s, Duration::from_secs(2));
     let response = String::from_utf8_lossy(&response).to_lowercase();
+    shown("bodies past the request-memory budget", status_of(response.as_bytes()), response.as_bytes());
     assert_eq!(status_of(response.as_bytes()), 503, "{response}");
     assert!(response.contains("retry-after") && response.contains("bytes in flight"), "{response}");
     assert_served(&server);
@@ -253,9 +266,11 @@ fn deep_enormous_and_undecodable_xml_and_zip_bombs_are_refused() {
     // 200,000 levels deep, as a Report and as a location request.
     let deep = format!("<Report>{}{}</Report>", "<a>".repeat(200_000), "</a>".repeat(200_000));
     let (status, _, body) = plain("MP_RelayEndpoint", deep.as_bytes());
+    shown("Report 200,000 levels deep", status, &body);
     assert_eq!(status, 400, "{}", text(&body));
     let deep_location = format!("<WSUSLocationRequest>{}", "<Content>".repeat(200_000));
     let (status, _, body) = plain("MP_LocationManager", deep_location.as_bytes());
+    shown("location request 200,000 levels deep", status, &body);
     assert_eq!(status, 400, "{}", text(&body));
     // Enormous: one 6 MB attribute value in a Report.
     let huge = format!(
@@ -263,9 +278,11 @@ fn deep_enormous_and_undecodable_xml_and_zip_bombs_are_refused() {
         "x".repeat(6 << 20)
     );
     let (status, _, body) = plain("MP_RelayEndpoint", huge.as_bytes());
+    shown("6 MB attribute value", status, &body);
     assert_eq!(status, 400, "{}", text(&body));
     // Not UTF-8 where UTF-8 is promised.
     let (status, _, body) = plain("MP_RelayEndpoint", b"<Report>\xff\xfe\xfd</Report>");
+    shown("plain body not UTF-8", status, &body);
     assert_eq!((status, text(&body).contains("UTF-8")), (400, true), "{}", text(&body));
 
     // A zip bomb: 8 MiB of UTF-16 that deflates to a few KiB, past the 1 MiB inflate bound.
@@ -279,6 +296,7 @@ fn deep_enormous_and_undecodable_xml_and_zip_bombs_are_refused() {
     let bomb = envelope::build_request(&mut header, &bomb_xml, Some(9));
     assert!(bomb.len() < 64 * 1024, "the bomb is small on the wire ({} bytes)", bomb.len());
     let (status, _, body) = server.ccm(&bomb);
+    shown("zip bomb", status, &body);
     assert_eq!(status, 400, "{}", text(&body));
     assert!(text(&body).contains("inflate"), "{}", text(&body));
 
@@ -288,6 +306,7 @@ fn deep_enormous_and_undecodable_xml_and_zip_bombs_are_refused() {
     let at = bad.windows(2).position(|w| w == euro).unwrap();
     bad[at..at + 2].copy_from_slice(&[0x00, 0xD8]);
     let (status, _, body) = server.ccm(&bad);
+    shown("lone UTF-16 surrogate", status, &body);
     assert_eq!(status, 400, "{}", text(&body));
     assert!(text(&body).to_lowercase().contains("utf-16"), "{}", text(&body));
     assert_served(&server);
