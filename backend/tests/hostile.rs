@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{Server, call};
 use protocol::envelope::{self, MsgHeader};
-use protocol::report::write::Param;
-use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
-use protocol::{Guid, GuidStyle, Timestamp};
+use protocol::{Guid, Timestamp};
 
 const RELAY: [(&str, &str); 2] = [("Content-Type", "text/xml"), ("X-Target-Endpoint", "MP_RelayEndpoint")];
 
@@ -56,23 +54,8 @@ fn status_of(response: &[u8]) -> u16 {
 }
 
 fn report(netbios: &str, client: Guid) -> Vec<u8> {
-    let mut w = ReportWriter::new();
-    w.begin(
-        &ReportIdentity { client, netbios_name: netbios, client_version: "5.00.7958.1000", priority: 5 },
-        Timestamp(1_390_238_335_000_000),
-    );
-    w.push(&OutMessage {
-        time: Timestamp(1_390_238_335_000_000),
-        serial: 1,
-        topic_id: Guid(0x505F_DA07_B4F3_45FB_83D9_8642_554E_2773),
-        topic_style: GuidStyle::Lower,
-        topic_type: 500,
-        id_type: 3,
-        state: 2,
-        criticality: 0,
-        params: &[Param::Number(200)],
-    });
-    w.finish().to_vec()
+    let update = Guid(0x505F_DA07_B4F3_45FB_83D9_8642_554E_2773);
+    common::one_message_report(client, netbios, update, 1, 2, Timestamp(1_390_238_335_000_000))
 }
 
 #[test]

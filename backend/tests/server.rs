@@ -10,7 +10,6 @@ use protocol::bodies::{
     ReplyAssignments, RequestAssignments, UpdateSourcePolicy, WsusLocationReply, WsusLocationRequest,
 };
 use protocol::envelope::{self, CONTENT_TYPE, Limits, MsgHeader, NO_REPLY, Reply};
-use protocol::report::write::Param;
 use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
 use protocol::{Guid, GuidStyle, Timestamp, utf16};
 use serde_json::Value;
@@ -155,23 +154,9 @@ fn the_seed_flow_end_to_end_and_across_a_restart() {
     );
     let update: Guid = catalog["Updates"][0]["UpdateID"].as_str().unwrap().parse().unwrap();
     // The scan's results, relayed.
-    let mut w = ReportWriter::new();
-    w.begin(
-        &ReportIdentity { client, netbios_name: "PS1WIN7X64", client_version: "5.00.7958.1000", priority: 5 },
-        Timestamp(0),
-    );
-    w.push(&OutMessage {
-        time: Timestamp::parse_iso(b"2014-01-20T17:18:55Z").unwrap(),
-        serial: 232,
-        topic_id: update,
-        topic_style: GuidStyle::Lower,
-        topic_type: 500,
-        id_type: 3,
-        state: 2,
-        criticality: 0,
-        params: &[Param::Number(200)],
-    });
-    let report = String::from_utf8(w.finish().to_vec()).unwrap();
+    let time = Timestamp::parse_iso(b"2014-01-20T17:18:55Z").unwrap();
+    let report =
+        String::from_utf8(common::one_message_report(client, "PS1WIN7X64", update, 232, 2, time)).unwrap();
     let mut relay = header("MP_RelayEndpoint");
     relay.reply_mode = "ASync".into();
     relay.properties = vec![("FileType".into(), "SMX".into())];

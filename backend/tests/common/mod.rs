@@ -6,6 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use backend::server::{Config, run};
+use protocol::report::write::Param;
+use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
+use protocol::{Guid, GuidStyle, Timestamp};
 use serde_json::Value;
 
 /// (status, response head in lower case, body); `Err` when the connection fails.
@@ -120,4 +123,33 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A Report from `client` (named `netbios`) with one 500 message: `update` in `state`, at `time`.
+#[allow(dead_code)] // not every test binary relays
+pub(crate) fn one_message_report(
+    client: Guid,
+    netbios: &str,
+    update: Guid,
+    serial: u64,
+    state: u32,
+    time: Timestamp,
+) -> Vec<u8> {
+    let mut w = ReportWriter::new();
+    w.begin(
+        &ReportIdentity { client, netbios_name: netbios, client_version: "5.00.7958.1000", priority: 5 },
+        Timestamp(0),
+    );
+    w.push(&OutMessage {
+        time,
+        serial,
+        topic_id: update,
+        topic_style: GuidStyle::Lower,
+        topic_type: 500,
+        id_type: 3,
+        state,
+        criticality: 0,
+        params: &[Param::Number(200)],
+    });
+    w.finish().to_vec()
 }
