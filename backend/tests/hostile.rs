@@ -19,7 +19,7 @@ fn assert_served(server: &Server) {
     let began = Instant::now();
     let (status, _, _) = server.call("GET", "/api/v1/status", &[], b"");
     assert_eq!(status, 200);
-    assert!(began.elapsed() < Duration::from_secs(2), "an honest request took {:?}", began.elapsed());
+    assert!(began.elapsed() < Duration::from_secs(5), "an honest request took {:?}", began.elapsed());
 }
 
 /// Reads until the server closes the connection or `within` passes: (bytes, closed).
@@ -82,9 +82,10 @@ fn slow_headers_and_slow_bodies_are_cut_off_while_others_are_served() {
         })
     };
     assert_served(&server);
-    let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(5));
+    let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(8));
     assert!(closed, "a slowloris connection stays open");
-    assert!(began.elapsed() < Duration::from_secs(4), "cut off after {:?}", began.elapsed());
+    eprintln!("hostile: slowloris: closed after {:?}", began.elapsed());
+    assert!(began.elapsed() < Duration::from_secs(7), "cut off after {:?}", began.elapsed());
     trickle.join().unwrap();
 
     // A slow body: the headers are whole, the body trickles. 408 at the body timeout.
@@ -107,10 +108,10 @@ fn slow_headers_and_slow_bodies_are_cut_off_while_others_are_served() {
         })
     };
     assert_served(&server);
-    let (response, _) = read_until_closed(&mut slow, Duration::from_secs(5));
+    let (response, _) = read_until_closed(&mut slow, Duration::from_secs(8));
     shown("slow body", status_of(&response), &response);
     assert_eq!(status_of(&response), 408, "{}", String::from_utf8_lossy(&response));
-    assert!(began.elapsed() < Duration::from_secs(4));
+    assert!(began.elapsed() < Duration::from_secs(7));
     drop(slow);
     trickle.join().unwrap();
     assert_served(&server);
@@ -242,7 +243,7 @@ fn deep_enormous_and_undecodable_xml_and_zip_bombs_are_refused() {
             &[("Content-Type", "text/xml"), ("X-Target-Endpoint", endpoint)],
             body,
         );
-        assert!(began.elapsed() < Duration::from_secs(3), "took {:?}", began.elapsed());
+        assert!(began.elapsed() < Duration::from_secs(5), "took {:?}", began.elapsed());
         answer
     };
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
