@@ -305,4 +305,19 @@ mod tests {
         assert_eq!(recover(&part).unwrap(), None);
         assert!(!part.exists());
     }
+
+    proptest::proptest! {
+        /// Any bytes after the magic: records stop at the first bad one, never panic, and
+        /// `valid_len` agrees with what they yield.
+        #[test]
+        fn arbitrary_segments_never_panic(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&tail);
+            let whole: usize = records(&bytes).take_while(Result::is_ok).map(|r| RECORD_HEAD + r.unwrap().len()).sum();
+            match valid_len(&bytes) {
+                Ok(n) => proptest::prop_assert_eq!(n, MAGIC.len() + whole),
+                Err(e) => proptest::prop_assert!(matches!(e, SegmentError::Corrupt(_))),
+            }
+        }
+    }
 }

@@ -25,6 +25,8 @@ use crate::site::Location;
 
 const MAGIC: &[u8] = b"SUMSTORM-STORE/2\n";
 const MAGIC_V1: &[u8] = b"SUMSTORM-STORE/1\n";
+/// More updates than any catalog holds (the product's largest are tens of thousands).
+const MAX_STRIDE: usize = 1 << 20;
 
 /// Writes `store` to `path` atomically; `faults` may fail it before the sync.
 pub fn save(store: &Store, path: &Path, faults: &Faults) -> io::Result<()> {
@@ -179,6 +181,11 @@ pub fn load(path: &Path, shard_bits: u32) -> Result<Store, LoadError> {
     r.at = MAGIC.len();
     let stride = r.u32()? as usize;
     let count = r.u64()?;
+    // Every client holds 21 bytes per update: a stride the file cannot hold is damage (and must
+    // not become an allocation of gigabytes).
+    if stride > MAX_STRIDE || (count > 0 && stride * 21 > body.len()) {
+        return Err(LoadError::Damaged("update count"));
+    }
     let store = Store::new(shard_bits, stride);
     let mut row = vec![UpdateState::EMPTY; stride];
     for _ in 0..count {
@@ -307,5 +314,46 @@ mod tests {
         fs::write(&path, &good[..good.len() - 9]).unwrap();
         assert!(matches!(load(&path, 1), Err(LoadError::Damaged(_))));
         assert!(matches!(load(&tmp.path().join("missing"), 1), Err(LoadError::Io(_))));
+    }
+
+    /// What a loader sees past the checksum is whatever the file holds: any bytes after the
+    /// magic, with a valid CRC, and any byte changes of a real checkpoint with its CRC fixed up,
+    /// load or fail with `Damaged`; never a panic, never a giant allocation.
+    mod garbage {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn load_bytes(body: &[u8]) -> Result<Store, LoadError> {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("store.ckpt");
+            let mut bytes = body.to_vec();
+            bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+            fs::write(&path, bytes).unwrap();
+            load(&path, 1)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+            #[test]
+            fn arbitrary_bodies(tail in proptest::collection::vec(any::<u8>(), 0..2048), v1 in any::<bool>()) {
+                let mut body = if v1 { MAGIC_V1.to_vec() } else { MAGIC.to_vec() };
+                body.extend_from_slice(&tail);
+                let _ = load_bytes(&body);
+            }
+
+            #[test]
+            fn changed_checkpoints(changes in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+                let tmp = tempfile::tempdir().unwrap();
+                let path = tmp.path().join("store.ckpt");
+                save(&populated(), &path, &Faults::default()).unwrap();
+                let bytes = fs::read(&path).unwrap();
+                let mut body = bytes[..bytes.len() - 4].to_vec();
+                for (at, b) in changes {
+                    let i = MAGIC.len() + at.index(body.len() - MAGIC.len());
+                    body[i] = b;
+                }
+                let _ = load_bytes(&body);
+            }
+        }
     }
 }
