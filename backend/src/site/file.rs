@@ -50,6 +50,9 @@ use serde::Deserialize;
 
 use super::{Boundary, BoundaryGroup, Catalog, Collection, Deployment, Schedules, Site, Sup, UpdateGroup};
 
+/// The highest content or policy version a site file may start from (room for syncs after).
+pub const MAX_VERSION: u32 = 10_000_000;
+
 /// A site file that cannot be used, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SiteError {
@@ -209,6 +212,12 @@ impl SiteFile {
             Guid::parse(self.policy_id.trim().as_bytes()).map_err(|e| invalid("policy_id", e.to_string()))?;
         if self.catalog_size == 0 || self.catalog_size > 100_000 {
             return Err(invalid("catalog_size", "must be 1 to 100000"));
+        }
+        // Versions rise by one per sync; a site's are in the hundreds or thousands.
+        for (key, v) in [("content_version", self.content_version), ("policy_version", self.policy_version)] {
+            if v > MAX_VERSION {
+                return Err(invalid(key, format!("must be at most {MAX_VERSION}")));
+            }
         }
         let mut boundary_groups = Vec::new();
         for (i, g) in self.boundary_group.iter().enumerate() {
@@ -550,5 +559,73 @@ mod tests {
         }
         let unknown = SiteFile::parse(&format!("{base}\nbogus = 1")).unwrap_err();
         assert!(unknown.to_string().contains("bogus"), "{unknown}");
+    }
+
+    /// Site files with arbitrary values where values go: every one is used or refused with the
+    /// key named, never a panic; what is used survives syncs with versions rising by one.
+    mod arbitrary {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[0-9]{1,25}(\\.[0-9]{0,3})?[smhdx]?",
+                "[0-9]{1,12}\\.\\.[0-9]{1,12}",
+                "[ -~]{0,24}",
+                "KB[0-9]{1,9}",
+                "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}(-[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3})?",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+            #[test]
+            fn used_or_refused_by_key(
+                catalog_size in prop_oneof![3 => 1usize..300, 1 => any::<usize>()],
+                content_version in prop_oneof![1 => 0u32..1000, 1 => any::<u32>(), 1 => u32::MAX - 3..=u32::MAX],
+                policy_version in prop_oneof![1 => 0u32..1000, 1 => any::<u32>()],
+                behind in 0u32..3,
+                updates in prop_oneof![3 => Just(vec!["\"0..10\"".to_owned()]), 1 => proptest::collection::vec(prop_oneof![text().prop_map(|t| format!("{t:?}")), any::<i64>().prop_map(|n| n.to_string())], 0..4)],
+                range in prop_oneof![3 => Just("0.0.0.0-255.255.255.255".to_owned()), 1 => text()],
+                subnet in prop_oneof![3 => Just("192.168.2.0".to_owned()), 1 => text()],
+                span in prop_oneof![3 => Just("1h".to_owned()), 1 => text()],
+            ) {
+                let synced = content_version.saturating_sub(behind);
+                let file = format!(r#"
+site_code = "PS1"
+update_source_id = "{{C2D17964-BBDD-4339-B9F3-12D7205B39CC}}"
+policy_id = "{{d0855677-b0a6-4e33-9bd5-7b0d06f0a2be}}"
+content_version = {content_version}
+policy_version = {policy_version}
+catalog_size = {catalog_size}
+[[boundary_group]]
+name = "B"
+subnets = [{subnet:?}]
+ip_ranges = [{range:?}]
+[[sup]]
+name = "S"
+boundary_groups = ["B"]
+synced_version = {synced}
+[[update_group]]
+name = "G"
+updates = [{updates}]
+[[deployment]]
+name = "D"
+update_group = "G"
+[summarization]
+update_status = {span:?}
+aged_after = {span:?}
+"#, updates = updates.join(", "));
+                match SiteFile::parse(&file).and_then(SiteFile::into_site) {
+                    Ok(mut site) => {
+                        let v = u64::from(site.content_version);
+                        prop_assert_eq!(u64::from(site.sync(3, 1)), v + 1);
+                        prop_assert_eq!(u64::from(site.sync(0, 0)), v + 2);
+                    }
+                    Err(SiteError::Invalid { key, why }) => prop_assert!(!key.is_empty() && !why.is_empty()),
+                    Err(SiteError::Toml(why)) => prop_assert!(!why.is_empty()),
+                }
+            }
+        }
     }
 }
