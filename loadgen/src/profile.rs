@@ -595,4 +595,57 @@ mod tests {
         let unknown = Plan::parse("t", &format!("{BASE}\n[client]\npoll = \"1m\"")).unwrap_err();
         assert!(unknown.to_string().contains("poll"), "{unknown}");
     }
+
+    /// Profiles with arbitrary values where values go: used within the documented bounds, or
+    /// refused with the key named; never a panic.
+    mod arbitrary {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => (1u32..5000).prop_map(|n| n.to_string()),
+                3 => prop_oneof![Just("\"1h\""), Just("\"90s\""), Just("\"< 500ms\""), Just("0.5")].prop_map(str::to_owned),
+                1 => any::<i64>().prop_map(|n| n.to_string()),
+                1 => any::<f64>()
+                    .prop_map(|f| format!("{f:?}"))
+                    .prop_filter("TOML float", |f| !f.contains("inf") && !f.contains("NaN")),
+                1 => "[0-9]{1,22}(\\.[0-9]{0,3})?[smhdx]?".prop_map(|t| format!("{t:?}")),
+                1 => "[ -~]{0,12}".prop_map(|t| format!("{t:?}")),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+            #[test]
+            fn used_within_bounds_or_refused_by_key(
+                clients in value(), time_scale in value(), duration in value(), connections in value(),
+                rate in value(), messages in value(), fraction in value(), at in value(), threshold in value(),
+                open in any::<bool>(),
+            ) {
+                let open_model = if open {
+                    format!("[open_model]\nrate = {rate}\nmessages_per_report = {messages}\n")
+                } else {
+                    format!("[[event]]\nat = {at}\nsync = {{ new_updates = 3, superseded = 1 }}\n")
+                };
+                let text = format!("[population]\nclients = {clients}\ninternet_fraction = {fraction}\n\
+                    [run]\ntime_scale = {time_scale}\nduration = {duration}\n\
+                    [transport]\nconnections = {connections}\n{open_model}\
+                    [thresholds]\n\"state_report.p99\" = {threshold}\n");
+                match Plan::parse("arbitrary", &text) {
+                    Ok(p) => {
+                        prop_assert!((1..=10_000_000).contains(&p.clients));
+                        prop_assert!((1..=65_536).contains(&p.connections));
+                        prop_assert!(p.time_scale.is_finite() && p.time_scale > 0.0);
+                        prop_assert!((0.0..=1.0).contains(&p.internet_fraction));
+                        if let Some((r, m)) = p.open_model {
+                            prop_assert!(r.is_finite() && r > 0.0 && (1..=10_000).contains(&m));
+                        }
+                    }
+                    Err(ProfileError::Invalid { key, why }) => prop_assert!(!key.is_empty() && !why.is_empty()),
+                    Err(ProfileError::Toml(why)) => prop_assert!(!why.is_empty()),
+                }
+            }
+        }
+    }
 }
