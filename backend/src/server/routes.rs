@@ -79,7 +79,8 @@ pub(super) async fn handle(
         _ => "other",
     }
     .to_owned();
-    let head_bytes: usize = req.uri().to_string().len()
+    let head_bytes: usize = path.len()
+        + query.len()
         + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
     let answer = match (method.as_str(), path.as_str()) {
         // hyper bounds what it buffers (a little past its 64 KiB read buffer); this makes the
