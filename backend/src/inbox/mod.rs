@@ -5,5 +5,8 @@
 //! - [`commit`]: the group-commit writer thread the relay hands Reports to; each is acknowledged
 //!   only after the `fdatasync` that covers it.
 
+//! - [`discovery`]: the records that make registrations and locations durable beside them.
+
 pub mod commit;
+pub mod discovery;
 pub mod segment;

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use crate::inbox::commit::{Ack, Busy};
+use crate::inbox::discovery::Discovery;
 use crate::mp::{self, Dispatch};
 use crate::site::{Collection, Site, chain};
 use crate::statesys::tasks::Task;
@@ -285,7 +286,20 @@ async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option
     let answer = match decision {
         Dispatch::Reply { mut header, xml, discovered } => {
             if let Some(d) = discovered {
-                shared.store.discover(d.client, &d.netbios_name, d.location, shared.clock.now().0);
+                let now = shared.clock.now().0;
+                let learned = shared.store.discover(d.client, &d.netbios_name, d.location.clone(), now);
+                // What the site learned is durable before the answer (a restart replays it).
+                if learned {
+                    let record = Discovery {
+                        client: d.client,
+                        netbios_name: d.netbios_name,
+                        location: d.location,
+                        time: now,
+                    };
+                    if let Err(e) = durable(shared, record.encode()).await {
+                        return (e.answer(shared, shared.location_log.log(), "Discovery"), target);
+                    }
+                }
             }
             if plain {
                 reply(StatusCode::OK, "text/xml; charset=utf-8", xml)
@@ -300,6 +314,43 @@ async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option
     (answer, target)
 }
 
+/// Why a record is not on disk.
+enum NotDurable {
+    /// The writer's queue is full: back-pressure.
+    Busy,
+    /// Writing failed (no space, I/O error) or the writer stopped.
+    Failed(String),
+}
+
+impl NotDurable {
+    /// The 503 it gets; a failed write is also logged (`log`: the component's log).
+    fn answer(self, shared: &Shared, log: &crate::logs::ComponentLog, what: &str) -> Reply {
+        match self {
+            NotDurable::Busy => busy(shared, "the inbox writer is busy; retry later"),
+            NotDurable::Failed(why) => {
+                log.log(crate::logs::Severity::Error, &format!("{what}: cannot write the inbox: {why}"));
+                busy(shared, &why)
+            }
+        }
+    }
+}
+
+/// Writes `record` to the inbox and waits until it is on disk.
+async fn durable(shared: &Shared, record: Vec<u8>) -> Result<(), NotDurable> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let ack: Ack = Box::new(move |r| {
+        let _ = tx.send(r);
+    });
+    if let Err(Busy { .. }) = shared.commit.submit(record, ack) {
+        return Err(NotDurable::Busy);
+    }
+    match rx.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(NotDurable::Failed(e.to_string())),
+        Err(_) => Err(NotDurable::Failed("the inbox writer stopped".into())),
+    }
+}
+
 /// Makes the Report durable and only then answers `NoReply`.
 async fn relay(shared: &Arc<Shared>, report: Vec<u8>, records: u64, plain: bool) -> Reply {
     let waiting = shared.stats.files_waiting.load(Ordering::Relaxed);
@@ -309,15 +360,8 @@ async fn relay(shared: &Arc<Shared>, report: Vec<u8>, records: u64, plain: bool)
     if shared.stats.checkpoint_failing.load(Ordering::Acquire) {
         return busy(shared, "StateSys cannot write its checkpoint (disk trouble); retry later");
     }
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let ack: Ack = Box::new(move |r| {
-        let _ = tx.send(r);
-    });
-    if let Err(Busy { .. }) = shared.commit.submit(report, ack) {
-        return busy(shared, "the inbox writer is busy; retry later");
-    }
-    match rx.await {
-        Ok(Ok(())) => {
+    match durable(shared, report).await {
+        Ok(()) => {
             shared.stats.reports_accepted.fetch_add(1, Ordering::Relaxed);
             shared.stats.messages_accepted.fetch_add(records, Ordering::Relaxed);
             shared.relay_log.sample(|| {
@@ -339,12 +383,7 @@ async fn relay(shared: &Arc<Shared>, report: Vec<u8>, records: u64, plain: bool)
                 reply(StatusCode::OK, CCM_CONTENT_TYPE, NO_REPLY)
             }
         }
-        Ok(Err(e)) => {
-            let line = format!("Relay: cannot write the inbox: {e}");
-            shared.relay_log.log().log(crate::logs::Severity::Error, &line);
-            busy(shared, &e.to_string())
-        }
-        Err(_) => busy(shared, "the inbox writer stopped"),
+        Err(e) => e.answer(shared, shared.relay_log.log(), "Relay"),
     }
 }
 
@@ -621,6 +660,12 @@ fn client_json(shared: &Shared, id: &str) -> Reply {
                 "StateName": statenames::state_name(statenames::TOPIC_SCAN, u32::from(s.state)),
                 "Time": time(s.time),
                 "ContentVersion": s.content_version,
+            })),
+            "Location": client.location.as_ref().map(|l| json!({
+                "ADSite": &*l.ad_site,
+                "BoundaryGroups": (0..64).filter(|g| l.boundary_groups >> g & 1 == 1)
+                    .filter_map(|g| site.boundary_groups.get(g).map(|b| b.name.clone()))
+                    .collect::<Vec<_>>(),
             })),
             "LastSerialNumber": client.serials.last(),
             "MissingSerialRanges": client.serials.missing(),

@@ -278,9 +278,11 @@ impl Store {
 
     /// A client the MP heard from (registration, location request) at site time `now`: known
     /// from now on, with its location when it said where it is.
-    pub fn discover(&self, client: Guid, netbios: &str, location: Option<Location>, now: i64) {
+    /// Returns whether the site learned something: a client it did not know, or a new place.
+    pub fn discover(&self, client: Guid, netbios: &str, location: Option<Location>, now: i64) -> bool {
         let mut guard = lock(self.shard(client));
         let shard = &mut *guard;
+        let known = shard.index.contains_key(&client);
         let slot = shard.slot(client, netbios);
         let c = &mut shard.clients[slot];
         c.last_seen = c.last_seen.max(now);
@@ -289,7 +291,9 @@ impl Store {
         {
             c.location = Some(location);
             shard.summary.client_changed(slot);
+            return true;
         }
+        !known
     }
 
     /// SUM Delete Aged Status: drops the status of every client not heard from since `cutoff`

@@ -589,8 +589,10 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Report { client, time, states } => set(&store, client, time, &states),
-                    Op::Discover { client, site, groups } => store.discover(
-                        Guid(client), "PC", Some(Location { ad_site: format!("S{site}").into(), boundary_groups: groups }), 10),
+                    Op::Discover { client, site, groups } => {
+                        let location = Location { ad_site: format!("S{site}").into(), boundary_groups: groups };
+                        store.discover(Guid(client), "PC", Some(location), 10);
+                    }
                     Op::Age { cutoff } => { store.retire_aged(cutoff); }
                     Op::Migrate { update } => {
                         // A sync supersedes the `update % 3 + 1` oldest current updates; SUM

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use super::checkpoint;
 use super::process::{Processed, UpdateIndex, process_report};
 use super::store::{Record, Store};
+use crate::inbox::discovery;
 use crate::inbox::segment::{self, SEALED};
 use crate::logs::ComponentLog;
 
@@ -272,6 +273,17 @@ fn process_file(
     }
     let mut outcome = FileOutcome { processed: Processed::default(), reports: 0, segment: true, bad: false };
     for report in segment::records(&bytes) {
+        if let Ok(record) = report
+            && discovery::is_discovery(record)
+        {
+            match discovery::Discovery::decode(record) {
+                Some(d) => {
+                    store.discover(d.client, &d.netbios_name, d.location, d.time);
+                }
+                None => outcome.bad = true,
+            }
+            continue;
+        }
         outcome.reports += 1;
         match report.map(|r| process_report(store, index, r, scratch)) {
             Ok(Ok(p)) => outcome.processed += p,

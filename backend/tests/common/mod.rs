@@ -49,12 +49,14 @@ pub(crate) fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// The backend on its own runtime and threads, on 127.0.0.1, with short timers.
+#[allow(dead_code)]
 pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+#[allow(dead_code)] // not every test binary runs the backend in-process
 impl Server {
     pub(crate) fn start(data: &Path, tune: impl FnOnce(&mut Config)) -> Server {
         let mut config = Config::new(data.to_owned());
