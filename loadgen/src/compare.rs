@@ -28,7 +28,9 @@ fn min_samples(name: &str) -> u64 {
     } else if name.ends_with(".p99") {
         200
     } else if name.ends_with(".p50") {
-        20
+        // A median of a few dozen requests that wait for a disk flush (registrations, since
+        // they are made durable) moved 11 % between identical runs: too few to judge.
+        50
     } else {
         1
     }

@@ -36,7 +36,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use protocol::envelope::{self, CONTENT_TYPE as CCM_CONTENT_TYPE, MsgHeader};
+use protocol::envelope::MsgHeader;
 use protocol::report::write::Param;
 use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
 use protocol::{Guid, GuidStyle, Timestamp};
@@ -45,6 +45,7 @@ use tokio::sync::Semaphore;
 
 use crate::profile::Wire;
 use crate::sim::mix;
+use crate::transport::{mp_request, retry_after};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -259,35 +260,19 @@ fn report_xml(load: &Load, k: usize, id: Guid, first: u64) -> String {
 }
 
 fn relay_request(load: &Load, base: &str, id: Guid, k: usize, first: u64, xml: &str) -> Request<Full<Bytes>> {
-    let uri = format!("{base}/ccm_system/request");
-    let request = match load.wire {
-        Wire::Ccm => {
-            let name = format!("CRASH{k:06}");
-            let mut header = MsgHeader {
-                id: format!("{{{}}}", Guid(u128::from(mix(k as u64)) << 64 | u128::from(first))),
-                source_id: format!("GUID:{id}"),
-                source_host: name.clone(),
-                target_endpoint: "MP_RelayEndpoint".into(),
-                reply_to: format!("direct:{name}:SccmMessaging"),
-                reply_mode: "ASync".into(),
-                priority: Some(5),
-                properties: vec![("FileType".into(), "SMX".into())],
-                ..MsgHeader::default()
-            };
-            Request::builder()
-                .method(Method::from_bytes(b"CCM_POST").unwrap_or(Method::POST))
-                .uri(uri)
-                .header("content-type", CCM_CONTENT_TYPE)
-                .body(Full::new(Bytes::from(envelope::build_request(&mut header, xml, Some(6)))))
-        }
-        Wire::Plain => Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .header("content-type", "text/xml")
-            .header("x-target-endpoint", "MP_RelayEndpoint")
-            .body(Full::new(Bytes::from(xml.to_owned()))),
+    let name = format!("CRASH{k:06}");
+    let mut header = MsgHeader {
+        id: format!("{{{}}}", Guid(u128::from(mix(k as u64)) << 64 | u128::from(first))),
+        source_id: format!("GUID:{id}"),
+        source_host: name.clone(),
+        target_endpoint: "MP_RelayEndpoint".into(),
+        reply_to: format!("direct:{name}:SccmMessaging"),
+        reply_mode: "ASync".into(),
+        priority: Some(5),
+        properties: vec![("FileType".into(), "SMX".into())],
+        ..MsgHeader::default()
     };
-    request.unwrap_or_default()
+    mp_request(load.wire, base, &mut header, xml.to_owned()).unwrap_or_default()
 }
 
 /// Sends a request; `Ok` on 2xx, else how long to wait before trying again.
@@ -296,11 +281,7 @@ async fn send(load: &Load, request: Request<Full<Bytes>>) -> Result<Bytes, Durat
     let answer = tokio::time::timeout(Duration::from_secs(30), async {
         let response = load.http.request(request).await.map_err(|_| None)?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(response.headers());
         let body = response.into_body().collect().await.map_err(|_| None)?.to_bytes();
         if status.is_success() { Ok(body) } else { Err(retry_after) }
     })

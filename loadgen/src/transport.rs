@@ -73,11 +73,7 @@ impl Transport {
             let response =
                 self.client.request(request).await.map_err(|e| Failure::Connection(e.to_string()))?;
             let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(hyper::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+            let retry_after = retry_after(response.headers());
             let body =
                 response.into_body().collect().await.map_err(|e| Failure::Connection(e.to_string()))?;
             Ok::<_, Failure>((status, retry_after, body.to_bytes()))
@@ -110,25 +106,8 @@ impl Transport {
         mut header: MsgHeader,
         xml: impl FnOnce() -> String,
     ) -> Result<String, Failure> {
-        let uri = format!("{}/ccm_system/request", self.base);
-        let wire = self.wire;
-        let build = move || {
-            let xml = xml();
-            match wire {
-                Wire::Ccm => Request::builder()
-                    .method(Method::from_bytes(b"CCM_POST").unwrap_or(Method::POST))
-                    .uri(uri)
-                    .header("content-type", CCM_CONTENT_TYPE)
-                    .body(Full::new(Bytes::from(envelope::build_request(&mut header, &xml, Some(6))))),
-                Wire::Plain => Request::builder()
-                    .method(Method::POST)
-                    .uri(uri)
-                    .header("content-type", "text/xml")
-                    .header("x-target-endpoint", header.target_endpoint.as_str())
-                    .body(Full::new(Bytes::from(xml))),
-            }
-            .map_err(|e| Failure::Body(e.to_string()))
-        };
+        let (base, wire) = (self.base.clone(), self.wire);
+        let build = move || mp_request(wire, &base, &mut header, xml());
         let body = self.send(kind, intended, build).await?;
         if self.wire == Wire::Plain || body.is_empty() {
             return String::from_utf8(body.to_vec()).map_err(|e| Failure::Body(e.to_string()));
@@ -152,6 +131,39 @@ impl Transport {
         };
         self.send(kind, intended, build).await
     }
+}
+
+/// A message to an MP endpoint at `base` as an HTTP request on `wire`: the CCM envelope
+/// (`CCM_POST`, UTF-16, zlib) or plain XML with `X-Target-Endpoint`.
+pub fn mp_request(
+    wire: Wire,
+    base: &str,
+    header: &mut MsgHeader,
+    xml: String,
+) -> Result<Request<Full<Bytes>>, Failure> {
+    let uri = format!("{base}/ccm_system/request");
+    match wire {
+        Wire::Ccm => Request::builder()
+            .method(Method::from_bytes(b"CCM_POST").unwrap_or(Method::POST))
+            .uri(uri)
+            .header("content-type", CCM_CONTENT_TYPE)
+            .body(Full::new(Bytes::from(envelope::build_request(header, &xml, Some(6))))),
+        Wire::Plain => Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header("content-type", "text/xml")
+            .header("x-target-endpoint", header.target_endpoint.as_str())
+            .body(Full::new(Bytes::from(xml))),
+    }
+    .map_err(|e| Failure::Body(e.to_string()))
+}
+
+/// The wait a `Retry-After: <seconds>` header asks for.
+pub fn retry_after(headers: &hyper::HeaderMap) -> Option<Duration> {
+    headers
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// A plain call for the run's own use (admin API): not measured, no permit.

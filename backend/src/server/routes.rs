@@ -194,6 +194,11 @@ async fn faults(shared: &Shared, req: HttpRequest<Incoming>) -> Reply {
     json_reply(StatusCode::OK, &json!({ "Inbox": name(Disk::Inbox), "Checkpoint": name(Disk::Checkpoint) }))
 }
 
+/// The body length a request declares (`Content-Length`).
+fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+}
+
 /// Reserves `bytes` of the request-memory budget, if that much is free now.
 fn reserve(shared: &Shared, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
     let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
@@ -206,8 +211,7 @@ async fn read_body(
     req: HttpRequest<Incoming>,
 ) -> Result<(hyper::http::request::Parts, Bytes), Reply> {
     let limit = shared.limits.max_body;
-    let declared =
-        req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(req.headers());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(text(StatusCode::PAYLOAD_TOO_LARGE, format!("bodies are limited to {limit} bytes")));
     }
@@ -227,9 +231,8 @@ async fn read_body(
 async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option<String>) {
     // Memory for the body as read and as decoded is reserved before reading and held until the
     // answer (a relayed Report waits in the inbox queue meanwhile).
-    let declared =
-        req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    let raw = declared.unwrap_or(shared.limits.max_body).min(shared.limits.max_body);
+    let raw = declared_length(req.headers())
+        .map_or(shared.limits.max_body, |n| n.min(shared.limits.max_body as u64) as usize);
     let Some(mut reserved) = reserve(shared, 2 * raw) else {
         return (busy(shared, "too many request bytes in flight; retry later"), None);
     };
