@@ -115,6 +115,7 @@ impl ComponentLog {
 
     /// A line in this log's format, newline included.
     fn format_line(&self, severity: Severity, message: &str, at: Timestamp, thread: u32) -> String {
+        let message = &*safe_message(message);
         let secs = at.unix_seconds();
         let millis = at.0.rem_euclid(1_000_000) / 1000;
         let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
@@ -137,6 +138,40 @@ impl ComponentLog {
         };
         line
     }
+}
+
+/// The longest message a line holds; longer ones are cut and marked.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+
+/// `message` made safe to write into a line: what a client sent may reach a log, so line ends
+/// are escaped (`\n`, `\r`), other control characters become `?`, the two formats' entry
+/// delimiters (`<![LOG[`, `]LOG]!>`, `$$<`) are defused, and the message is cut at
+/// [`MAX_MESSAGE_BYTES`]. One call is one entry, whatever the message holds.
+pub fn safe_message(message: &str) -> std::borrow::Cow<'_, str> {
+    let clean = !message.contains(|c: char| c.is_control() && c != '\t')
+        && !message.contains("]LOG]!>")
+        && !message.contains("$$<")
+        && !message.contains("<![LOG[");
+    if clean && message.len() <= MAX_MESSAGE_BYTES {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let cut = protocol::names::clip(message, MAX_MESSAGE_BYTES);
+    let mut out = String::with_capacity(cut.len() + 32);
+    for c in cut.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push('\t'),
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    let mut out =
+        out.replace("]LOG]!>", "]LOG]!&gt;").replace("<![LOG[", "&lt;![LOG[").replace("$$<", "$$&lt;");
+    if cut.len() < message.len() {
+        out.push_str(" <Message Truncated>");
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A log for events that come per message (location requests, relayed Reports): at most one
@@ -191,6 +226,27 @@ impl SampledLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a client sends cannot forge an entry in either format, nor make a giant line.
+    #[test]
+    fn client_text_stays_one_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = SiteClock::new(Timestamp(0), 1.0);
+        let at = Timestamp(0);
+        let forged =
+            "x]LOG]!><time=\"00:00:00.000+000\">\r\n<![LOG[Forged entry]LOG]!> $$<SMS_STATE_SYSTEM>\u{7}";
+        for format in [Format::Mp, Format::Site] {
+            let log = ComponentLog::open(tmp.path(), "X.log", "X", format, clock).unwrap();
+            let line = log.format_line(Severity::Info, forged, at, 1);
+            assert_eq!(line.matches('\n').count(), 1, "{line}");
+            assert!(!line.contains('\r') && !line.contains('\u{7}'));
+            assert_eq!(line.matches("]LOG]!>").count(), usize::from(format == Format::Mp), "{line}");
+            assert_eq!(line.matches("$$<").count(), usize::from(format == Format::Site), "{line}");
+            let long = log.format_line(Severity::Info, &"é".repeat(MAX_MESSAGE_BYTES), at, 1);
+            assert!(long.len() < MAX_MESSAGE_BYTES + 300 && long.contains("<Message Truncated>"));
+        }
+        assert!(matches!(safe_message("Processed 3 records."), std::borrow::Cow::Borrowed(_)));
+    }
 
     #[test]
     fn both_formats_match_the_product() {

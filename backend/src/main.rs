@@ -53,6 +53,10 @@ enum Command {
         /// MiB that CCM requests may hold at once, read and decoded (503 past it).
         #[arg(long, default_value_t = 1024)]
         max_request_mib: usize,
+        /// Seconds a write to a client may make no progress (a client that does not read its
+        /// answers) before its connection is closed.
+        #[arg(long, default_value_t = 30.0)]
+        write_timeout: f64,
         /// Seconds the relay's 503s ask clients to wait (Retry-After).
         #[arg(long, default_value_t = 5)]
         retry_after: u32,
@@ -98,7 +102,12 @@ fn main() -> ExitCode {
         statesys_rate,
         retry_after,
         max_request_mib,
+        write_timeout,
     } = Cli::parse().command;
+    if !(write_timeout.is_finite() && write_timeout > 0.0 && write_timeout <= 3600.0) {
+        eprintln!("backend: --write-timeout must be a number of seconds from 0 to 3600");
+        return ExitCode::from(2);
+    }
     if !(time_scale.is_finite() && time_scale > 0.0) {
         eprintln!("backend: --time-scale must be a positive number");
         return ExitCode::from(2);
@@ -124,6 +133,7 @@ fn main() -> ExitCode {
     config.limits.max_connections = max_connections.max(1);
     config.limits.high_water_files = high_water_files;
     config.limits.retry_after_secs = retry_after.clamp(1, 3600);
+    config.limits.write_timeout = Duration::from_secs_f64(write_timeout);
     config.limits.max_request_memory = max_request_mib.clamp(16, 1 << 20) << 20;
     config.checkpoint_every = Duration::from_millis(checkpoint_ms);
     config.remote_mp = remote_mp;
@@ -140,6 +150,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // One process owns a data directory: say so before taking a port (`run` holds the lock).
+    if let Err(e) = backend::server::lock_data_dir(&config.data_dir) {
+        eprintln!("backend: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         eprintln!(

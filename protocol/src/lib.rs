@@ -9,7 +9,8 @@
 //!   quick-xml oracle it is tested against; [`report::ReportWriter`] writes Reports from templates.
 //! - [`bodies`]: the low-rate message bodies (WSUS location, registration, policy assignments, the
 //!   UpdateSource policy, the MP list), read into owned structs through [`xml::Element`].
-//! - Helpers: [`guid`], [`cimtime`] (CIM and ISO datetimes), [`statenames`] (`SR_StateNames`).
+//! - Helpers: [`guid`], [`cimtime`] (CIM and ISO datetimes), [`statenames`] (`SR_StateNames`),
+//!   [`names`] (how long the names clients choose may be).
 //!
 //! ## How a state message travels through this crate
 //! ```text
@@ -25,6 +26,7 @@ pub mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod guid;
+pub mod names;
 pub mod report;
 pub mod statenames;
 pub mod utf16;

@@ -30,6 +30,12 @@ pub fn escape_attr(v: &str) -> std::borrow::Cow<'_, str> {
 /// Deeper documents are refused: no CCM body nests past a dozen levels.
 pub const MAX_DEPTH: usize = 64;
 
+/// Documents with more elements and attributes than this are refused: the largest CCM bodies
+/// read into a tree (a registration with its certificates and discovery properties) hold a few
+/// dozen. With it the tree costs at most the text it copies plus `MAX_NODES` small nodes, so a
+/// few kilobytes of `<a/>` cannot become hundreds of megabytes.
+pub const MAX_NODES: usize = 4096;
+
 /// A document that is not well-formed XML, or not what the caller expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason} (at byte {offset})")]
@@ -62,6 +68,7 @@ impl Element {
         let mut reader = Reader::from_str(xml);
         let mut stack: Vec<Element> = Vec::new();
         let mut root: Option<Element> = None;
+        let mut nodes = 0usize;
         loop {
             let at = reader.buffer_position();
             let event =
@@ -75,14 +82,25 @@ impl Element {
                     if stack.len() >= MAX_DEPTH {
                         return Err(XmlError::new("elements nest too deep", at));
                     }
+                    nodes += 1;
                     let mut element =
                         Element { name: start.name().as_ref().to_owned(), ..Element::default() };
                     for attr in start.attributes() {
                         let attr = attr.map_err(|e| XmlError::new(e.to_string(), at))?;
+                        nodes += 1;
+                        if nodes > MAX_NODES {
+                            break;
+                        }
                         let value = attr
                             .normalized_value(XmlVersion::Implicit1_0)
                             .map_err(|e| XmlError::new(e.to_string(), at))?;
                         element.attrs.push((attr.key.as_ref().to_owned(), value.into_owned()));
+                    }
+                    if nodes > MAX_NODES {
+                        return Err(XmlError::new(
+                            format!("more than {MAX_NODES} elements and attributes"),
+                            at,
+                        ));
                     }
                     if is_empty {
                         close(&mut stack, &mut root, element);
@@ -296,6 +314,12 @@ mod tests {
         assert!(Element::parse(&deep).is_err());
         let ok = "<a>".repeat(MAX_DEPTH) + &"</a>".repeat(MAX_DEPTH);
         assert!(Element::parse(&ok).is_ok());
+        // Wide rather than deep: elements and attributes are counted together.
+        let wide = |n: usize| format!("<r>{}</r>", "<a/>".repeat(n));
+        assert!(Element::parse(&wide(MAX_NODES - 1)).is_ok());
+        assert!(Element::parse(&wide(MAX_NODES)).is_err());
+        let attrs: String = (0..MAX_NODES).map(|i| format!(" a{i}=''")).collect();
+        assert!(Element::parse(&format!("<r{attrs}/>")).is_err());
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct CommitConfig {
     pub seal_after: Duration,
     /// The fault-injection seam.
     pub faults: Arc<Faults>,
+    /// The site clock: each segment records when it was opened.
+    pub clock: crate::clock::SiteClock,
 }
 
 impl CommitConfig {
@@ -64,6 +66,7 @@ impl CommitConfig {
             seal_bytes: 16 << 20,
             seal_after: Duration::from_millis(200),
             faults: Arc::default(),
+            clock: crate::clock::SiteClock::real_time(),
         }
     }
 }
@@ -228,7 +231,8 @@ impl Writer {
     fn create(&mut self) -> io::Result<SegmentWriter> {
         loop {
             self.seq += 1;
-            match SegmentWriter::create(&self.config.dir, &format!("{:016X}", self.seq)) {
+            let created = self.config.clock.now().0;
+            match SegmentWriter::create(&self.config.dir, &format!("{:016X}", self.seq), created) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 other => return other.map(|w| w.with_faults(Arc::clone(&self.config.faults))),
             }

@@ -30,10 +30,12 @@ pub fn is_discovery(record: &[u8]) -> bool {
     record.starts_with(MAGIC)
 }
 
+/// `len u16 + bytes`, never cut inside a character (the MP refuses names anywhere near the
+/// bound; this only makes sure whatever is written reads back).
 fn put_text(out: &mut Vec<u8>, text: &str) {
-    let bytes = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
-    out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
-    out.extend_from_slice(bytes);
+    let text = protocol::names::clip(text, u16::MAX as usize);
+    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
 }
 
 impl Discovery {

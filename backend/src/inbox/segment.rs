@@ -1,9 +1,13 @@
 //! SMX segments: many Reports in one inbox file, so one fsync makes a whole batch durable.
 //!
 //! ```text
-//! "SUMSTORM-SMX-SEGMENT/1\n"                      magic (a plain .SMX file starts with '<' or a BOM)
+//! "SUMSTORM-SMX-SEGMENT/2\n" | created: i64 LE    magic (a plain .SMX file starts with '<' or a
+//!                                                 BOM) and the site time the segment was opened
 //! ( len: u32 LE | crc32: u32 LE | len bytes of Report XML )*
 //! ```
+//! `created` (µs) is when the relay opened the segment, so every record in it was acknowledged
+//! at or after that site time: StateSys judges MessageTimes against it, the same way at every
+//! replay. Version 1 (no `created`) still reads.
 //! A segment is written as `<name>.part` and renamed to `<name>.SMX` when sealed, so StateSys
 //! never reads a file still being written. A crash can leave a `.part` whose last record is torn
 //! (never acknowledged: acks follow the fsync); [`recover`] cuts it back to its last whole record
@@ -16,7 +20,10 @@ use std::sync::Arc;
 
 use crate::faults::{Disk, Faults};
 
-pub const MAGIC: &[u8] = b"SUMSTORM-SMX-SEGMENT/1\n";
+pub const MAGIC: &[u8] = b"SUMSTORM-SMX-SEGMENT/2\n";
+const MAGIC_V1: &[u8] = b"SUMSTORM-SMX-SEGMENT/1\n";
+/// The bytes before the first record of a segment written now.
+pub const HEADER: usize = MAGIC.len() + 8;
 const RECORD_HEAD: usize = 8;
 /// A record larger than this is refused (the relay's body limit is far below it).
 pub const MAX_RECORD: usize = 64 << 20;
@@ -39,13 +46,28 @@ pub enum SegmentError {
 
 /// Whether `bytes` are a segment (rather than a plain one-Report SMX file).
 pub fn is_segment(bytes: &[u8]) -> bool {
-    bytes.starts_with(MAGIC)
+    bytes.starts_with(MAGIC) || bytes.starts_with(MAGIC_V1)
+}
+
+/// Where a segment's records start; `None` if it is not a (whole-headed) segment.
+fn header_len(bytes: &[u8]) -> Option<usize> {
+    if bytes.starts_with(MAGIC_V1) {
+        Some(MAGIC_V1.len())
+    } else {
+        (bytes.starts_with(MAGIC) && bytes.len() >= HEADER).then_some(HEADER)
+    }
+}
+
+/// The site time (µs) a version-2 segment was opened; `None` for version 1 and non-segments.
+pub fn created(bytes: &[u8]) -> Option<i64> {
+    let raw = bytes.strip_prefix(MAGIC)?.first_chunk::<8>()?;
+    Some(i64::from_le_bytes(*raw))
 }
 
 /// The Reports of a segment, in order. Stops at the first bad record: corrupt if more bytes
 /// follow it, torn if it is the tail.
 pub fn records(bytes: &[u8]) -> impl Iterator<Item = Result<&[u8], SegmentError>> {
-    let mut at = if is_segment(bytes) { MAGIC.len() } else { usize::MAX };
+    let mut at = header_len(bytes).unwrap_or(usize::MAX);
     let mut done = false;
     std::iter::from_fn(move || {
         if done {
@@ -93,7 +115,7 @@ fn read_record(bytes: &[u8], at: usize) -> Result<(&[u8], usize), SegmentError> 
 
 /// The length of the whole-record prefix of a segment.
 pub fn valid_len(bytes: &[u8]) -> Result<usize, SegmentError> {
-    let mut at = MAGIC.len();
+    let mut at = header_len(bytes).ok_or(SegmentError::NotASegment)?;
     for r in records(bytes) {
         match r {
             Ok(payload) => at += RECORD_HEAD + payload.len(),
@@ -119,11 +141,14 @@ pub struct SegmentWriter {
 }
 
 impl SegmentWriter {
-    pub fn create(dir: &Path, name: &str) -> io::Result<SegmentWriter> {
+    /// A new segment `<dir>/<name>.part`, opened at site time `created` (µs).
+    pub fn create(dir: &Path, name: &str, created: i64) -> io::Result<SegmentWriter> {
         let part = dir.join(format!("{name}.{PART}"));
         let mut file = OpenOptions::new().create_new(true).write(true).open(&part)?;
-        file.write_all(MAGIC)?;
-        Ok(SegmentWriter { file, part, len: MAGIC.len() as u64, synced: 0, records: 0, faults: None })
+        let mut header = MAGIC.to_vec();
+        header.extend_from_slice(&created.to_le_bytes());
+        file.write_all(&header)?;
+        Ok(SegmentWriter { file, part, len: HEADER as u64, synced: 0, records: 0, faults: None })
     }
 
     /// Lets `faults` fail this segment's syncs.
@@ -191,7 +216,7 @@ impl SegmentWriter {
             }
             Err(e) => {
                 // What was not synced is not acknowledged; drop it so later records stay whole.
-                self.len = self.synced.max(MAGIC.len() as u64);
+                self.len = self.synced.max(HEADER as u64);
                 self.cut_back();
                 Err(e)
             }
@@ -227,13 +252,16 @@ pub fn recover(part: &Path) -> io::Result<Option<PathBuf>> {
     let bytes = fs::read(part)?;
     let keep = match valid_len(&bytes) {
         Ok(n) => n,
-        Err(SegmentError::NotASegment) if bytes.len() < MAGIC.len() && MAGIC.starts_with(&bytes) => {
+        // A crash while the header was written: nothing was acknowledged here.
+        Err(SegmentError::NotASegment)
+            if bytes.len() < HEADER && bytes.starts_with(&MAGIC[..bytes.len().min(MAGIC.len())]) =>
+        {
             fs::remove_file(part)?;
             return Ok(None);
         }
         Err(_) => bytes.len(),
     };
-    if keep == MAGIC.len() {
+    if header_len(&bytes) == Some(keep) {
         fs::remove_file(part)?;
         return Ok(None);
     }
@@ -258,7 +286,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let all = reports(20);
-        let mut w = SegmentWriter::create(dir, "0000000000000001").unwrap();
+        let mut w = SegmentWriter::create(dir, "0000000000000001", 42).unwrap();
         w.append_all(all[..5].iter().map(Vec::as_slice)).unwrap();
         w.sync().unwrap();
         w.append_all(all[5..].iter().map(Vec::as_slice)).unwrap();
@@ -269,6 +297,12 @@ mod tests {
         let got: Vec<&[u8]> = records(&bytes).collect::<Result<_, _>>().unwrap();
         assert_eq!(got, all.iter().map(Vec::as_slice).collect::<Vec<_>>());
         assert!(matches!(records(b"<Report/>").next(), Some(Err(SegmentError::NotASegment))));
+        assert_eq!(created(&bytes), Some(42));
+        // Version 1, written by earlier builds, still reads (with no opening time).
+        let mut v1 = MAGIC_V1.to_vec();
+        v1.extend_from_slice(&bytes[HEADER..]);
+        assert_eq!(records(&v1).collect::<Result<Vec<_>, _>>().unwrap(), got);
+        assert_eq!((created(&v1), valid_len(&v1)), (None, Ok(v1.len())));
     }
 
     /// A crash at any byte of the last record leaves every earlier record, and recovery seals
@@ -278,7 +312,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let all = reports(4);
-        let mut w = SegmentWriter::create(dir, "A").unwrap();
+        let mut w = SegmentWriter::create(dir, "A", 42).unwrap();
         w.append_all(all.iter().map(Vec::as_slice)).unwrap();
         let full = fs::read(dir.join("A.part")).unwrap();
         let last_start = full.len() - RECORD_HEAD - all[3].len();
@@ -297,25 +331,31 @@ mod tests {
         *flipped.last_mut().unwrap() ^= 1;
         assert_eq!(valid_len(&flipped), Ok(last_start));
         let mut early = full.clone();
-        early[MAGIC.len() + RECORD_HEAD] ^= 1;
-        assert_eq!(valid_len(&early), Err(SegmentError::Corrupt(MAGIC.len())));
-        // Nothing whole: removed.
-        let part = dir.join("C.part");
-        fs::write(&part, &full[..MAGIC.len() + 3]).unwrap();
-        assert_eq!(recover(&part).unwrap(), None);
-        assert!(!part.exists());
+        early[HEADER + RECORD_HEAD] ^= 1;
+        assert_eq!(valid_len(&early), Err(SegmentError::Corrupt(HEADER)));
+        // Nothing whole, or a torn header: removed.
+        for cut in [HEADER + 3, HEADER, MAGIC.len() + 3, 5] {
+            let part = dir.join("C.part");
+            fs::write(&part, &full[..cut]).unwrap();
+            assert_eq!(recover(&part).unwrap(), None, "cut at {cut}");
+            assert!(!part.exists());
+        }
     }
 
     proptest::proptest! {
         /// Any bytes after the magic: records stop at the first bad one, never panic, and
         /// `valid_len` agrees with what they yield.
         #[test]
-        fn arbitrary_segments_never_panic(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
-            let mut bytes = MAGIC.to_vec();
+        fn arbitrary_segments_never_panic(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096), v1: bool) {
+            let mut bytes = if v1 { MAGIC_V1.to_vec() } else { MAGIC.to_vec() };
             bytes.extend_from_slice(&tail);
             let whole: usize = records(&bytes).take_while(Result::is_ok).map(|r| RECORD_HEAD + r.unwrap().len()).sum();
+            let Some(start) = header_len(&bytes) else {
+                proptest::prop_assert_eq!(valid_len(&bytes), Err(SegmentError::NotASegment));
+                return Ok(());
+            };
             match valid_len(&bytes) {
-                Ok(n) => proptest::prop_assert_eq!(n, MAGIC.len() + whole),
+                Ok(n) => proptest::prop_assert_eq!(n, start + whole),
                 Err(e) => proptest::prop_assert!(matches!(e, SegmentError::Corrupt(_))),
             }
         }

@@ -82,7 +82,7 @@ mod tests {
         )
         .unwrap();
         fs::write(outbox.join("TAZGYTSJ.SMX"), b"<Report/>").unwrap();
-        let mut seg = SegmentWriter::create(&outbox, "0000000000000001").unwrap();
+        let mut seg = SegmentWriter::create(&outbox, "0000000000000001", 0).unwrap();
         seg.append_all([b"<Report/>".as_slice()]).unwrap();
         seg.sync().unwrap();
         drop(seg);

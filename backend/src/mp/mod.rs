@@ -7,7 +7,7 @@
 //! | `MP_ClientRegistration` | `ClientRegistrationRequest` | `ClientRegistrationResponse`: approved, a stable SMS ID |
 //! | `MP_PolicyManager` | `RequestAssignments` | `ReplyAssignments`: the UpdateSource policy at its current version |
 //! | `MP_LocationManager` | `WSUSLocationRequest` | `WSUSLocationReply` ([`crate::site::Site::locate`]) |
-//! | `MP_RelayEndpoint` | `Report` (FileType SMX) | relay it (async: `NoReply`) once it is durable |
+//! | `MP_RelayEndpoint` | `Report` (FileType SMX) | relay it (async: `NoReply`) once it is durable; 400 for a Report that does not scan, names a client other than `SourceID`, or has a `NetBIOSName` past [`protocol::names::MAX_NETBIOS_NAME`] |
 //! | anything else | | unhandled: HTTP 200 with an empty body, as real MPs answer |
 
 pub mod fdm;
@@ -18,7 +18,7 @@ use protocol::bodies::{
 };
 use protocol::envelope::{MsgHeader, Request};
 use protocol::report::{self, ReportHeader, ReportSink, StateMessage};
-use protocol::{Guid, Timestamp, utf16};
+use protocol::{Guid, Timestamp, names, utf16};
 use sha2::{Digest, Sha256};
 
 use crate::site::{Location, Site};
@@ -97,19 +97,60 @@ pub fn dispatch(site: &Site, mp: &MpIdentity, request: &Request, now: Timestamp,
             Err(BodyError::Missing("WSUSLocationRequest")) => Dispatch::Unhandled,
             Err(e) => bad("WSUSLocationRequest", e),
         },
-        "MP_RelayEndpoint" => match report::scan(request.body.as_bytes(), &mut Count) {
-            Ok(summary) => Dispatch::Relay { records: summary.records },
-            Err(e) => Dispatch::BadRequest(e.to_string()),
-        },
+        "MP_RelayEndpoint" => relay_check(request),
         _ => Dispatch::Unhandled,
     }
 }
 
-/// A sink that only lets the scan count.
-struct Count;
+/// What the relay checks of a Report before making it durable: it scans (so StateSys will read
+/// it), its `NetBIOSName` is within [`names::MAX_NETBIOS_NAME`], and the client it speaks for
+/// is the one the message came from (`SourceID`, when the envelope carries one; plain-XML
+/// requests from tools carry none).
+fn relay_check(request: &Request) -> Dispatch {
+    let mut header = Header::default();
+    let summary = match report::scan(request.body.as_bytes(), &mut header) {
+        Ok(summary) => summary,
+        Err(e) => return Dispatch::BadRequest(e.to_string()),
+    };
+    if let Some(name) = &header.netbios_name {
+        return Dispatch::BadRequest(format!(
+            "NetBIOSName is longer than {} characters ({} bytes)",
+            names::MAX_NETBIOS_NAME,
+            name
+        ));
+    }
+    let source = request.header.source_id.trim();
+    if !source.is_empty() {
+        let Ok(source) = Guid::parse_sms_id(source) else {
+            return Dispatch::BadRequest("SourceID is not an SMS ID".into());
+        };
+        if header.client.is_some_and(|client| client != source) {
+            return Dispatch::BadRequest(
+                "the Report's ClientID is not the SourceID it was sent from; a client relays only its own state messages"
+                    .into(),
+            );
+        }
+    }
+    Dispatch::Relay { records: summary.records }
+}
 
-impl<'a> ReportSink<'a> for Count {
-    fn on_header(&mut self, _: &ReportHeader<'a>) {}
+/// A sink that keeps what the relay checks of the header: the client, and the length of a name
+/// past the limit.
+#[derive(Default)]
+struct Header {
+    client: Option<Guid>,
+    netbios_name: Option<usize>,
+}
+
+impl<'a> ReportSink<'a> for Header {
+    fn on_header(&mut self, h: &ReportHeader<'a>) {
+        self.client = h.client;
+        self.netbios_name = h
+            .netbios_name
+            .as_deref()
+            .filter(|n| !names::fits(n.trim(), names::MAX_NETBIOS_NAME))
+            .map(str::len);
+    }
     fn on_state_message(&mut self, _: &StateMessage<'a>) {}
 }
 

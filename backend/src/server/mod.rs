@@ -9,6 +9,7 @@
 //! ```
 //! [`run`] is the whole process as a library function: tests call it on `127.0.0.1:0`.
 
+mod deadline;
 mod metrics;
 mod routes;
 
@@ -53,6 +54,9 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Time allowed for a request's body.
     pub body_timeout: Duration,
+    /// Time a write to a client may wait without progress (a client that does not read its
+    /// answers); past it the connection is closed.
+    pub write_timeout: Duration,
     /// Inbox files waiting for StateSys past which the relay answers 503 with `Retry-After`.
     pub high_water_files: usize,
     pub retry_after_secs: u32,
@@ -69,6 +73,7 @@ impl Default for Limits {
             max_connections: 4096,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             high_water_files: 20_000,
             retry_after_secs: 5,
             max_request_memory: 1 << 30,
@@ -210,13 +215,48 @@ impl Shared {
     }
 }
 
-/// Runs the backend on `listener` until `shutdown` completes: stops accepting, finishes
-/// in-flight requests, seals the inbox, lets StateSys finish and checkpoint.
+/// The file in the data directory that one process holds locked for its whole life.
+pub const LOCK_FILE: &str = "backend.lock";
+
+/// Takes the data directory for this process: an exclusive lock on [`LOCK_FILE`] (which names
+/// the holder's pid), held until the returned file is dropped. The kernel lets go of it when the
+/// process dies, however it dies. A second process is refused, with the holder's pid.
+pub fn lock_data_dir(dir: &std::path::Path) -> io::Result<std::fs::File> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(LOCK_FILE);
+    let mut file =
+        std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            writeln!(file, "{}", std::process::id())?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "the data directory {} is in use by another backend (pid {}); one process owns a data directory",
+                    dir.display(),
+                    holder.trim()
+                ),
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Runs the backend on `listener` until `shutdown` completes: stops serving (new connections
+/// get 503 until the end), finishes in-flight requests, seals the inbox, lets StateSys finish
+/// and checkpoint, and only then closes the listener and lets go of the data directory.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let lock = lock_data_dir(&config.data_dir)?;
     let local = listener.local_addr()?;
     let data = config.data_dir.clone();
     let logs_dir = data.join("logs");
@@ -242,7 +282,7 @@ pub async fn run(
     let open_paths = paths.clone();
     let worker_log = Arc::clone(&statesys_log);
     let (mut worker, recovered) =
-        tokio::task::spawn_blocking(move || Worker::open(open_paths, index, updates, worker_log))
+        tokio::task::spawn_blocking(move || Worker::open(open_paths, index, updates, worker_log, clock))
             .await
             .map_err(io::Error::other)??;
     worker.threads = config.statesys_threads.max(1);
@@ -271,6 +311,7 @@ pub async fn run(
     };
     let mut commit_config = CommitConfig::new(relay_dir.clone());
     commit_config.faults = Arc::clone(&faults);
+    commit_config.clock = clock;
     let commit = GroupCommit::start(
         commit_config,
         Box::new(move |sealed| {
@@ -362,10 +403,13 @@ pub async fn run(
                 };
                 let _ = stream.set_nodelay(true);
                 let shared = Arc::clone(&shared);
+                let stream = deadline::WriteDeadline::new(stream, shared.limits.write_timeout);
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(shared.limits.header_timeout)
                     .max_buf_size(64 * 1024)
+                    // A client that half-closes after its request still gets its answer.
+                    .half_close(true)
                     .serve_connection(
                         TokioIo::new(stream),
                         service_fn(move |req| routes::handle(Arc::clone(&shared), peer, req)),
@@ -379,7 +423,14 @@ pub async fn run(
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
+    // Until the data directory is let go, the port stays taken and new connections hear 503:
+    // a script that waits for the port to close does not start a new process beside this one.
+    let retry_after = shared.limits.retry_after_secs;
+    let closing = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(refuse(stream, retry_after));
+        }
+    });
     // In-flight requests finish (bounded), then the inbox and StateSys wind down.
     let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
     let _ = tokio::task::spawn_blocking(move || {
@@ -392,6 +443,9 @@ pub async fn run(
         statesys.join()
     })
     .await;
+    closing.abort();
+    let _ = closing.await;
+    drop(lock);
     Ok(())
 }
 

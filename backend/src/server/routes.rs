@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request as HttpRequest, Response, StatusCode};
@@ -20,6 +20,7 @@ use super::Shared;
 use crate::inbox::commit::{Ack, Busy};
 use crate::inbox::discovery::Discovery;
 use crate::mp::{self, Dispatch};
+use crate::site::catalog::MAX_UPDATES;
 use crate::site::{Collection, Site, chain};
 use crate::statesys::tasks::Task;
 
@@ -90,6 +91,15 @@ pub(super) async fn handle(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!("request heads are limited to {MAX_HEAD_BYTES} bytes"),
         ),
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
+        _ if req.version() == hyper::Version::HTTP_11 && !req.headers().contains_key(hyper::header::HOST) => {
+            text(StatusCode::BAD_REQUEST, "HTTP/1.1 requests need a Host header")
+        }
+        // RFC 9112 §6.1: a transfer coding the server does not understand is a 501; only chunked
+        // is understood (hyper has already required it last).
+        _ if !transfer_codings_understood(req.headers()) => {
+            text(StatusCode::NOT_IMPLEMENTED, "only the chunked transfer coding is understood")
+        }
         ("CCM_POST" | "POST", _) if ccm_path => {
             let (answer, target_endpoint) = ccm(&shared, req).await;
             if let Some(t) = target_endpoint.or(target) {
@@ -101,7 +111,9 @@ pub(super) async fn handle(
             reply(StatusCode::OK, "text/xml", mp::mp_list(&shared.mp).to_xml())
         }
         ("GET" | "HEAD", "/SMS_MP/.sms_pol") => policy_body(&shared, &query, &req),
-        ("GET", p) if p.starts_with("/wsus/") && p.ends_with("/catalog") => wsus_catalog(&shared, p, &query),
+        ("GET", p) if let Some(sup) = p.strip_prefix("/wsus/").and_then(|p| p.strip_suffix("/catalog")) => {
+            wsus_catalog(&shared, sup, &query)
+        }
         ("GET", "/api/v1/site") => json_reply(StatusCode::OK, &site_json(&shared)),
         ("GET", "/api/v1/catalog") => {
             let site = shared.site.read().unwrap_or_else(|p| p.into_inner());
@@ -109,9 +121,7 @@ pub(super) async fn handle(
         }
         ("GET", "/api/v1/status") => json_reply(StatusCode::OK, &status_json(&shared)),
         ("GET", "/api/v1/statenames") => json_reply(StatusCode::OK, &statenames_json()),
-        ("GET", p) if p.starts_with("/api/v1/clients/") => {
-            client_json(&shared, &p["/api/v1/clients/".len()..])
-        }
+        ("GET", p) if let Some(id) = p.strip_prefix("/api/v1/clients/") => client_json(&shared, id),
         ("POST", "/api/v1/sync" | "/api/v1/drain" | "/api/v1/summarize" | "/api/v1/faults")
             if !admin_allowed(shared.admin_token.as_deref(), peer, req.headers()) =>
         {
@@ -141,6 +151,14 @@ pub(super) async fn handle(
     Ok(answer)
 }
 
+/// Whether every `Transfer-Encoding` coding is `chunked`.
+fn transfer_codings_understood(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get_all(hyper::header::TRANSFER_ENCODING)
+        .iter()
+        .all(|v| v.to_str().is_ok_and(|v| v.split(',').all(|c| c.trim().eq_ignore_ascii_case("chunked"))))
+}
+
 /// Admin calls: with a token configured, only with it (from anywhere); without, only from
 /// loopback.
 fn admin_allowed(want: Option<&str>, peer: SocketAddr, headers: &hyper::HeaderMap) -> bool {
@@ -163,7 +181,7 @@ async fn faults(shared: &Shared, req: HttpRequest<Incoming>) -> Reply {
         );
     };
     let post = req.method() == Method::POST;
-    let (_, body) = match read_body(shared, req).await {
+    let (_, body) = match read_body(shared, req, &mut Charge::new(shared)).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -199,49 +217,117 @@ fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
 }
 
-/// Reserves `bytes` of the request-memory budget, if that much is free now.
-fn reserve(shared: &Shared, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-    Arc::clone(&shared.request_memory).try_acquire_many_owned(kib).ok()
+/// The request-memory budget one request holds: it grows as bytes arrive and before anything is
+/// decoded, never on a promise (a declared length), and is given back when the request is
+/// answered.
+struct Charge {
+    budget: Arc<tokio::sync::Semaphore>,
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+    bytes: usize,
 }
 
-/// Reads a body within the size and time limits.
+impl Charge {
+    fn new(shared: &Shared) -> Charge {
+        Charge { budget: Arc::clone(&shared.request_memory), held: None, bytes: 0 }
+    }
+
+    /// Takes `bytes` more of the budget, if that much is free now.
+    fn take(&mut self, bytes: usize) -> bool {
+        let held_kib = self.bytes.div_ceil(1024);
+        let total = self.bytes.saturating_add(bytes);
+        let more = total.div_ceil(1024).saturating_sub(held_kib);
+        if more > 0 {
+            let Ok(kib) = u32::try_from(more) else { return false };
+            let Ok(permit) = Arc::clone(&self.budget).try_acquire_many_owned(kib) else { return false };
+            match &mut self.held {
+                Some(held) => held.merge(permit),
+                None => self.held = Some(permit),
+            }
+        }
+        self.bytes = total;
+        true
+    }
+}
+
+/// Why a body could not be read: the answer to give.
+fn too_large(limit: usize) -> Reply {
+    text(StatusCode::PAYLOAD_TOO_LARGE, format!("bodies are limited to {limit} bytes"))
+}
+
+/// Reads a body within the size and time limits, charging `charge` for each piece as it arrives
+/// (twice: the pieces, and the one buffer they end in).
 async fn read_body(
     shared: &Shared,
     req: HttpRequest<Incoming>,
+    charge: &mut Charge,
 ) -> Result<(hyper::http::request::Parts, Bytes), Reply> {
     let limit = shared.limits.max_body;
-    let declared = declared_length(req.headers());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(text(StatusCode::PAYLOAD_TOO_LARGE, format!("bodies are limited to {limit} bytes")));
+    if declared_length(req.headers()).is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
     }
-    let (parts, body) = req.into_parts();
-    match tokio::time::timeout(shared.limits.body_timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(text(StatusCode::REQUEST_TIMEOUT, "the body took too long")),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(text(StatusCode::PAYLOAD_TOO_LARGE, format!("bodies are limited to {limit} bytes")))
+    let (parts, mut body) = req.into_parts();
+    let read = async {
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let mut len = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| text(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")))?;
+            let Ok(data) = frame.into_data() else { continue };
+            len = len.saturating_add(data.len());
+            if len > limit {
+                return Err(too_large(limit));
+            }
+            if !charge.take(data.len().saturating_mul(2)) {
+                return Err(busy(shared, "too many request bytes in flight; retry later"));
+            }
+            pieces.push(data);
         }
-        Ok(Err(e)) => Err(text(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"))),
-        Ok(Ok(collected)) => Ok((parts, collected.to_bytes())),
+        Ok(match pieces.len() {
+            0 => Bytes::new(),
+            1 => pieces.pop().unwrap_or_default(),
+            _ => {
+                let mut all = Vec::with_capacity(len);
+                for p in &pieces {
+                    all.extend_from_slice(p);
+                }
+                Bytes::from(all)
+            }
+        })
+    };
+    match tokio::time::timeout(shared.limits.body_timeout, read).await {
+        Err(_) => Err(text(StatusCode::REQUEST_TIMEOUT, "the body took too long")),
+        Ok(Err(answer)) => Err(answer),
+        Ok(Ok(body)) => Ok((parts, body)),
     }
 }
+
+/// Location request bodies longer than this are logged as `<XML Body Truncated>`.
+const LOGGED_BODY_BYTES: usize = 4096;
+
+/// The tree a low-rate body is read into holds at most its text again and
+/// [`protocol::xml::MAX_NODES`] small nodes.
+const TREE_NODE_BYTES: usize = 256;
 
 /// `CCM_POST /ccm_system/request`: the faithful multipart envelope, or plain XML with
 /// `X-Target-Endpoint` for tools. Also returns the message's `TargetEndpoint`, for the metrics.
 async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option<String>) {
-    // Memory for the body as read and as decoded is reserved before reading and held until the
-    // answer (a relayed Report waits in the inbox queue meanwhile).
-    let raw = declared_length(req.headers())
-        .map_or(shared.limits.max_body, |n| n.min(shared.limits.max_body as u64) as usize);
-    let Some(mut reserved) = reserve(shared, 2 * raw) else {
-        return (busy(shared, "too many request bytes in flight; retry later"), None);
-    };
-    let (parts, body) = match read_body(shared, req).await {
+    // The request holds its charge until it is answered (a relayed Report waits in the inbox
+    // queue meanwhile).
+    let mut charge = Charge::new(shared);
+    let (parts, body) = match read_body(shared, req, &mut charge).await {
         Ok(b) => b,
         Err(r) => return (r, None),
     };
     let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let plain = !content_type.to_ascii_lowercase().starts_with("multipart/");
+    // What reading a low-rate body into a tree may add to its decoded text.
+    let tree = |endpoint: &str, text: usize| {
+        if endpoint == "MP_RelayEndpoint" {
+            0
+        } else {
+            text.saturating_add(protocol::xml::MAX_NODES * TREE_NODE_BYTES)
+        }
+    };
     let request = if plain {
         let Some(endpoint) = parts.headers.get("x-target-endpoint").and_then(|v| v.to_str().ok()) else {
             return (
@@ -249,6 +335,9 @@ async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option
                 None,
             );
         };
+        if !charge.take(body.len().saturating_add(tree(endpoint, body.len()))) {
+            return (busy(shared, "too many request bytes in flight; retry later"), None);
+        }
         let Ok(text_body) = String::from_utf8(body.to_vec()) else {
             return (text(StatusCode::BAD_REQUEST, "plain XML requests are UTF-8"), None);
         };
@@ -261,25 +350,28 @@ async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option
         Request { header, body: text_body, compressed: false }
     } else {
         let limits = envelope::Limits { max_inflated: shared.limits.max_inflated };
-        match envelope::decode_request(content_type, &body, &limits) {
-            Ok(r) => {
-                // The inflated body may be far larger than what came over the wire.
-                match reserve(shared, r.body.len().saturating_sub(raw)) {
-                    Some(more) => reserved.merge(more),
-                    None => return (busy(shared, "too many request bytes in flight; retry later"), None),
-                }
-                r
+        let decoded = envelope::decode_request_charged(content_type, &body, &limits, |header, bytes| {
+            charge.take(bytes.saturating_add(tree(&header.target_endpoint, bytes)))
+        });
+        match decoded {
+            Ok(r) => r,
+            Err(envelope::EnvelopeError::OverBudget(_)) => {
+                return (busy(shared, "too many request bytes in flight; retry later"), None);
             }
             Err(e) => return (text(StatusCode::BAD_REQUEST, e.to_string()), None),
         }
     };
+    drop(body);
     let target = Some(request.header.target_endpoint.clone());
     if request.header.target_endpoint == "MP_LocationManager" {
         shared.location_log.sample(|| {
-            [
-                format!("MP LM: Message Body : {}", request.body),
-                "MP LM: calling MP_GetWSUSServerLocations".to_owned(),
-            ]
+            // The product logs short bodies whole and marks long ones.
+            let body = if request.body.len() <= LOGGED_BODY_BYTES {
+                request.body.as_str()
+            } else {
+                "<XML Body Truncated>"
+            };
+            [format!("MP LM: Message Body : {body}"), "MP LM: calling MP_GetWSUSServerLocations".to_owned()]
         });
     }
     let decision = {
@@ -299,7 +391,7 @@ async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option
                         location: d.location,
                         time: now,
                     };
-                    if let Err(e) = durable(shared, record.encode()).await {
+                    if let Err(e) = durable(shared, record.encode(), || {}).await {
                         return (e.answer(shared, shared.location_log.log(), "Discovery"), target);
                     }
                 }
@@ -314,6 +406,7 @@ async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option
         Dispatch::BadRequest(why) => text(StatusCode::BAD_REQUEST, why),
         Dispatch::Unhandled => reply(StatusCode::OK, "text/plain", Bytes::new()),
     };
+    drop(charge);
     (answer, target)
 }
 
@@ -338,10 +431,19 @@ impl NotDurable {
     }
 }
 
-/// Writes `record` to the inbox and waits until it is on disk.
-async fn durable(shared: &Shared, record: Vec<u8>) -> Result<(), NotDurable> {
+/// Writes `record` to the inbox and waits until it is on disk. `on_durable` runs when the
+/// record is on disk, in the writer's thread, whether or not this request is still waiting (a
+/// client that hung up has still had its record made durable, and StateSys will apply it).
+async fn durable(
+    shared: &Shared,
+    record: Vec<u8>,
+    on_durable: impl FnOnce() + Send + 'static,
+) -> Result<(), NotDurable> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let ack: Ack = Box::new(move |r| {
+        if r.is_ok() {
+            on_durable();
+        }
         let _ = tx.send(r);
     });
     if let Err(Busy { .. }) = shared.commit.submit(record, ack) {
@@ -363,10 +465,14 @@ async fn relay(shared: &Arc<Shared>, report: Vec<u8>, records: u64, plain: bool)
     if shared.stats.checkpoint_failing.load(Ordering::Acquire) {
         return busy(shared, "StateSys cannot write its checkpoint (disk trouble); retry later");
     }
-    match durable(shared, report).await {
+    // Counted where it becomes durable: drain waits for every Report StateSys will apply.
+    let counted = Arc::clone(shared);
+    let accepted = move || {
+        counted.stats.messages_accepted.fetch_add(records, Ordering::Relaxed);
+        counted.stats.reports_accepted.fetch_add(1, Ordering::Release);
+    };
+    match durable(shared, report, accepted).await {
         Ok(()) => {
-            shared.stats.reports_accepted.fetch_add(1, Ordering::Relaxed);
-            shared.stats.messages_accepted.fetch_add(records, Ordering::Relaxed);
             shared.relay_log.sample(|| {
                 let dir = shared.relay_dir.display();
                 [
@@ -438,8 +544,7 @@ fn byte_range(spec: &str, total: usize) -> Option<(usize, usize)> {
 }
 
 /// `GET /wsus/<SUP>/catalog?version=N`: the catalog a scan against that SUP sees.
-fn wsus_catalog(shared: &Shared, path: &str, query: &str) -> Reply {
-    let name = &path["/wsus/".len()..path.len() - "/catalog".len()];
+fn wsus_catalog(shared: &Shared, name: &str, query: &str) -> Reply {
     let site = shared.site.read().unwrap_or_else(|p| p.into_inner());
     let Some(sup) = site.sups.iter().find(|s| s.name.eq_ignore_ascii_case(name)) else {
         return text(StatusCode::NOT_FOUND, format!("no SUP named {name}"));
@@ -541,7 +646,11 @@ fn summarization_json(runs: impl Iterator<Item = crate::statesys::tasks::TaskRun
 
 /// `POST /api/v1/summarize[?task=<name>]`: runs the tasks now (all, or the one named).
 async fn summarize(shared: &Shared, query: &str) -> Reply {
-    let tasks = match query.split('&').find_map(|kv| kv.strip_prefix("task=")) {
+    let args = match query_args(query, &["task"]) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let tasks = match args.first().map(|(_, v)| *v) {
         None => Task::ALL.to_vec(),
         Some(name) => {
             let name = percent_decode(name);
@@ -677,56 +786,128 @@ fn client_json(shared: &Shared, id: &str) -> Reply {
     )
 }
 
+/// The most updates one sync may bring or supersede.
+const MAX_SYNC_UPDATES: u64 = 10_000;
+
+/// A sync's body: empty (20 new, 5 superseded), or a JSON object with only `new_updates` and
+/// `superseded`, each a whole number up to [`MAX_SYNC_UPDATES`].
+fn sync_args(body: &[u8]) -> Result<(usize, usize), String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok((20, 5));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let Value::Object(args) = value else {
+        return Err("expected a JSON object such as {\"new_updates\": 20, \"superseded\": 5}".into());
+    };
+    let mut counts = [20u64, 5];
+    for (key, v) in &args {
+        let slot = match key.as_str() {
+            "new_updates" => 0,
+            "superseded" => 1,
+            other => return Err(format!("unknown key {other:?}; keys: new_updates, superseded")),
+        };
+        counts[slot] = v
+            .as_u64()
+            .filter(|&n| n <= MAX_SYNC_UPDATES)
+            .ok_or_else(|| format!("{key}: a whole number from 0 to {MAX_SYNC_UPDATES}, not {v}"))?;
+    }
+    Ok((counts[0] as usize, counts[1] as usize))
+}
+
 /// `POST /api/v1/sync`: WSyncMgr, then SMSDBMON's `.STN`, then the Policy Provider.
 async fn sync(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> Reply {
-    let (_, body) = match read_body(shared, req).await {
+    let (_, body) = match read_body(shared, req, &mut Charge::new(shared)).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let args: Value = if body.is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("sync body: {e}")),
-        }
+    let (new, superseded) = match sync_args(&body) {
+        Ok(counts) => counts,
+        Err(why) => return text(StatusCode::BAD_REQUEST, format!("sync body: {why}")),
     };
-    let count = |key: &str, default: u64| {
-        args.get(key).and_then(Value::as_u64).unwrap_or(default).min(10_000) as usize
-    };
-    let (new, superseded) = (count("new_updates", 20), count("superseded", 5));
     let shared = Arc::clone(shared);
     let result = tokio::task::spawn_blocking(move || {
         let mut site = shared.site.write().unwrap_or_else(|p| p.into_inner());
+        let after = site.catalog.len().saturating_add(new);
+        if after > MAX_UPDATES {
+            return Ok(Err(format!(
+                "the catalog would hold {after} updates, past the limit of {MAX_UPDATES}"
+            )));
+        }
         let content_version = chain::wsync(&mut site, new, superseded, &shared.chain);
         chain::smsdbmon_drop(&site, &shared.policypv_box, &shared.chain)?;
         chain::policy_provider(&mut site, &shared.policypv_box, &shared.chain)?;
         crate::site::persist::save(&site, &shared.site_state)?;
         shared.site_version.fetch_add(1, Ordering::Release);
-        Ok::<_, std::io::Error>(json!({
+        Ok::<_, std::io::Error>(Ok(json!({
             "ContentVersion": content_version,
             "PolicyVersion": site.policy_version(),
             "Updates": site.catalog.len(),
-        }))
+        })))
     })
     .await;
     match result {
-        Ok(Ok(v)) => json_reply(StatusCode::OK, &v),
+        Ok(Ok(Ok(v))) => json_reply(StatusCode::OK, &v),
+        Ok(Ok(Err(why))) => text(StatusCode::CONFLICT, why),
         Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("sync failed: {e}")),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("sync failed: {e}")),
     }
 }
 
+/// The longest drain a caller may ask for.
+const MAX_DRAIN: Duration = Duration::from_secs(24 * 3600);
+
+/// The query's `key=value` pairs, refusing any key not in `known` and any key given twice.
+fn query_args<'q>(query: &'q str, known: &[&str]) -> Result<Vec<(&'q str, &'q str)>, Reply> {
+    let mut args: Vec<(&str, &str)> = Vec::new();
+    for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        if !known.contains(&k) {
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                format!("unknown query parameter {k:?}; known: {}", known.join(", ")),
+            ));
+        }
+        if args.iter().any(|(seen, _)| *seen == k) {
+            return Err(text(StatusCode::BAD_REQUEST, format!("query parameter {k:?} given twice")));
+        }
+        args.push((k, v));
+    }
+    Ok(args)
+}
+
+/// `60`, `60s`: whole seconds, at most [`MAX_DRAIN`].
+fn drain_timeout(value: &str) -> Option<Duration> {
+    let digits = value.strip_suffix('s').unwrap_or(value);
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs = Duration::from_secs(digits.parse().ok()?);
+    (secs <= MAX_DRAIN).then_some(secs)
+}
+
 /// `POST /api/v1/drain?timeout=60s`: 200 once every accepted Report has been applied.
 async fn drain(shared: &Shared, query: &str) -> Reply {
-    let timeout = query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("timeout="))
-        .and_then(|v| v.trim_end_matches('s').parse::<u64>().ok())
-        .unwrap_or(60);
-    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let args = match query_args(query, &["timeout"]) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let timeout = match args.first() {
+        None => Duration::from_secs(60),
+        Some((_, v)) => match drain_timeout(v) {
+            Some(t) => t,
+            None => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("timeout: whole seconds up to {} (\"60\" or \"60s\")", MAX_DRAIN.as_secs()),
+                );
+            }
+        },
+    };
+    let deadline = Instant::now() + timeout;
     loop {
-        // Every relayed Report applied, and nothing else waiting in the inboxes.
+        // Every relayed Report applied, and nothing else waiting in the inboxes. Accepted is
+        // counted as each Report becomes durable, so this waits for Reports whose clients hung
+        // up before their answer too.
         let accepted = shared.stats.reports_accepted.load(Ordering::Acquire);
         let relayed = shared.stats.reports_relayed.load(Ordering::Acquire);
         let waiting = shared.stats.files_waiting.load(Ordering::Acquire);

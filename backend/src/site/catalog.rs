@@ -4,6 +4,11 @@
 
 use protocol::Guid;
 
+/// The most updates a catalog holds. Syncs that would pass it are refused; the state store's
+/// rows, and so its checkpoints, are never wider (the checkpoint loader takes exactly this).
+/// The product's largest catalogs hold tens of thousands.
+pub const MAX_UPDATES: usize = 1 << 20;
+
 /// One software update as the catalog knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {

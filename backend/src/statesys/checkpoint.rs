@@ -25,8 +25,8 @@ use crate::site::Location;
 
 const MAGIC: &[u8] = b"SUMSTORM-STORE/2\n";
 const MAGIC_V1: &[u8] = b"SUMSTORM-STORE/1\n";
-/// More updates than any catalog holds (the product's largest are tens of thousands).
-const MAX_STRIDE: usize = 1 << 20;
+/// The widest row a store has: the largest catalog.
+const MAX_STRIDE: usize = crate::site::catalog::MAX_UPDATES;
 
 /// Writes `store` to `path` atomically; `faults` may fail it before the sync.
 pub fn save(store: &Store, path: &Path, faults: &Faults) -> io::Result<()> {
@@ -66,6 +66,15 @@ impl<W: Write> Crc<W> {
     }
 }
 
+/// A name as `len u16 + bytes`: the store keeps names far shorter (`protocol::names`); this
+/// bound only makes sure the length fits, and never cuts inside a character, so the loader's
+/// UTF-8 check always passes.
+fn put_text<W: Write>(out: &mut Crc<W>, text: &str) -> io::Result<()> {
+    let text = protocol::names::clip(text, u16::MAX as usize);
+    out.put(&(text.len() as u16).to_le_bytes())?;
+    out.put(text.as_bytes())
+}
+
 fn write_client<W: Write>(
     out: &mut Crc<W>,
     c: &Client,
@@ -73,18 +82,14 @@ fn write_client<W: Write>(
     stride: usize,
 ) -> io::Result<()> {
     out.put(&c.id.0.to_le_bytes())?;
-    let name = &c.netbios_name.as_bytes()[..c.netbios_name.len().min(u16::MAX as usize)];
-    out.put(&(name.len() as u16).to_le_bytes())?;
-    out.put(name)?;
+    put_text(out, &c.netbios_name)?;
     out.put(&c.last_seen.to_le_bytes())?;
     out.put(&[u8::from(c.retired)])?;
     match &c.location {
         None => out.put(&[0])?,
         Some(l) => {
-            let site = &l.ad_site.as_bytes()[..l.ad_site.len().min(u16::MAX as usize)];
             out.put(&[1])?;
-            out.put(&(site.len() as u16).to_le_bytes())?;
-            out.put(site)?;
+            put_text(out, &l.ad_site)?;
             out.put(&l.boundary_groups.to_le_bytes())?;
         }
     }

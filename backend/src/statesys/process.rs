@@ -1,6 +1,11 @@
 //! One Report into the store: scan it, resolve each valid record against the catalog, and apply
 //! the Report's records under one lock, only once the whole Report scanned well (a bad file
 //! applies nothing).
+//!
+//! A record whose `MessageTime` is more than [`MAX_CLOCK_SKEW`] past the site time its Report
+//! was accepted at is invalid: a client's clock may be off by hours, but a record from the
+//! future would otherwise stay in force forever (nothing newer could replace it) and keep its
+//! client from ever ageing out. A Report with no usable record creates no client.
 
 use std::collections::HashMap;
 
@@ -10,6 +15,14 @@ use protocol::statenames::{TOPIC_SCAN, TOPIC_UPDATE_DETECTION};
 
 use super::store::{Applied, Record, Store, Target};
 use crate::site::Catalog;
+
+/// How far past the site time a `MessageTime` may be.
+pub const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The latest usable `MessageTime` (µs) for a Report accepted at site time `accepted` (µs).
+pub fn not_after(accepted: i64) -> i64 {
+    accepted.saturating_add(MAX_CLOCK_SKEW.as_micros() as i64)
+}
 
 /// Update ID → dense catalog index.
 #[derive(Debug, Clone, Default)]
@@ -58,6 +71,7 @@ struct Resolve<'i, 'r> {
     netbios: String,
     invalid: u64,
     unknown: u64,
+    not_after: i64,
 }
 
 impl<'a> ReportSink<'a> for Resolve<'_, '_> {
@@ -67,7 +81,7 @@ impl<'a> ReportSink<'a> for Resolve<'_, '_> {
     }
 
     fn on_state_message(&mut self, m: &StateMessage<'a>) {
-        if !m.is_valid() {
+        if !m.is_valid() || m.time.0 > self.not_after {
             self.invalid += 1;
             return;
         }
@@ -89,17 +103,26 @@ impl<'a> ReportSink<'a> for Resolve<'_, '_> {
     }
 }
 
-/// Scans `report` and applies it. `scratch` is reused between Reports (no allocation per
-/// record). A malformed Report returns the scan error and applies nothing.
+/// Scans `report` and applies it; records timed past `not_after` (µs, see [`not_after`]) are
+/// invalid. `scratch` is reused between Reports (no allocation per record). A malformed Report
+/// returns the scan error and applies nothing.
 pub fn process_report(
     store: &Store,
     index: &UpdateIndex,
     report: &[u8],
     scratch: &mut Vec<Record>,
+    not_after: i64,
 ) -> Result<Processed, ScanError> {
     scratch.clear();
-    let mut sink =
-        Resolve { index, records: scratch, client: None, netbios: String::new(), invalid: 0, unknown: 0 };
+    let mut sink = Resolve {
+        index,
+        records: scratch,
+        client: None,
+        netbios: String::new(),
+        invalid: 0,
+        unknown: 0,
+        not_after,
+    };
     let summary = report::scan(report, &mut sink)?;
     let (client, netbios, invalid, unknown) = (sink.client, sink.netbios, sink.invalid, sink.unknown);
     let Some(client) = client else {
@@ -130,7 +153,8 @@ mod tests {
         let index = index();
         let mut scratch = Vec::new();
         let three =
-            process_report(&store, &index, &fixture("report-three-messages.xml"), &mut scratch).unwrap();
+            process_report(&store, &index, &fixture("report-three-messages.xml"), &mut scratch, i64::MAX)
+                .unwrap();
         assert_eq!((three.records, three.invalid, three.applied.applied), (3, 0, 3));
         let client: Guid = "A1006D0E-CF56-41D1-A006-6330EFC39381".parse().unwrap();
         let (c, row) = store.client(client).unwrap();
@@ -138,18 +162,22 @@ mod tests {
         assert_eq!(c.scan.map(|s| (s.state, s.content_version)), Some((2, 38)));
         assert_eq!(c.netbios_name, "PS1WIN7X64");
 
-        let bad = process_report(&store, &index, &fixture("report-bad-records.xml"), &mut scratch).unwrap();
+        let bad = process_report(&store, &index, &fixture("report-bad-records.xml"), &mut scratch, i64::MAX)
+            .unwrap();
         assert_eq!((bad.records, bad.invalid, bad.applied.applied), (4, 3, 1));
         let other: Guid = "B2006D0E-CF56-41D1-A006-6330EFC39382".parse().unwrap();
         assert_eq!(store.client(other).unwrap().1[0].state, 3, "505fda07 installed for B2006D0E");
 
         let clients = store.clients();
-        assert!(process_report(&store, &index, &fixture("report-truncated.xml"), &mut scratch).is_err());
+        assert!(
+            process_report(&store, &index, &fixture("report-truncated.xml"), &mut scratch, i64::MAX).is_err()
+        );
         assert_eq!(store.clients(), clients, "a bad file applies nothing");
 
         // Replaying a file changes nothing.
         let again =
-            process_report(&store, &index, &fixture("report-three-messages.xml"), &mut scratch).unwrap();
+            process_report(&store, &index, &fixture("report-three-messages.xml"), &mut scratch, i64::MAX)
+                .unwrap();
         assert_eq!((again.applied.applied, again.applied.stale), (0, 3));
     }
 
@@ -158,13 +186,14 @@ mod tests {
         let store = Store::new(0, 200);
         let index = UpdateIndex::new(&Site::default_site().catalog);
         let mut scratch = Vec::new();
-        let p = process_report(&store, &index, &fixture("report-one-message.xml"), &mut scratch).unwrap();
+        let p = process_report(&store, &index, &fixture("report-one-message.xml"), &mut scratch, i64::MAX)
+            .unwrap();
         assert_eq!((p.records, p.unknown_updates, p.applied.applied), (1, 1, 0));
         let anonymous = String::from_utf8(fixture("report-one-message.xml")).unwrap().replace(
             "<ClientID>GUID: A1006D0E-CF56-41D1-A006-6330EFC39381</ClientID>",
             "<ClientID>not an id</ClientID>",
         );
-        let p = process_report(&store, &index, anonymous.as_bytes(), &mut scratch).unwrap();
+        let p = process_report(&store, &index, anonymous.as_bytes(), &mut scratch, i64::MAX).unwrap();
         assert_eq!((p.records, p.invalid), (1, 1));
     }
 }

@@ -145,6 +145,9 @@ pub(super) struct Shard {
 
 impl Shard {
     fn slot(&mut self, id: Guid, netbios: &str) -> usize {
+        // The MP refuses longer names; anything else (a file dropped in the inbox by hand) is
+        // kept within the same bound, never cut inside a character.
+        let netbios = protocol::names::clip(netbios, protocol::names::MAX_NAME_BYTES);
         if let Some(&i) = self.index.get(&id) {
             let i = i as usize;
             if self.clients[i].netbios_name != netbios && !netbios.is_empty() {
@@ -178,7 +181,8 @@ impl Shard {
 
     /// Widens every row to hold update `index` (the catalog grew with a sync).
     fn widen(&mut self, index: usize) {
-        let stride = (index + 1).max(self.stride + 64);
+        // Never wider than the largest catalog, which the checkpoint loader takes.
+        let stride = (index + 1).max((self.stride + 64).min(crate::site::catalog::MAX_UPDATES));
         let mut rows = vec![UpdateState::EMPTY; self.clients.len() * stride];
         for (new, old) in rows.chunks_exact_mut(stride).zip(self.rows.chunks_exact(self.stride.max(1))) {
             new[..old.len()].copy_from_slice(old);
@@ -228,8 +232,12 @@ impl Store {
         &self.shards[if self.shift == 64 { 0 } else { (h >> self.shift) as usize }]
     }
 
-    /// Applies one client's records (one Report's worth) under one lock.
+    /// Applies one client's records (one Report's worth) under one lock. No records, no change:
+    /// a client is never created without a usable record.
     pub fn apply(&self, client: Guid, netbios: &str, records: &[Record]) -> Applied {
+        if records.is_empty() {
+            return Applied::default();
+        }
         let mut guard = lock(self.shard(client));
         let shard = &mut *guard;
         let slot = shard.slot(client, netbios);
@@ -280,6 +288,10 @@ impl Store {
     /// from now on, with its location when it said where it is.
     /// Returns whether the site learned something: a client it did not know, or a new place.
     pub fn discover(&self, client: Guid, netbios: &str, location: Option<Location>, now: i64) -> bool {
+        let location = location.map(|l| Location {
+            ad_site: protocol::names::clip(&l.ad_site, protocol::names::MAX_NAME_BYTES).into(),
+            ..l
+        });
         let mut guard = lock(self.shard(client));
         let shard = &mut *guard;
         let known = shard.index.contains_key(&client);

@@ -4,8 +4,13 @@
 //! - Files are taken from `incoming/high/`, then `incoming/`, then `incoming/low/`, each in name
 //!   order (not arrival order), in chunks of bounded size.
 //! - A segment ([`crate::inbox::segment`]) holds many Reports; any other `.SMX` file holds one.
-//!   A file that does not read (a Report that does not scan, a corrupt segment) is a **bad file**:
-//!   its readable Reports are applied and it is moved to `corrupt/`.
+//!   A record of a segment that does not read (a Report that does not scan, a discovery record
+//!   that does not decode) condemns only itself: it is skipped and counted, the others apply. A
+//!   file that does not read (a plain file's Report that does not scan, a segment corrupt before
+//!   its end) is a **bad file**: its readable Reports are applied and it moves to `corrupt/`
+//!   with the next checkpoint (so a crash before it replays them).
+//! - MessageTimes are judged against the site time the Report was accepted at (a segment's
+//!   opening time; for other files, now): see [`super::process::MAX_CLOCK_SKEW`].
 //! - Processed files stay until [`Worker::checkpoint`] has written the store durably; then they
 //!   are deleted. After a crash, [`Worker::open`] loads the last checkpoint and processes every
 //!   file still in the inbox again, which is harmless: applying a record twice changes nothing.
@@ -19,8 +24,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::checkpoint;
-use super::process::{Processed, UpdateIndex, process_report};
+use super::process::{Processed, UpdateIndex, not_after, process_report};
 use super::store::{Record, Store};
+use crate::clock::SiteClock;
 use crate::inbox::discovery;
 use crate::inbox::segment::{self, SEALED};
 use crate::logs::ComponentLog;
@@ -65,6 +71,8 @@ pub struct Batch {
     /// Files still waiting in the inboxes after this batch's chunk was taken.
     pub left: u64,
     pub bad_files: u64,
+    /// Records of segments that did not read (skipped, the rest of the file applied).
+    pub bad_records: u64,
     pub processed: Processed,
 }
 
@@ -75,8 +83,11 @@ pub struct Worker {
     store: Arc<Store>,
     index: UpdateIndex,
     log: Arc<ComponentLog>,
-    /// Files applied but not yet covered by a checkpoint: skipped when listing, deleted after.
+    clock: SiteClock,
+    /// Files applied but not yet covered by a checkpoint: skipped when listing, deleted after
+    /// (bad ones moved to `corrupt/`).
     applied: HashSet<PathBuf>,
+    condemned: HashSet<PathBuf>,
     /// At most this many bytes of files per batch.
     pub chunk_bytes: u64,
     /// Processing threads a batch's files are spread over (the store is sharded, so they rarely
@@ -89,12 +100,14 @@ pub struct Worker {
 
 impl Worker {
     /// Opens StateSys's state: the last checkpoint if there is one (else an empty store with rows
-    /// for the catalog), then every file left in the inbox processed and checkpointed.
+    /// for the catalog), then every file left in the inbox processed and checkpointed. `clock`
+    /// is the site's.
     pub fn open(
         paths: Paths,
         index: UpdateIndex,
         updates: usize,
         log: Arc<ComponentLog>,
+        clock: SiteClock,
     ) -> io::Result<(Worker, Batch)> {
         for dir in paths.inboxes().iter().chain([&paths.corrupt(), &paths.state]) {
             fs::create_dir_all(dir)?;
@@ -117,7 +130,9 @@ impl Worker {
             store: Arc::new(store),
             index,
             log,
+            clock,
             applied: HashSet::new(),
+            condemned: HashSet::new(),
             chunk_bytes: 64 << 20,
             threads: 1,
             faults: Arc::default(),
@@ -132,6 +147,7 @@ impl Worker {
             recovered.reports += batch.reports;
             recovered.relayed += batch.relayed;
             recovered.bad_files += batch.bad_files;
+            recovered.bad_records += batch.bad_records;
             recovered.processed += batch.processed;
         }
         worker.checkpoint()?;
@@ -191,7 +207,7 @@ impl Worker {
         self.log.info(&format!("total chucks loaded ({})", chunk.len().div_ceil(64)));
         let mut batch = Batch { left: (waiting.len() - chunk.len()) as u64, ..Batch::default() };
         let per_thread = chunk.len().div_ceil(self.threads.max(1));
-        let (store, index) = (&*self.store, &self.index);
+        let (store, index, now) = (&*self.store, &self.index, self.clock.now().0);
         let results: Vec<(PathBuf, io::Result<FileOutcome>)> = std::thread::scope(|scope| {
             let workers: Vec<_> = chunk
                 .chunks(per_thread)
@@ -199,7 +215,7 @@ impl Worker {
                     scope.spawn(move || {
                         let mut scratch = Vec::new();
                         part.iter()
-                            .map(|p| (p.clone(), process_file(store, index, p, &mut scratch)))
+                            .map(|p| (p.clone(), process_file(store, index, p, &mut scratch, now)))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -207,20 +223,28 @@ impl Worker {
             workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
         });
         for (path, outcome) in results {
-            let FileOutcome { processed, reports, segment, bad } = outcome?;
+            let FileOutcome { processed, reports, segment, bad, bad_records } = outcome?;
             batch.files += 1;
             batch.reports += reports;
             if segment {
                 batch.relayed += reports;
             }
             batch.processed += processed;
+            batch.bad_records += bad_records;
             if bad {
                 batch.bad_files += 1;
-                let to = self.paths.corrupt().join(path.file_name().unwrap_or_default());
-                fs::rename(&path, &to)?;
-            } else {
-                self.applied.insert(path);
+                self.condemned.insert(path.clone());
             }
+            self.applied.insert(path);
+        }
+        if batch.bad_records > 0 {
+            self.log.log(
+                crate::logs::Severity::Warning,
+                &format!(
+                    "Skipped {} records that could not be read; the rest of their files applied.",
+                    batch.bad_records
+                ),
+            );
         }
         self.log.info(&format!(
             "CMessageProcessor - Processed {} records with {} invalid records.",
@@ -237,7 +261,12 @@ impl Worker {
     pub fn checkpoint(&mut self) -> io::Result<()> {
         checkpoint::save(&self.store, &self.paths.checkpoint(), &self.faults)?;
         for path in self.applied.drain() {
-            match fs::remove_file(&path) {
+            let done = if self.condemned.remove(&path) {
+                fs::rename(&path, self.paths.corrupt().join(path.file_name().unwrap_or_default()))
+            } else {
+                fs::remove_file(&path)
+            };
+            match done {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
@@ -255,40 +284,56 @@ struct FileOutcome {
     segment: bool,
     /// Whether it is a bad file (to move to `corrupt/`).
     bad: bool,
+    /// Records of a segment that did not read, skipped.
+    bad_records: u64,
 }
 
-/// Applies one file's Reports.
+/// Applies one file's Reports; `now` is the site time (µs) for files that do not say when they
+/// were accepted.
 fn process_file(
     store: &Store,
     index: &UpdateIndex,
     path: &Path,
     scratch: &mut Vec<Record>,
+    now: i64,
 ) -> io::Result<FileOutcome> {
     let bytes = fs::read(path)?;
+    let outcome = |reports, segment, bad| FileOutcome {
+        processed: Processed::default(),
+        reports,
+        segment,
+        bad,
+        bad_records: 0,
+    };
     if !segment::is_segment(&bytes) {
-        return Ok(match process_report(store, index, &bytes, scratch) {
-            Ok(processed) => FileOutcome { processed, reports: 1, segment: false, bad: false },
-            Err(_) => FileOutcome { processed: Processed::default(), reports: 1, segment: false, bad: true },
+        return Ok(match process_report(store, index, &bytes, scratch, not_after(now)) {
+            Ok(processed) => FileOutcome { processed, ..outcome(1, false, false) },
+            Err(_) => outcome(1, false, true),
         });
     }
-    let mut outcome = FileOutcome { processed: Processed::default(), reports: 0, segment: true, bad: false };
-    for report in segment::records(&bytes) {
-        if let Ok(record) = report
-            && discovery::is_discovery(record)
-        {
+    let limit = not_after(segment::created(&bytes).unwrap_or(now));
+    let mut outcome = outcome(0, true, false);
+    for record in segment::records(&bytes) {
+        let Ok(record) = record else {
+            // Corrupt before its end: what follows cannot be found.
+            outcome.bad = true;
+            break;
+        };
+        if discovery::is_discovery(record) {
             match discovery::Discovery::decode(record) {
                 Some(d) => {
                     store.discover(d.client, &d.netbios_name, d.location, d.time);
                 }
-                None => outcome.bad = true,
+                None => outcome.bad_records += 1,
             }
             continue;
         }
         outcome.reports += 1;
-        match report.map(|r| process_report(store, index, r, scratch)) {
-            Ok(Ok(p)) => outcome.processed += p,
-            // The relay checked every Report; one that does not scan now was damaged on disk.
-            Ok(Err(_)) | Err(_) => outcome.bad = true,
+        match process_report(store, index, record, scratch, limit) {
+            Ok(p) => outcome.processed += p,
+            // The relay checked every Report; one that does not scan now was damaged on disk,
+            // or written by hand. It alone is lost.
+            Err(_) => outcome.bad_records += 1,
         }
     }
     Ok(outcome)
@@ -312,7 +357,6 @@ fn list(dir: &Path, ext: &str) -> io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SiteClock;
     use crate::fixtures::fixture;
     use crate::inbox::segment::SegmentWriter;
     use crate::logs::Format;
@@ -332,11 +376,71 @@ mod tests {
         let mut index = UpdateIndex::new(&Site::default_site().catalog);
         index.insert("505fda07-b4f3-45fb-83d9-8642554e2773".parse().unwrap(), 0);
         index.insert("4ae85c00-0eaa-4be0-b81b-dbd7053d5fae".parse().unwrap(), 1);
-        Worker::open(paths, index, 200, Arc::new(log)).unwrap()
+        Worker::open(paths, index, 200, Arc::new(log), SiteClock::real_time()).unwrap()
     }
 
     const A: Guid = Guid(0xA1006D0E_CF56_41D1_A006_6330EFC39381);
     const B: Guid = Guid(0xB2006D0E_CF56_41D1_A006_6330EFC39382);
+
+    fn now() -> i64 {
+        SiteClock::real_time().now().0
+    }
+
+    /// A record of a segment that does not read (a discovery record cut inside a name, a Report
+    /// damaged on disk) condemns only itself: the other records apply and the file is not bad.
+    #[test]
+    fn a_record_that_does_not_read_condemns_only_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut w, _) = open(tmp.path());
+        let incoming = tmp.path().join("inboxes/auth/statesys.box/incoming");
+        let good =
+            discovery::Discovery { client: Guid(77), netbios_name: "PC77".into(), location: None, time: 5 };
+        let mut cut = discovery::Discovery { netbios_name: "é".into(), ..good.clone() }.encode();
+        let at = cut.len() - 2; // inside the `é`
+        cut.remove(at);
+        let len_at = cut.len() - 4;
+        cut[len_at] = 1; // the name's length now ends inside the character
+        assert_eq!(discovery::Discovery::decode(&cut), None);
+        let mut seg = SegmentWriter::create(&incoming, "0000000000000003", now()).unwrap();
+        let three = fixture("report-three-messages.xml");
+        let truncated = fixture("report-truncated.xml");
+        let bad_records = fixture("report-bad-records.xml");
+        seg.append_all([
+            cut.as_slice(),
+            three.as_slice(),
+            truncated.as_slice(),
+            &good.encode(),
+            bad_records.as_slice(),
+        ])
+        .unwrap();
+        seg.seal().unwrap();
+        let batch = w.run_batch().unwrap();
+        assert_eq!((batch.files, batch.bad_files, batch.bad_records), (1, 0, 2));
+        assert_eq!(batch.reports, 3);
+        assert_eq!(w.store().client(A).unwrap().1[0].state, 2);
+        assert_eq!(w.store().client(B).unwrap().1[0].state, 3);
+        assert_eq!(w.store().client(Guid(77)).unwrap().0.netbios_name, "PC77");
+        w.checkpoint().unwrap();
+        assert_eq!(fs::read_dir(tmp.path().join("inboxes/auth/statesys.box/corrupt")).unwrap().count(), 0);
+    }
+
+    /// MessageTimes are judged against when the segment was opened, whenever it is read: a
+    /// record a day and more past that is invalid, on the first read and on every replay.
+    #[test]
+    fn message_times_are_judged_against_the_segment_not_the_reader() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut w, _) = open(tmp.path());
+        let incoming = tmp.path().join("inboxes/auth/statesys.box/incoming");
+        // The fixtures are from 2014-01-20: a segment opened the day before sees them as future.
+        let t2014 = protocol::Timestamp::parse_iso(b"2014-01-20T00:00:00Z").unwrap().0;
+        for (name, opened, invalid) in [("01", t2014 - 2 * 86_400_000_000, 3), ("02", t2014, 0)] {
+            let mut seg = SegmentWriter::create(&incoming, name, opened).unwrap();
+            seg.append_all([fixture("report-three-messages.xml").as_slice()]).unwrap();
+            seg.seal().unwrap();
+            let batch = w.run_batch().unwrap();
+            assert_eq!((batch.processed.records, batch.processed.invalid), (3, invalid), "segment {name}");
+        }
+    }
 
     #[test]
     fn plain_files_segments_bad_files_and_the_log() {
@@ -345,19 +449,21 @@ mod tests {
         let incoming = tmp.path().join("inboxes/auth/statesys.box/incoming");
         fs::write(incoming.join("TAZGYTSJ.SMX"), fixture("report-bad-records.xml")).unwrap();
         fs::write(incoming.join("TRUNCATD.SMX"), fixture("report-truncated.xml")).unwrap();
-        let mut seg = SegmentWriter::create(&incoming.join("high"), "0000000000000001").unwrap();
+        let mut seg = SegmentWriter::create(&incoming.join("high"), "0000000000000001", now()).unwrap();
         seg.append_all([fixture("report-three-messages.xml").as_slice()]).unwrap();
         seg.seal().unwrap();
 
         let batch = w.run_batch().unwrap();
         assert_eq!((batch.files, batch.reports, batch.bad_files), (3, 3, 1));
         assert_eq!((batch.processed.records, batch.processed.invalid), (7, 3));
-        assert!(tmp.path().join("inboxes/auth/statesys.box/corrupt/TRUNCATD.SMX").exists());
         assert_eq!(w.run_batch().unwrap(), Batch::default(), "applied files are not taken twice");
         assert_eq!(w.store().client(B).unwrap().1[0].state, 3);
         assert_eq!(w.store().client(A).unwrap().1[0].state, 2);
-        assert_eq!(w.pending(), 2);
+        assert_eq!(w.pending(), 3);
+        // The bad file moves to corrupt/ once a checkpoint covers what was applied before it.
+        assert!(incoming.join("TRUNCATD.SMX").exists());
         w.checkpoint().unwrap();
+        assert!(tmp.path().join("inboxes/auth/statesys.box/corrupt/TRUNCATD.SMX").exists());
         assert_eq!(fs::read_dir(&incoming).unwrap().flatten().filter(|e| e.path().is_file()).count(), 0);
         let log = fs::read_to_string(tmp.path().join("logs/StateSys.log")).unwrap();
         assert!(log.contains("CMessageProcessor - Processed 7 records with 3 invalid records."), "{log}");
@@ -377,7 +483,7 @@ mod tests {
             w.checkpoint().unwrap();
             fs::write(incoming.join("BBBBBBBB.SMX"), fixture("report-bad-records.xml")).unwrap();
             // A half-written segment: one whole Report, then a torn one.
-            let mut seg = SegmentWriter::create(&incoming, "0000000000000002").unwrap();
+            let mut seg = SegmentWriter::create(&incoming, "0000000000000002", now()).unwrap();
             seg.append_all([fixture("report-one-message.xml").as_slice()]).unwrap();
             seg.sync().unwrap();
             drop(seg);

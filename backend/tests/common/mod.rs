@@ -155,3 +155,78 @@ pub(crate) fn one_message_report(
     });
     w.finish().to_vec()
 }
+
+/// The real `backend` binary on `data` (extra flags in `args`), on a free loopback port read
+/// from its first line. Killed (SIGKILL) when dropped, unless stopped first.
+#[allow(dead_code)] // not every test binary runs the binary
+pub(crate) struct Binary {
+    pub(crate) child: std::process::Child,
+    pub(crate) addr: SocketAddr,
+    pub(crate) log: std::path::PathBuf,
+}
+
+#[allow(dead_code)]
+impl Binary {
+    pub(crate) fn start(data: &Path, args: &[&str]) -> Binary {
+        Self::try_start(data, args).unwrap_or_else(|text| panic!("the backend did not start: {text}"))
+    }
+
+    /// `Err` with what it printed when it exits or prints no address within 30 s.
+    pub(crate) fn try_start(data: &Path, args: &[&str]) -> Result<Binary, String> {
+        let log = data.with_extension("log");
+        let offset = std::fs::metadata(&log).map_or(0, |m| m.len()) as usize;
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_backend"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .args(args)
+            .stderr(stderr)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let text = text.get(offset..).unwrap_or_default().to_owned();
+            if let Some(addr) =
+                text.split("serving http://").nth(1).and_then(|rest| rest.split_whitespace().next())
+            {
+                return Ok(Binary { child, addr: addr.parse().unwrap(), log });
+            }
+            if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(text);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String, Vec<u8>) {
+        call(self.addr, method, path, headers, body).expect("the backend answers")
+    }
+
+    /// SIGTERM (a graceful stop), then waits for the exit.
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.child.wait().unwrap()
+    }
+
+    /// Whether the process is still running.
+    pub(crate) fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -34,6 +34,10 @@ impl WsusLocationRequest {
         let named = |child: &str| {
             location.and_then(|l| l.child(child)).and_then(|c| c.attr("Name")).unwrap_or_default().to_owned()
         };
+        let ad_site = named("ADSite");
+        if !crate::names::fits(&ad_site, crate::names::MAX_AD_SITE) {
+            return Err(bad("ADSite Name", &ad_site));
+        }
         Ok(WsusLocationRequest {
             content_id: Guid::parse(id.trim().as_bytes()).map_err(|_| bad("Content ID", id))?,
             content_version: number("Content Version", required_attr(content, "Version")?)?,
@@ -45,7 +49,7 @@ impl WsusLocationRequest {
             on_internet: location
                 .and_then(|l| l.attr("OnInternet"))
                 .is_some_and(|v| matches!(v.trim(), "1" | "true" | "True")),
-            ad_site: named("ADSite"),
+            ad_site,
             forest: named("Forest"),
             domain: named("Domain"),
             ip_addresses: location

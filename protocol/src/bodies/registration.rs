@@ -52,8 +52,9 @@ impl ClientRegistrationRequest {
                 .map(|s| s.text.trim().to_owned())
                 .unwrap_or_default(),
         };
-        if request.netbios_name().is_empty() {
-            return Err(bad("Netbios Name", ""));
+        let name = request.netbios_name();
+        if name.is_empty() || !crate::names::fits(name, crate::names::MAX_NETBIOS_NAME) {
+            return Err(bad("Netbios Name", name));
         }
         Ok(request)
     }

@@ -3,7 +3,8 @@
 //! UTF-16LE), ending in a NUL character.
 //!
 //! - [`decode_request`]: what the MP does with a `CCM_POST` body: boundary from the content type,
-//!   header parsed, body inflated (bounded) and transcoded to UTF-8 once.
+//!   header parsed, body inflated (bounded) and transcoded to UTF-8 once;
+//!   [`decode_request_charged`] first asks a memory budget for what decoding may allocate.
 //! - [`build_request`]: the faithful request form, for the load generator.
 //! - [`build_sync_reply`] / [`NO_REPLY`]: the MP's two reply shapes; [`decode_reply`] reads them the
 //!   way Python clients do.
@@ -42,6 +43,8 @@ pub enum EnvelopeError {
     Zlib(String),
     #[error("the body inflates past the limit of {0} bytes")]
     TooLarge(usize),
+    #[error("no memory is free for decoding {0} bytes; retry later")]
+    OverBudget(usize),
 }
 
 /// Bounds for decoding untrusted bodies.
@@ -67,8 +70,26 @@ pub struct Request {
     pub compressed: bool,
 }
 
+/// How far past its declared `Body Length` a compressed body may inflate (senders add a NUL and
+/// a line end; some count differently).
+pub const INFLATE_SLACK: usize = 64 * 1024;
+
 /// Decodes a `CCM_POST` body sent with `content_type`.
 pub fn decode_request(content_type: &str, body: &[u8], limits: &Limits) -> Result<Request, EnvelopeError> {
+    decode_request_charged(content_type, body, limits, |_, _| true)
+}
+
+/// [`decode_request`], asking `charge` first for the most bytes decoding can allocate (the
+/// inflated UTF-16 body and its UTF-8 text), known once the header is read and before the body
+/// is touched: a compressed body is bounded by its declared `Body Length` plus
+/// [`INFLATE_SLACK`] (never past `limits.max_inflated`) and refused past that. When `charge`
+/// says no, nothing is decoded: [`EnvelopeError::OverBudget`].
+pub fn decode_request_charged(
+    content_type: &str,
+    body: &[u8],
+    limits: &Limits,
+    charge: impl FnOnce(&MsgHeader, usize) -> bool,
+) -> Result<Request, EnvelopeError> {
     let boundary = multipart::boundary(content_type)?;
     let parts = multipart::split(body, boundary)?;
     let [head, payload, ..] = parts.as_slice() else {
@@ -78,9 +99,21 @@ pub fn decode_request(content_type: &str, body: &[u8], limits: &Limits) -> Resul
     // Compression is announced by the hook; senders that forget it still send zlib's 0x78 header
     // in an octet-stream part.
     let compressed = header.is_compressed() || (payload.is_octet_stream() && looks_like_zlib(payload.body));
+    let declared =
+        header.body.as_ref().map(|b| usize::try_from(b.length).unwrap_or(usize::MAX)).filter(|&n| n > 0);
+    let utf16_bound = if compressed {
+        declared.map_or(limits.max_inflated, |n| n.saturating_add(INFLATE_SLACK).min(limits.max_inflated))
+    } else {
+        payload.body.len()
+    };
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit of 2.
+    let total = utf16_bound.saturating_add(utf16_bound / 2 * 3);
+    if !charge(&header, total) {
+        return Err(EnvelopeError::OverBudget(total));
+    }
     let utf16_body = if compressed {
-        let hint = header.body.as_ref().map_or(0, |b| b.length as usize + 2);
-        inflate(payload.body, hint, limits.max_inflated)?
+        let hint = declared.map_or(0, |n| n.saturating_add(2));
+        inflate(payload.body, hint, utf16_bound)?
     } else {
         payload.body.to_vec()
     };
