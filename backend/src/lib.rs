@@ -31,6 +31,8 @@ pub mod clock;
 pub mod faults;
 #[cfg(test)]
 mod fixtures;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inbox;
 pub mod logs;
 pub mod mp;

@@ -36,7 +36,7 @@ pub fn dispatch(file: &Path, incoming: &Path, log: &ComponentLog) -> io::Result<
 /// At start: recovers segments a crash left being written in the outbox, then moves every sealed
 /// file on. Returns how many were moved.
 pub fn dispatch_all(outbox: &Path, incoming: &Path, log: &ComponentLog) -> io::Result<usize> {
-    let mut moved = 0;
+    let mut moved = 0usize;
     let mut entries: Vec<PathBuf> = match fs::read_dir(outbox) {
         Ok(e) => e.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -54,7 +54,7 @@ pub fn dispatch_all(outbox: &Path, incoming: &Path, log: &ComponentLog) -> io::R
         };
         if let Some(file) = sealed {
             dispatch(&file, incoming, log)?;
-            moved += 1;
+            moved = moved.saturating_add(1);
         }
     }
     Ok(moved)

@@ -1,4 +1,5 @@
 //! The management point's message handling: a decoded CCM message in, what to answer out, over
+#![warn(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 //! the site model. No I/O here: the HTTP layer decodes the envelope, calls [`dispatch`], encodes
 //! the reply (faithful or plain XML), and hands relayed Reports to the inbox.
 //!
@@ -163,7 +164,7 @@ fn stable_guid(parts: &[&str]) -> Guid {
     }
     let digest = h.finalize();
     let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
+    bytes.copy_from_slice(digest.first_chunk::<16>().unwrap_or(&[0; 16]));
     let raw = u128::from_be_bytes(bytes);
     Guid((raw & !(0xF << 76) & !(0x3 << 62)) | (0x5 << 76) | (0x2 << 62))
 }
@@ -238,6 +239,7 @@ pub fn mp_list(mp: &MpIdentity) -> MpList {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use crate::fixtures::fixture;

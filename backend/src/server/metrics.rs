@@ -1,4 +1,5 @@
 //! Request counts and latency by endpoint, as Prometheus histograms
+#![warn(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 //! (`sumstorm_mp_request_seconds{endpoint="MP_RelayEndpoint"}`). Lock-free: one set of atomic
 //! buckets per endpoint, incremented once per request.
 
@@ -39,11 +40,13 @@ pub(crate) struct RequestMetrics {
 impl RequestMetrics {
     /// Records one request; an unknown label counts as `other`.
     pub(crate) fn record(&self, endpoint: &str, took: Duration) {
-        let i = ENDPOINTS.iter().position(|e| *e == endpoint).unwrap_or(ENDPOINTS.len() - 1);
-        let h = &self.by_endpoint[i];
+        let i = ENDPOINTS.iter().position(|e| *e == endpoint);
+        let Some(h) = i.and_then(|i| self.by_endpoint.get(i)).or(self.by_endpoint.last()) else { return };
         let secs = took.as_secs_f64();
         let bucket = BOUNDS.iter().position(|b| secs <= *b).unwrap_or(BOUNDS.len());
-        h.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        if let Some(b) = h.buckets.get(bucket).or(h.buckets.last()) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
         h.sum_nanos.fetch_add(took.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
     }
 
@@ -59,7 +62,7 @@ impl RequestMetrics {
             }
             let mut cumulative = 0;
             for (bound, count) in BOUNDS.iter().zip(&counts) {
-                cumulative += count;
+                cumulative = count.saturating_add(cumulative);
                 let _ = writeln!(out, "{name}_bucket{{endpoint=\"{endpoint}\",le=\"{bound}\"}} {cumulative}");
             }
             let _ = writeln!(out, "{name}_bucket{{endpoint=\"{endpoint}\",le=\"+Inf\"}} {total}");

@@ -1,4 +1,5 @@
 //! Request routing: the MP (contract §2.3) and the site API (§2.4).
+#![warn(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -81,9 +82,11 @@ pub(super) async fn handle(
         _ => "other",
     }
     .to_owned();
-    let head_bytes: usize = path.len()
-        + query.len()
-        + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
+    let head_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len().saturating_add(v.len()).saturating_add(4))
+        .fold(path.len().saturating_add(query.len()), usize::saturating_add);
     let answer = match (method.as_str(), path.as_str()) {
         // hyper bounds what it buffers (a little past its 64 KiB read buffer); this makes the
         // limit exact.
@@ -196,7 +199,7 @@ async fn faults(shared: &Shared, req: HttpRequest<Incoming>) -> Reply {
             }
         };
         for (key, disk) in [("inbox", Disk::Inbox), ("checkpoint", Disk::Checkpoint)] {
-            match &args[key] {
+            match args.get(key).unwrap_or(&Value::Null) {
                 Value::Null if args.get(key).is_some() => faults.set(disk, None),
                 Value::Null => {}
                 v => match v.as_str().and_then(Fault::parse) {
@@ -510,7 +513,7 @@ fn policy_body<B>(shared: &Shared, query: &str, req: &HttpRequest<B>) -> Reply {
     let total = body.len();
     let range = req.headers().get("range").and_then(|v| v.to_str().ok()).and_then(|r| byte_range(r, total));
     let (status, slice) = match range {
-        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, body[a..=b].to_vec()),
+        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, body.get(a..=b).unwrap_or_default().to_vec()),
         None => (StatusCode::OK, body),
     };
     let len = slice.len();
@@ -594,7 +597,7 @@ fn site_json(shared: &Shared) -> Value {
             "Intranet": s.intranet,
             "Internet": s.internet,
             "SyncedContentVersion": site.synced_version(s),
-            "BoundaryGroups": s.boundary_groups.iter().map(|&g| site.boundary_groups[g].name.clone()).collect::<Vec<_>>(),
+            "BoundaryGroups": s.boundary_groups.iter().filter_map(|&g| site.boundary_groups.get(g).map(|b| b.name.clone())).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "BoundaryGroups": site.boundary_groups.iter().map(|g| json!({
             "Name": g.name,
@@ -607,18 +610,18 @@ fn site_json(shared: &Shared) -> Value {
         "UpdateGroups": site.update_groups.iter().map(|g| json!({
             "GroupID": g.id,
             "Name": g.name,
-            "Updates": g.updates.iter().map(|&u| site.catalog.updates()[u].id.styled(GuidStyle::Lower).to_string()).collect::<Vec<_>>(),
+            "Updates": g.updates.iter().filter_map(|&u| site.catalog.updates().get(u).map(|x| x.id.styled(GuidStyle::Lower).to_string())).collect::<Vec<_>>(),
             "TakesNewUpdates": g.takes_new_updates,
         })).collect::<Vec<_>>(),
         "Deployments": site.deployments.iter().map(|d| json!({
             "DeploymentID": d.id,
             "Name": d.name,
-            "GroupID": site.update_groups[d.group].id,
+            "GroupID": site.update_groups.get(d.group).map(|g| g.id),
             "Collection": match &d.collection {
                 Collection::AllClients => json!({ "AllClients": true }),
                 Collection::AdSites(sites) => json!({ "ADSites": sites }),
                 Collection::BoundaryGroups(groups) => json!({
-                    "BoundaryGroups": groups.iter().map(|&g| site.boundary_groups[g].name.clone()).collect::<Vec<_>>(),
+                    "BoundaryGroups": groups.iter().filter_map(|&g| site.boundary_groups.get(g).map(|b| b.name.clone())).collect::<Vec<_>>(),
                 }),
             },
         })).collect::<Vec<_>>(),
@@ -648,7 +651,7 @@ fn summarization_json(runs: impl Iterator<Item = crate::statesys::tasks::TaskRun
 async fn summarize(shared: &Shared, query: &str) -> Reply {
     let args = match query_args(query, &["task"]) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let tasks = match args.first().map(|(_, v)| *v) {
         None => Task::ALL.to_vec(),
@@ -678,22 +681,21 @@ async fn summarize(shared: &Shared, query: &str) -> Reply {
 
 /// A query value with `%XX` and `+` decoded.
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
+    let mut out = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let [c, tail @ ..] = rest {
+        let hex = tail
+            .get(..2)
             .and_then(|h| std::str::from_utf8(h).ok())
             .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
+        match (c, hex) {
             (b'%', Some(v)) => {
                 out.push(v);
-                i += 3;
+                rest = tail.get(2..).unwrap_or_default();
             }
             (c, _) => {
-                out.push(if c == b'+' { b' ' } else { c });
-                i += 1;
+                out.push(if *c == b'+' { b' ' } else { *c });
+                rest = tail;
             }
         }
     }
@@ -799,19 +801,19 @@ fn sync_args(body: &[u8]) -> Result<(usize, usize), String> {
     let Value::Object(args) = value else {
         return Err("expected a JSON object such as {\"new_updates\": 20, \"superseded\": 5}".into());
     };
-    let mut counts = [20u64, 5];
+    let (mut new, mut superseded) = (20u64, 5u64);
     for (key, v) in &args {
         let slot = match key.as_str() {
-            "new_updates" => 0,
-            "superseded" => 1,
+            "new_updates" => &mut new,
+            "superseded" => &mut superseded,
             other => return Err(format!("unknown key {other:?}; keys: new_updates, superseded")),
         };
-        counts[slot] = v
+        *slot = v
             .as_u64()
             .filter(|&n| n <= MAX_SYNC_UPDATES)
             .ok_or_else(|| format!("{key}: a whole number from 0 to {MAX_SYNC_UPDATES}, not {v}"))?;
     }
-    Ok((counts[0] as usize, counts[1] as usize))
+    Ok((new as usize, superseded as usize))
 }
 
 /// `POST /api/v1/sync`: WSyncMgr, then SMSDBMON's `.STN`, then the Policy Provider.
@@ -857,18 +859,21 @@ async fn sync(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> Reply {
 const MAX_DRAIN: Duration = Duration::from_secs(24 * 3600);
 
 /// The query's `key=value` pairs, refusing any key not in `known` and any key given twice.
-fn query_args<'q>(query: &'q str, known: &[&str]) -> Result<Vec<(&'q str, &'q str)>, Reply> {
+fn query_args<'q>(query: &'q str, known: &[&str]) -> Result<Vec<(&'q str, &'q str)>, Box<Reply>> {
     let mut args: Vec<(&str, &str)> = Vec::new();
     for kv in query.split('&').filter(|kv| !kv.is_empty()) {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         if !known.contains(&k) {
-            return Err(text(
+            return Err(Box::new(text(
                 StatusCode::BAD_REQUEST,
                 format!("unknown query parameter {k:?}; known: {}", known.join(", ")),
-            ));
+            )));
         }
         if args.iter().any(|(seen, _)| *seen == k) {
-            return Err(text(StatusCode::BAD_REQUEST, format!("query parameter {k:?} given twice")));
+            return Err(Box::new(text(
+                StatusCode::BAD_REQUEST,
+                format!("query parameter {k:?} given twice"),
+            )));
         }
         args.push((k, v));
     }
@@ -889,7 +894,7 @@ fn drain_timeout(value: &str) -> Option<Duration> {
 async fn drain(shared: &Shared, query: &str) -> Reply {
     let args = match query_args(query, &["timeout"]) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let timeout = match args.first() {
         None => Duration::from_secs(60),
@@ -903,7 +908,8 @@ async fn drain(shared: &Shared, query: &str) -> Reply {
             }
         },
     };
-    let deadline = Instant::now() + timeout;
+    // `timeout` is at most a day: this cannot overflow (checked anyway).
+    let deadline = Instant::now().checked_add(timeout).unwrap_or_else(Instant::now);
     loop {
         // Every relayed Report applied, and nothing else waiting in the inboxes. Accepted is
         // counted as each Report becomes durable, so this waits for Reports whose clients hung
@@ -963,6 +969,7 @@ fn metrics(shared: &Shared) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::{HeaderValue, SocketAddr, admin_allowed, byte_range};
 
