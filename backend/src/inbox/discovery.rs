@@ -107,6 +107,23 @@ mod tests {
             prop_assert_eq!(Discovery::decode(&longer), None);
         }
 
+        /// Whatever is encoded decodes, whatever the name: a cut at 65,535 bytes never falls
+        /// inside a character.
+        #[test]
+        fn long_names_decode(n in 65_500usize..65_540, c in any::<char>(), site in proptest::option::of(0usize..70_000)) {
+            let name = format!("{}{c}", "A".repeat(n));
+            let d = Discovery {
+                client: Guid(1),
+                netbios_name: name.clone(),
+                location: site.map(|n| Location { ad_site: "ü".repeat(n / 2).into(), boundary_groups: 1 }),
+                time: 0,
+            };
+            let back = Discovery::decode(&d.encode());
+            prop_assert!(back.is_some());
+            let back = back.unwrap();
+            prop_assert!(name.starts_with(&back.netbios_name) && back.netbios_name.len() <= u16::MAX as usize);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut bytes = MAGIC.to_vec();

@@ -321,6 +321,96 @@ mod tests {
         assert!(matches!(load(&tmp.path().join("missing"), 1), Err(LoadError::Io(_))));
     }
 
+    /// Whatever the writer takes, the loader loads: clients named anything (any script, any
+    /// length, a name cut at 65,535 bytes falling inside a character), anywhere, with any
+    /// serials, states and times, at any stride up to the widest catalog.
+    mod writer_and_loader_agree {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                ".{0,40}",
+                (65_500usize..65_540, any::<char>()).prop_map(|(n, c)| format!("{}{c}", "A".repeat(n))),
+                (0usize..70_000).prop_map(|n| "é".repeat(n / 2)),
+            ]
+        }
+
+        fn client() -> impl Strategy<Value = (Client, Vec<UpdateState>)> {
+            (
+                any::<u128>(),
+                name(),
+                proptest::option::of((name(), any::<u64>())),
+                proptest::option::of((any::<i64>(), any::<u64>(), any::<u8>(), any::<u32>())),
+                proptest::collection::vec(any::<u64>(), 0..80),
+                any::<i64>(),
+                any::<bool>(),
+                proptest::collection::vec((any::<i64>(), any::<i64>(), any::<u32>(), any::<u8>()), 0..40),
+            )
+                .prop_map(|(id, netbios_name, location, scan, serials, last_seen, retired, row)| {
+                    let mut seen = Serials::default();
+                    for s in serials {
+                        seen.record(s);
+                    }
+                    let client = Client {
+                        id: Guid(id),
+                        netbios_name,
+                        scan: scan.map(|(time, serial, state, content_version)| ScanState {
+                            time,
+                            serial,
+                            state,
+                            content_version,
+                        }),
+                        serials: seen,
+                        last_seen,
+                        location: location.map(|(s, g)| Location { ad_site: s.into(), boundary_groups: g }),
+                        retired,
+                    };
+                    (client, row.into_iter().map(|(t, c, s, st)| UpdateState::new(t, c, s, st)).collect())
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+            #[test]
+            fn whatever_is_saved_loads(clients in proptest::collection::vec(client(), 0..6), stride in 0usize..50) {
+                let store = Store::new(2, stride);
+                for (c, row) in &clients {
+                    store.restore(c.clone(), row);
+                }
+                let tmp = tempfile::tempdir().unwrap();
+                let path = tmp.path().join("store.ckpt");
+                save(&store, &path, &Faults::default()).unwrap();
+                let loaded = load(&path, 1);
+                prop_assert!(loaded.is_ok(), "{:?}", loaded.err());
+                let loaded = loaded.unwrap();
+                prop_assert_eq!(loaded.clients(), store.clients());
+                // The last client of each ID is the one kept.
+                let kept: std::collections::HashMap<Guid, &Client> = clients.iter().map(|(c, _)| (c.id, c)).collect();
+                for c in kept.values() {
+                    let (back, _) = loaded.client(c.id).unwrap();
+                    prop_assert!(c.netbios_name.starts_with(&back.netbios_name));
+                    let room = c.netbios_name.len().min(u16::MAX as usize);
+                    prop_assert!(back.netbios_name.len() <= room && back.netbios_name.len() + 4 > room);
+                }
+            }
+        }
+
+        /// The widest row a store can have (the largest catalog) is written and loaded.
+        #[test]
+        fn the_widest_catalog_loads() {
+            let store = Store::new(0, crate::site::catalog::MAX_UPDATES);
+            let last = crate::site::catalog::MAX_UPDATES as u32 - 1;
+            let r = Record { time: 5, serial: 1, target: Target::Update { index: last, state: 3 } };
+            store.apply(Guid(1), "PC", &[r]);
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("store.ckpt");
+            save(&store, &path, &Faults::default()).unwrap();
+            let loaded = load(&path, 0).unwrap();
+            assert_eq!(loaded.client(Guid(1)).unwrap().1[last as usize].state, 3);
+        }
+    }
+
     /// What a loader sees past the checksum is whatever the file holds: any bytes after the
     /// magic, with a valid CRC, and any byte changes of a real checkpoint with its CRC fixed up,
     /// load or fail with `Damaged`; never a panic, never a giant allocation.
