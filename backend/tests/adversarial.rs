@@ -360,20 +360,25 @@ fn syncs_stop_at_the_catalog_limit() {
     drained(server.addr);
 }
 
-/// Findings 8, 9, 11, 13 and 14: what a client chooses (its name, its element count, its
-/// identity, its clock) no longer costs the site memory or another client's state.
+/// Finding 9: a tiny compressed body of a hundred thousand elements became a tree of hundreds
+/// of megabytes.
 #[test]
-fn what_clients_choose_is_bounded() {
+fn wide_xml_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let server = in_process(&tmp.path().join("data"));
-    // 9: a tiny compressed body of a hundred thousand elements.
     let wide = format!("<WSUSLocationRequest>{}</WSUSLocationRequest>", "<a/>".repeat(100_000));
     let body = envelope_of("MP_LocationManager", "", &wide);
     assert!(body.len() < 20_000);
     let (status, why) = ccm(server.addr, &body);
     assert_eq!(status, 400, "{why}");
     assert!(why.contains("elements"), "{why}");
-    // 14: a Report relayed by one client for another is refused.
+}
+
+/// Finding 14: a Report relayed by one client for another overwrote the other's state.
+#[test]
+fn a_client_relays_only_its_own_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = in_process(&tmp.path().join("data"));
     let report = one_message_report(client(7), "VICTIM", update(), 1, 3, SEED_TIME);
     let forged = envelope_of(
         "MP_RelayEndpoint",
@@ -382,7 +387,22 @@ fn what_clients_choose_is_bounded() {
     );
     let (status, why) = ccm(server.addr, &forged);
     assert_eq!(status, 400, "{why}");
-    // 11: a Report with no usable record creates no client.
+    drained(server.addr);
+    assert_eq!(client_json(server.addr, client(7)).0, 404, "the forged Report was not written");
+    let own = envelope_of(
+        "MP_RelayEndpoint",
+        &format!("GUID:{}", client(7)),
+        std::str::from_utf8(&report).unwrap(),
+    );
+    assert_eq!(ccm(server.addr, &own).0, 200);
+}
+
+/// Findings 11 and 13: a Report with no usable record created a client; a MessageTime in year
+/// 9999 stayed in force forever.
+#[test]
+fn unusable_and_future_records_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = in_process(&tmp.path().join("data"));
     let bad_time = String::from_utf8(one_message_report(client(9), "NOBODY", update(), 1, 2, SEED_TIME))
         .unwrap()
         .replace("20140120171855.000000+000", "not a time");
@@ -410,7 +430,6 @@ fn what_clients_choose_is_bounded() {
     }
     drained(server.addr);
     assert_eq!(client_json(server.addr, client(9)).0, 404, "no client without a usable record");
-    assert_eq!(client_json(server.addr, client(7)).0, 404, "the forged Report was not written");
     assert_eq!(client_json(server.addr, client(10)).0, 404, "future records are invalid");
     let (status, json) = client_json(server.addr, client(11));
     assert_eq!((status, json["Updates"][0]["Status"].as_u64()), (200, Some(3)), "{json:#}");

@@ -21,7 +21,7 @@ use super::Shared;
 use crate::inbox::commit::{Ack, Busy};
 use crate::inbox::discovery::Discovery;
 use crate::mp::{self, Dispatch};
-use crate::site::catalog::MAX_UPDATES;
+use crate::site::catalog::{MAX_SYNC_UPDATES, MAX_UPDATES};
 use crate::site::{Collection, Site, chain};
 use crate::statesys::tasks::Task;
 
@@ -788,9 +788,6 @@ fn client_json(shared: &Shared, id: &str) -> Reply {
     )
 }
 
-/// The most updates one sync may bring or supersede.
-const MAX_SYNC_UPDATES: u64 = 10_000;
-
 /// A sync's body: empty (20 new, 5 superseded), or a JSON object with only `new_updates` and
 /// `superseded`, each a whole number up to [`MAX_SYNC_UPDATES`].
 fn sync_args(body: &[u8]) -> Result<(usize, usize), String> {
@@ -810,7 +807,7 @@ fn sync_args(body: &[u8]) -> Result<(usize, usize), String> {
         };
         *slot = v
             .as_u64()
-            .filter(|&n| n <= MAX_SYNC_UPDATES)
+            .filter(|&n| n <= MAX_SYNC_UPDATES as u64)
             .ok_or_else(|| format!("{key}: a whole number from 0 to {MAX_SYNC_UPDATES}, not {v}"))?;
     }
     Ok((new as usize, superseded as usize))

@@ -9,6 +9,9 @@ use protocol::Guid;
 /// The product's largest catalogs hold tens of thousands.
 pub const MAX_UPDATES: usize = 1 << 20;
 
+/// The most updates one sync may bring or supersede.
+pub const MAX_SYNC_UPDATES: usize = 10_000;
+
 /// One software update as the catalog knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {

@@ -13,6 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::Site;
+use super::catalog::{MAX_SYNC_UPDATES, MAX_UPDATES};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct SiteState {
@@ -74,6 +75,16 @@ pub fn restore(site: &mut Site, path: &Path) -> io::Result<()> {
                 "{} belongs to another site (or another site file); use a fresh data directory",
                 path.display()
             ),
+        ));
+    }
+    // What the writer can have written: syncs within the API's bounds, a catalog within its limit.
+    let total = state.syncs.iter().try_fold(state.base_updates, |n, &(new, superseded)| {
+        (new <= MAX_SYNC_UPDATES && superseded <= MAX_SYNC_UPDATES).then(|| n.saturating_add(new))
+    });
+    if total.is_none_or(|n| n > MAX_UPDATES) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: its syncs take the catalog past {MAX_UPDATES} updates", path.display()),
         ));
     }
     let first_version = state.content_version.saturating_sub(state.syncs.len() as u32);

@@ -347,27 +347,30 @@ mod tests {
                 any::<bool>(),
                 proptest::collection::vec((any::<i64>(), any::<i64>(), any::<u32>(), any::<u8>()), 0..40),
             )
-                .prop_map(|(id, netbios_name, location, scan, serials, last_seen, retired, row)| {
-                    let mut seen = Serials::default();
-                    for s in serials {
-                        seen.record(s);
-                    }
-                    let client = Client {
-                        id: Guid(id),
-                        netbios_name,
-                        scan: scan.map(|(time, serial, state, content_version)| ScanState {
-                            time,
-                            serial,
-                            state,
-                            content_version,
-                        }),
-                        serials: seen,
-                        last_seen,
-                        location: location.map(|(s, g)| Location { ad_site: s.into(), boundary_groups: g }),
-                        retired,
-                    };
-                    (client, row.into_iter().map(|(t, c, s, st)| UpdateState::new(t, c, s, st)).collect())
-                })
+                .prop_map(
+                    |(id, netbios_name, location, scan, serials, last_seen, retired, row)| {
+                        let mut seen = Serials::default();
+                        for s in serials {
+                            seen.record(s);
+                        }
+                        let client = Client {
+                            id: Guid(id),
+                            netbios_name,
+                            scan: scan.map(|(time, serial, state, content_version)| ScanState {
+                                time,
+                                serial,
+                                state,
+                                content_version,
+                            }),
+                            serials: seen,
+                            last_seen,
+                            location: location
+                                .map(|(s, g)| Location { ad_site: s.into(), boundary_groups: g }),
+                            retired,
+                        };
+                        (client, row.into_iter().map(|(t, c, s, st)| UpdateState::new(t, c, s, st)).collect())
+                    },
+                )
         }
 
         proptest! {

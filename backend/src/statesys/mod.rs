@@ -1,14 +1,16 @@
 //! StateSys: applies state messages to the store.
 //!
 //! - [`checkpoint`]: the store's durable form, written atomically and checksummed.
-//! - [`process`]: one Report into the store (scan, resolve against the catalog, apply).
+//! - [`process`]: one Report into the store (scan, resolve against the catalog, judge
+//!   MessageTimes against the site clock, apply).
 //! - [`store`]: the sharded state store and the apply rule.
 //! - [`worker`]: the file loop: inboxes in name order, bad files to `corrupt/`, batch log lines,
 //!   checkpoint then delete, crash recovery.
 //! - [`serials`]: per-client serial numbers seen and the gaps between them.
+//! - [`summary`] and [`tasks`]: the summarization tasks and the views they build.
 //!
-//! Still to come (issue 3): the processing threads that drive [`worker`] (notification plus
-//! polling, the pause, when to checkpoint), and the site API over the store.
+//! The thread that drives [`worker`] (notification plus polling, the pause, when to checkpoint)
+//! and the summarizer's schedule live in `crate::server` for now.
 
 pub mod checkpoint;
 pub mod process;
