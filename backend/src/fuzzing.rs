@@ -54,7 +54,9 @@ fn clean(bytes: &[u8]) -> String {
 /// One HTTP/1.1 request from fuzz bytes. The first bytes choose a method, a path and a body
 /// shape; the rest, split at `0xFF`, is the query, extra header lines and the body.
 pub fn request(data: &[u8]) -> Vec<u8> {
-    let [m, p, shape, rest @ ..] = data else { return b"GET / HTTP/1.1\r\nHost: f\r\n\r\n".to_vec() };
+    let [m, p, shape, rest @ ..] = data else {
+        return b"GET / HTTP/1.1\r\nHost: f\r\nConnection: close\r\n\r\n".to_vec();
+    };
     let mut parts = rest.splitn(4, |&b| b == 0xFF);
     let (suffix, query, headers, body) =
         (parts.next().unwrap_or_default(), parts.next(), parts.next().unwrap_or_default(), parts.next());
@@ -106,11 +108,10 @@ pub fn request(data: &[u8]) -> Vec<u8> {
         let line: String =
             String::from_utf8_lossy(line).chars().filter(|c| !matches!(c, '\r' | '\0')).collect();
         let lower = line.to_ascii_lowercase();
-        // The framing stays the harness's: a request that cannot end would only time out.
-        if line.contains(':')
-            && !lower.starts_with("content-length")
-            && !lower.starts_with("transfer-encoding")
-        {
+        // The framing stays the harness's: a request that cannot end, or a connection kept
+        // open, would only wait for a timeout.
+        let framing = ["content-length", "transfer-encoding", "connection"];
+        if line.contains(':') && !framing.iter().any(|f| lower.trim_start().starts_with(f)) {
             out.push_str(&line);
             out.push_str("\r\n");
         }

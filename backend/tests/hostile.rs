@@ -198,27 +198,30 @@ fn oversized_bodies_headers_and_floods_of_bytes_get_limits_answers() {
         assert_eq!(status_of(&response), 431, "{size}: {}", String::from_utf8_lossy(&response));
         assert!(closed);
     }
-    // Many large bodies at once: past the request-memory budget (3 MiB here, 2x each body for
-    // the decoded copy), newcomers get 503 with Retry-After instead of memory.
+    // Many large bodies at once: past the request-memory budget (3 MiB here; each byte that
+    // arrives is charged twice, for the pieces and the buffer they end in), newcomers get 503
+    // with Retry-After instead of memory. A declared length reserves nothing: bytes do.
     let held: Vec<TcpStream> = (0..2)
         .map(|_| {
             let mut s = TcpStream::connect(server.addr).unwrap();
             s.write_all(
                 b"POST /ccm_system/request HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n\
-                  X-Target-Endpoint: MP_RelayEndpoint\r\nContent-Length: 800000\r\n\r\n<Report>",
+                  X-Target-Endpoint: MP_RelayEndpoint\r\nContent-Length: 800000\r\n\r\n",
             )
             .unwrap();
+            s.write_all(&vec![b' '; 700_000]).unwrap();
             s
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
-    // Answered before its body is read.
+    std::thread::sleep(Duration::from_millis(300));
+    // Answered once its bytes pass what is left.
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.write_all(
         b"POST /ccm_system/request HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n\
           X-Target-Endpoint: MP_RelayEndpoint\r\nContent-Length: 800000\r\n\r\n",
     )
     .unwrap();
+    let _ = s.write_all(&vec![b' '; 800_000]);
     let (response, _) = read_until_closed(&mut s, Duration::from_secs(2));
     let response = String::from_utf8_lossy(&response).to_lowercase();
     shown("bodies past the request-memory budget", status_of(response.as_bytes()), response.as_bytes());
@@ -312,6 +315,11 @@ fn names_from_clients_never_reach_the_file_system() {
         ..MsgHeader::default()
     };
     let xml = String::from_utf8(report("../../../../etc/passwd", Guid(0xE71))).unwrap();
+    // A SourceID that is no SMS ID is refused (nothing written); with the client's own, the
+    // rest of the traversal is taken and must not reach a file name.
+    let (status, _, body) = server.ccm(&envelope::build_request(&mut header, &xml, Some(6)));
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    header.source_id = format!("GUID:{}", Guid(0xE71));
     let (status, _, body) = server.ccm(&envelope::build_request(&mut header, &xml, Some(6)));
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     server.json("POST", "/api/v1/drain?timeout=30", b"");

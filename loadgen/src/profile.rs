@@ -410,6 +410,13 @@ impl Plan {
         if p.ad_sites.is_empty() || p.ad_sites.iter().any(|s| s.trim().is_empty()) {
             return Err(invalid("population.ad_sites", "needs at least one non-empty AD site"));
         }
+        // What an MP takes (it refuses longer names with 400).
+        if p.ad_sites.iter().any(|s| !protocol::names::fits(s.trim(), protocol::names::MAX_AD_SITE)) {
+            return Err(invalid(
+                "population.ad_sites",
+                format!("AD site names are at most {} characters", protocol::names::MAX_AD_SITE),
+            ));
+        }
         let mut subnets = Vec::new();
         for s in &p.subnets {
             let parsed = s.split_once('/').and_then(|(net, bits)| {

@@ -190,7 +190,7 @@ async fn faults(shared: &Shared, req: HttpRequest<Incoming>) -> Reply {
     };
     if post {
         let args: Value = match serde_json::from_slice(&body) {
-            Ok(v @ Value::Object(_)) => v,
+            Ok(Value::Object(o)) if o.keys().all(|k| k == "inbox" || k == "checkpoint") => Value::Object(o),
             _ => {
                 return text(
                     StatusCode::BAD_REQUEST,
