@@ -171,7 +171,7 @@ fn one_process_owns_a_data_directory_until_it_has_finished_with_it() {
 
     // Stop the first; the moment its port stops answering, the directory is free.
     let addr = first.addr;
-    let _ = std::process::Command::new("kill").arg("-TERM").arg(first.child.id().to_string()).status();
+    common::sigterm(&first.child);
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(addr).is_ok() {
         assert!(Instant::now() < deadline, "the first process did not stop");

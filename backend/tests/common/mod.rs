@@ -156,6 +156,13 @@ pub(crate) fn one_message_report(
     w.finish().to_vec()
 }
 
+/// SIGTERM to `child` (procps' `kill`; `.ci/run` installs it where it is missing).
+#[allow(dead_code)]
+pub(crate) fn sigterm(child: &std::process::Child) {
+    let sent = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    assert!(sent.as_ref().is_ok_and(|s| s.success()), "cannot send SIGTERM (is procps installed?): {sent:?}");
+}
+
 /// The real `backend` binary on `data` (extra flags in `args`), on a free loopback port read
 /// from its first line. Killed (SIGKILL) when dropped, unless stopped first.
 #[allow(dead_code)] // not every test binary runs the binary
@@ -214,7 +221,7 @@ impl Binary {
 
     /// SIGTERM (a graceful stop), then waits for the exit.
     pub(crate) fn stop(mut self) -> std::process::ExitStatus {
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        sigterm(&self.child);
         self.child.wait().unwrap()
     }
 
