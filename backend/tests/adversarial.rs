@@ -198,7 +198,7 @@ fn requests_that_aborted_the_process_get_answers() {
         ("POST", "/api/v1/drain?timeout=18446744073709551615", 400),
         ("POST", "/api/v1/drain?timeout=99999999999s", 400),
     ] {
-        let (status, _, body) = server.call(method, path, &[], b"");
+        let (status, _, body) = call(server.addr, method, path, &[], b"").unwrap();
         assert_eq!(status, want, "{method} {path}: {}", String::from_utf8_lossy(&body));
         assert!(server.alive(), "{method} {path} killed the process");
     }

@@ -5,45 +5,15 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use protocol::bodies::{
     ClientRegistrationRequest, ClientRegistrationResponse, IpAddressInfo, WsusLocationRequest,
 };
 use protocol::envelope::{self, CONTENT_TYPE, MsgHeader, Reply};
 
-/// The binary on `data`, checkpointing only every 10 minutes; its address from its first line.
-/// The caller kills and waits for it.
-#[allow(clippy::zombie_processes)]
-fn start(data: &Path) -> (Child, SocketAddr) {
-    let log = data.with_extension("log");
-    let offset = std::fs::metadata(&log).map_or(0, |m| m.len()) as usize;
-    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_backend"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--checkpoint-ms", "600000", "--data-dir"])
-        .arg(data)
-        .stderr(stderr)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(addr) = text
-            .get(offset..)
-            .and_then(|t| t.split("serving http://").nth(1))
-            .and_then(|rest| rest.split_whitespace().next())
-        {
-            return (child, addr.parse().unwrap());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the backend did not start: {text}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// The binary on `data`, checkpointing only every 10 minutes.
+fn start(data: &Path) -> common::Binary {
+    common::Binary::start(data, &["--checkpoint-ms", "600000"])
 }
 
 fn ccm(addr: SocketAddr, header: &mut MsgHeader, xml: &str) -> String {
@@ -62,7 +32,8 @@ fn ccm(addr: SocketAddr, header: &mut MsgHeader, xml: &str) -> String {
 fn registrations_and_locations_survive_sigkill() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let (mut child, addr) = start(&data);
+    let server = start(&data);
+    let addr = server.addr;
     let header = |endpoint: &str, source: &str| MsgHeader {
         id: "{C2BB9710-C548-49D0-9DF8-5F9CFC5F3862}".into(),
         source_id: source.into(),
@@ -90,15 +61,14 @@ fn registrations_and_locations_survive_sigkill() {
         ..WsusLocationRequest::default()
     };
     ccm(addr, &mut header("MP_LocationManager", &format!("GUID:{id}")), &location.to_xml());
-    // Killed at once: the next checkpoint is ten minutes away.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // Killed at once (SIGKILL, on drop): the next checkpoint is ten minutes away.
+    drop(server);
 
-    let (mut child, addr) = start(&data);
-    let (status, _, body) = common::call(addr, "GET", &format!("/api/v1/clients/{id}"), &[], b"").unwrap();
+    let server = start(&data);
+    let (status, _, body) =
+        common::call(server.addr, "GET", &format!("/api/v1/clients/{id}"), &[], b"").unwrap();
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(server);
     assert_eq!(
         status,
         200,

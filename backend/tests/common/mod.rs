@@ -209,16 +209,6 @@ impl Binary {
         }
     }
 
-    pub(crate) fn call(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> (u16, String, Vec<u8>) {
-        call(self.addr, method, path, headers, body).expect("the backend answers")
-    }
-
     /// SIGTERM (a graceful stop), then waits for the exit.
     pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         sigterm(&self.child);
