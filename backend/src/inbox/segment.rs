@@ -343,6 +343,31 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Whatever records the writer takes (any bytes, any sizes, in any batches, synced or
+        /// not before the seal), the reader gives back, in order.
+        #[test]
+        fn whatever_is_written_reads_back(
+            batches in proptest::collection::vec(
+                proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), 0..6),
+                0..6,
+            ),
+            opened in proptest::prelude::any::<i64>(),
+        ) {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut w = SegmentWriter::create(tmp.path(), "P", opened).unwrap();
+            for batch in &batches {
+                w.append_all(batch.iter().map(Vec::as_slice)).unwrap();
+                w.sync().unwrap();
+            }
+            let sealed = w.seal().unwrap();
+            let bytes = fs::read(&sealed).unwrap();
+            let back: Vec<&[u8]> = records(&bytes).collect::<Result<_, _>>().unwrap();
+            let sent: Vec<&[u8]> = batches.iter().flatten().map(Vec::as_slice).collect();
+            proptest::prop_assert_eq!(back, sent);
+            proptest::prop_assert_eq!(created(&bytes), Some(opened));
+            proptest::prop_assert_eq!(valid_len(&bytes), Ok(bytes.len()));
+        }
+
         /// Any bytes after the magic: records stop at the first bad one, never panic, and
         /// `valid_len` agrees with what they yield.
         #[test]

@@ -127,4 +127,44 @@ mod tests {
         fs::write(&path, b"{ nope").unwrap();
         assert_eq!(restore(&mut Site::default_site(), &path).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+        /// Whatever syncs the API lets through (up to its bounds), what the writer saves the
+        /// reader restores to the same site.
+        #[test]
+        fn whatever_is_saved_restores(
+            syncs in proptest::collection::vec((0..=MAX_SYNC_UPDATES, 0..=MAX_SYNC_UPDATES), 0..6),
+            bumps in 0u32..5,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("site.json");
+            let mut site = Site::default_site();
+            for (new, superseded) in syncs {
+                site.sync(new, superseded);
+            }
+            site.policy_major += bumps;
+            save(&site, &path).unwrap();
+            let mut back = Site::default_site();
+            restore(&mut back, &path).unwrap();
+            proptest::prop_assert!(back == site);
+        }
+    }
+
+    /// A state past the catalog limit (only a hand-edited file can hold one) is refused, not
+    /// rebuilt into a catalog the checkpoint loader would refuse.
+    #[test]
+    fn a_state_past_the_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.json");
+        let mut state = state_of(&Site::default_site());
+        state.syncs = vec![(MAX_SYNC_UPDATES, 0); MAX_UPDATES / MAX_SYNC_UPDATES + 1];
+        state.content_version += state.syncs.len() as u32;
+        fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+        let err = restore(&mut Site::default_site(), &path).unwrap_err();
+        assert!(err.to_string().contains("past"), "{err}");
+        state.syncs = vec![(MAX_SYNC_UPDATES + 1, 0)];
+        fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+        assert!(restore(&mut Site::default_site(), &path).is_err());
+    }
 }
