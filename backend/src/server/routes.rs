@@ -250,6 +250,18 @@ impl Charge {
         self.bytes = total;
         true
     }
+
+    /// Gives back what the request no longer needs, keeping `bytes` (once decoding is done, the
+    /// bound it was charged for becomes what it took).
+    fn shrink_to(&mut self, bytes: usize) {
+        let give = self.bytes.div_ceil(1024).saturating_sub(bytes.div_ceil(1024));
+        if let Some(held) = &mut self.held
+            && give > 0
+        {
+            drop(held.split(give));
+        }
+        self.bytes = self.bytes.min(bytes);
+    }
 }
 
 /// Why a body could not be read: the answer to give.
@@ -353,11 +365,19 @@ async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option
         Request { header, body: text_body, compressed: false }
     } else {
         let limits = envelope::Limits { max_inflated: shared.limits.max_inflated };
+        let read = charge.bytes;
         let decoded = envelope::decode_request_charged(content_type, &body, &limits, |header, bytes| {
             charge.take(bytes.saturating_add(tree(&header.target_endpoint, bytes)))
         });
         match decoded {
-            Ok(r) => r,
+            Ok(r) => {
+                // The inflated buffer is gone; the text (and the tree it becomes) stay.
+                let text = r.body.len();
+                charge.shrink_to(
+                    read.saturating_add(text).saturating_add(tree(&r.header.target_endpoint, text)),
+                );
+                r
+            }
             Err(envelope::EnvelopeError::OverBudget(_)) => {
                 return (busy(shared, "too many request bytes in flight; retry later"), None);
             }
@@ -969,6 +989,26 @@ fn metrics(shared: &Shared) -> String {
 #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 mod tests {
     use super::{HeaderValue, SocketAddr, admin_allowed, byte_range};
+
+    /// A request's charge grows by the KiB as bytes come, shrinks to what decoding took, and is
+    /// all given back with the request.
+    #[test]
+    fn charges_grow_shrink_and_return() {
+        let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(100));
+        let mut c = super::Charge { budget: std::sync::Arc::clone(&budget), held: None, bytes: 0 };
+        assert!(c.take(1));
+        assert_eq!(budget.available_permits(), 99);
+        assert!(c.take(50 * 1024 - 1));
+        assert_eq!(budget.available_permits(), 50);
+        assert!(!c.take(51 * 1024), "past the budget: refused, nothing taken");
+        assert_eq!(budget.available_permits(), 50);
+        c.shrink_to(10 * 1024);
+        assert_eq!(budget.available_permits(), 90);
+        c.shrink_to(20 * 1024);
+        assert_eq!(budget.available_permits(), 90, "shrinking never takes more");
+        drop(c);
+        assert_eq!(budget.available_permits(), 100);
+    }
 
     #[test]
     fn query_values_decode() {
