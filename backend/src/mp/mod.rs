@@ -1,5 +1,4 @@
 //! The management point's message handling: a decoded CCM message in, what to answer out, over
-#![warn(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 //! the site model. No I/O here: the HTTP layer decodes the envelope, calls [`dispatch`], encodes
 //! the reply (faithful or plain XML), and hands relayed Reports to the inbox.
 //!
@@ -10,6 +9,9 @@
 //! | `MP_LocationManager` | `WSUSLocationRequest` | `WSUSLocationReply` ([`crate::site::Site::locate`]) |
 //! | `MP_RelayEndpoint` | `Report` (FileType SMX) | relay it (async: `NoReply`) once it is durable; 400 for a Report that does not scan, names a client other than `SourceID`, or has a `NetBIOSName` past [`protocol::names::MAX_NETBIOS_NAME`] |
 //! | anything else | | unhandled: HTTP 200 with an empty body, as real MPs answer |
+
+// Request data decides indexes and sizes here: no indexing or arithmetic that can panic.
+#![warn(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 pub mod fdm;
 
@@ -113,11 +115,10 @@ fn relay_check(request: &Request) -> Dispatch {
         Ok(summary) => summary,
         Err(e) => return Dispatch::BadRequest(e.to_string()),
     };
-    if let Some(name) = &header.netbios_name {
+    if let Some(bytes) = header.long_name {
         return Dispatch::BadRequest(format!(
-            "NetBIOSName is longer than {} characters ({} bytes)",
-            names::MAX_NETBIOS_NAME,
-            name
+            "NetBIOSName is longer than {} characters ({bytes} bytes)",
+            names::MAX_NETBIOS_NAME
         ));
     }
     let source = request.header.source_id.trim();
@@ -135,18 +136,18 @@ fn relay_check(request: &Request) -> Dispatch {
     Dispatch::Relay { records: summary.records }
 }
 
-/// A sink that keeps what the relay checks of the header: the client, and the length of a name
-/// past the limit.
+/// A sink that keeps what the relay checks of the header: the client, and the byte length of a
+/// `NetBIOSName` past the limit.
 #[derive(Default)]
 struct Header {
     client: Option<Guid>,
-    netbios_name: Option<usize>,
+    long_name: Option<usize>,
 }
 
 impl<'a> ReportSink<'a> for Header {
     fn on_header(&mut self, h: &ReportHeader<'a>) {
         self.client = h.client;
-        self.netbios_name = h
+        self.long_name = h
             .netbios_name
             .as_deref()
             .filter(|n| !names::fits(n.trim(), names::MAX_NETBIOS_NAME))

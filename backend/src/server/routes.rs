@@ -1,4 +1,6 @@
 //! Request routing: the MP (contract §2.3) and the site API (§2.4).
+
+// Request data decides indexes and sizes here: no indexing or arithmetic that can panic.
 #![warn(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use std::convert::Infallible;
