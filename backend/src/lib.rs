@@ -4,31 +4,40 @@
 //! over hyper, the relay writing durable SMX segments, and StateSys applying them.
 //!
 //! ## Layout
-//! - [`server`]: the process: the data-directory lock, accept loop and limits (write deadline,
-//!   request-memory budget), routes (CCM faithful and plain, policy body, MPLIST, WSUS catalog,
-//!   site API, metrics), the StateSys and summarizer threads, graceful shutdown.
+//! Each stage of `shared/spec/flow.md` is a module that owns its thread, its counters and its
+//! on-disk format; [`server`] starts them, routes requests to them and stops them.
+//! - [`server`]: the process: configuration, the data-directory lock, accept loop and limits
+//!   (write deadline, request-memory budget), HTTP plumbing, shutdown; `server/routes/` answers
+//!   by audience (the MP's endpoints, the read-only site API, admin calls, metrics).
 //! - [`mp`]: the MP's message handling over the site model (registration, policy assignments
-//!   and body, location, relay check, MP list), without I/O.
+//!   and body, location, relay check, MP list), without I/O, and the relay's counters.
 //! - [`inbox`]: durable SMX files between the relay and StateSys: checksummed segments of many
-//!   Reports, a group-commit writer that acknowledges only after `fdatasync`, crash recovery.
-//! - [`statesys`]: the file loop (inboxes in name order, bad files to `corrupt/`, batch log
-//!   lines, checkpoint then delete), per-Report processing (MessageTimes bounded by the site
-//!   clock), the sharded state store (24-byte entries, newest MessageTime wins, replays change
-//!   nothing), serial tracking, checkpoints, and the summarization tasks.
+//!   Reports, a group-commit writer thread that acknowledges only after `fdatasync`, discovery
+//!   records, crash recovery.
+//! - [`statesys`]: StateSys's thread and counters (`service`), the file loop (`worker`),
+//!   per-Report processing, the sharded store and its data types, checkpoints, serials, and the
+//!   summarization tasks with their schedule's thread.
 //! - [`site`]: the site model (site file, default site, catalog and syncs, boundary groups), the
-//!   sync → STN → Policy Provider chain, and the WSUS location decision.
-//! - [`clock`]: site time with a time scale; [`logs`]: the product's two log formats.
+//!   running site (`live`: syncs through WSyncMgr → SMSDBMON → Policy Provider, and the Policy
+//!   Provider's polling thread), and the WSUS location decision.
+//! - [`counters`]: one list of every stage's numbers, rendered as the status API and as metrics.
+//! - [`clock`]: site time with a time scale; [`logs`]: the product's two log formats;
+//!   [`faults`]: disk trouble on demand for tests.
 //!
 //! ## One Report's way through
-//! `server::routes` reads the body (size and time limits, charged to the request-memory budget)
-//! → `protocol::envelope::decode_request_charged`
+//! `server::routes` reads the body (`server::http`: size and time limits, charged to the
+//! request-memory budget) → `protocol::envelope::decode_request_charged` → `server::routes::mp`
 //! → `mp::dispatch` scans it (400 if malformed) → `inbox::commit::GroupCommit::submit` → the
 //! writer thread appends it to the open segment and `fdatasync`s the batch → the ack completes the
-//! request (`NoReply`) → the segment is sealed and StateSys notified → `statesys::worker` applies
-//! it through `statesys::process` into `statesys::store` → a checkpoint makes the store durable
-//! and the segment is deleted.
+//! request (`NoReply`) → the segment is sealed and StateSys notified
+//! (`statesys::service::Notifier`) → the StateSys thread (`statesys::service`) has
+//! `statesys::worker` apply it through `statesys::process` into `statesys::store` → a checkpoint
+//! makes the store durable and the segment is deleted → the summarizer thread
+//! (`statesys::schedule`) runs `statesys::tasks`, which count the change (`statesys::summary`)
+//! and publish the views the site API serves.
 
 pub mod clock;
+pub mod counters;
 pub mod faults;
 #[cfg(test)]
 mod fixtures;

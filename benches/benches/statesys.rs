@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use backend::statesys::store::{Record, Store, Target};
+use backend::statesys::state::{Record, Target};
+use backend::statesys::store::Store;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use protocol::Guid;
 

@@ -8,14 +8,17 @@
 //!   clients and updates (applied untimed): the incremental path.
 //! - `summary/count/full/threads_<N>`: the counting pass alone on N threads.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backend::clock::SiteClock;
 use backend::logs::{ComponentLog, Format};
+use backend::site::chain::ChainLogs;
+use backend::site::live::LiveSite;
 use backend::site::{Location, Site};
-use backend::statesys::store::{Record, Store, Target};
-use backend::statesys::summary::Plan;
+use backend::statesys::state::{Record, Target};
+use backend::statesys::store::Store;
+use backend::statesys::summary::SummaryPlan;
 use backend::statesys::tasks::{Summarizer, Task};
 use criterion::{Criterion, criterion_group, criterion_main};
 use protocol::{Guid, Timestamp};
@@ -85,8 +88,15 @@ fn summarize(c: &mut Criterion) {
     let log = Arc::new(
         ComponentLog::open(tmp.path(), "StateSys.log", "SMS_STATE_SYSTEM", Format::Site, clock).unwrap(),
     );
-    let summarizer = Summarizer::new(Arc::clone(&store), log, tmp.path().join("site.json"));
-    let site = RwLock::new(Site::default_site());
+    let summarizer = Summarizer::new(Arc::clone(&store), log);
+    let chain = ChainLogs::open(tmp.path(), clock).unwrap();
+    let site = LiveSite::open(
+        Site::default_site(),
+        tmp.path().join("site.json"),
+        tmp.path().join("policypv.box"),
+        chain,
+    )
+    .unwrap();
     let now = Timestamp(T0 + 1_000_000);
 
     let mut g = c.benchmark_group("summary/all_tasks");
@@ -96,7 +106,7 @@ fn summarize(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 // A sync that brings one update: a new plan, so every shard recounts.
-                site.write().unwrap().sync(1, 0);
+                site.sync(1, 0).unwrap();
                 let start = Instant::now();
                 let runs = summarizer.run(&site, &Task::ALL, now);
                 total += start.elapsed();
@@ -132,7 +142,7 @@ fn summarize(c: &mut Criterion) {
         views.groups[0].total
     );
 
-    let site = site.into_inner().unwrap();
+    let site = site.read().clone();
     let mut epoch = 1_000;
     let mut g = c.benchmark_group("summary/count/full");
     g.sample_size(10);
@@ -142,7 +152,7 @@ fn summarize(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     epoch += 1;
-                    let plan = Plan::new(&site, epoch);
+                    let plan = SummaryPlan::new(&site, epoch);
                     let start = Instant::now();
                     let tally = store.summarize(&plan, threads);
                     total += start.elapsed();

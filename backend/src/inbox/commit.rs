@@ -82,6 +82,23 @@ pub struct CommitStats {
     pub errors: AtomicU64,
 }
 
+impl CommitStats {
+    /// The counters the status API and metrics show.
+    pub fn readings(&self, out: &mut Vec<crate::counters::Reading>) {
+        use crate::counters::Reading;
+        let n = |a: &AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        out.extend([
+            Reading::counter(&["InboxSyncs"], "sumstorm_inbox_syncs_total", n(&self.syncs)),
+            Reading::counter(
+                &["SegmentsSealed"],
+                "sumstorm_inbox_segments_sealed_total",
+                n(&self.segments_sealed),
+            ),
+            Reading::counter(&["InboxWriteErrors"], "sumstorm_inbox_write_errors_total", n(&self.errors)),
+        ]);
+    }
+}
+
 struct Entry {
     report: Vec<u8>,
     ack: Ack,

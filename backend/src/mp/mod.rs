@@ -26,6 +26,30 @@ use sha2::{Digest, Sha256};
 
 use crate::site::{Location, Site};
 
+/// What the relay has acknowledged: Reports made durable, and the state messages in them.
+/// Counted when a Report is on disk, whether or not its client is still there for the answer
+/// (drain waits for StateSys to apply every one of them).
+#[derive(Debug, Default)]
+pub struct RelayCounters {
+    pub reports_accepted: std::sync::atomic::AtomicU64,
+    pub messages_accepted: std::sync::atomic::AtomicU64,
+}
+
+impl RelayCounters {
+    pub fn readings(&self, out: &mut Vec<crate::counters::Reading>) {
+        use crate::counters::Reading;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        out.extend([
+            Reading::counter(&["ReportsAccepted"], "sumstorm_relay_reports_total", n(&self.reports_accepted)),
+            Reading::counter(
+                &["StateMessagesAccepted"],
+                "sumstorm_relay_state_messages_total",
+                n(&self.messages_accepted),
+            ),
+        ]);
+    }
+}
+
 /// Who this MP is, for replies and the MP list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MpIdentity {

@@ -6,8 +6,9 @@
 //! 3. **Policy Provider** finds the `.STN`, bumps the UpdateSource policy version and deletes the
 //!    file ([`policy_provider`]). Clients see the new version on their next policy poll.
 //!
-//! Each step logs the product's lines. These functions do the file work; the runtime calls them
-//! (WSyncMgr on `POST /api/v1/sync`, the Policy Provider on an inbox notification or its poll).
+//! Each step logs the product's lines. These functions do the file work on a [`Site`];
+//! [`super::live`] runs them on the running site (WSyncMgr on `POST /api/v1/sync`, the Policy
+//! Provider on its own thread's poll).
 
 use std::fs;
 use std::io;
@@ -16,7 +17,8 @@ use std::path::{Path, PathBuf};
 use protocol::{Guid, GuidStyle};
 
 use super::Site;
-use crate::logs::ComponentLog;
+use crate::clock::SiteClock;
+use crate::logs::{ComponentLog, Format};
 
 /// The component logs of the chain.
 #[derive(Debug)]
@@ -27,6 +29,19 @@ pub struct ChainLogs {
     pub smsdbmon: ComponentLog,
     /// `PolicyPv.log` (SMS_POLICY_PROVIDER)
     pub policypv: ComponentLog,
+}
+
+impl ChainLogs {
+    /// The three logs in `dir`, in the site server's format.
+    pub fn open(dir: &Path, clock: SiteClock) -> io::Result<ChainLogs> {
+        let open =
+            |file: &str, component: &str| ComponentLog::open(dir, file, component, Format::Site, clock);
+        Ok(ChainLogs {
+            wsyncmgr: open("WSyncMgr.log", "SMS_WSUS_SYNC_MANAGER")?,
+            smsdbmon: open("SMSDBMON.log", "SMS_DATABASE_NOTIFICATION_MONITOR")?,
+            policypv: open("PolicyPv.log", "SMS_POLICY_PROVIDER")?,
+        })
+    }
 }
 
 /// WSyncMgr: a successful sync bringing `new` updates and superseding `superseded`. Returns the
@@ -115,19 +130,9 @@ pub fn policy_provider(site: &mut Site, policypv_box: &Path, logs: &ChainLogs) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SiteClock;
-    use crate::logs::Format;
 
     fn logs(dir: &Path) -> ChainLogs {
-        let clock = SiteClock::real_time();
-        let open = |file: &str, component: &str| {
-            ComponentLog::open(dir, file, component, Format::Site, clock).unwrap()
-        };
-        ChainLogs {
-            wsyncmgr: open("WSyncMgr.log", "SMS_WSUS_SYNC_MANAGER"),
-            smsdbmon: open("SMSDBMON.log", "SMS_DATABASE_NOTIFICATION_MONITOR"),
-            policypv: open("PolicyPv.log", "SMS_POLICY_PROVIDER"),
-        }
+        ChainLogs::open(dir, SiteClock::real_time()).unwrap()
     }
 
     #[test]

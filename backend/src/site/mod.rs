@@ -9,12 +9,15 @@
 //!   site; intranet or internet; only SUPs synced at or past the requested content version).
 //! - Update groups and their deployments to collections, and the summarization schedules
 //!   (flow.md §7).
+//! - [`live`]: the site while the process runs: behind a lock, changed by syncs (WSyncMgr →
+//!   SMSDBMON → Policy Provider, then saved), with the Policy Provider's own polling thread.
 //! - [`persist`]: what syncs and migrations changed, kept in the data directory so a restart
 //!   comes back to the same catalog.
 
 pub mod catalog;
 pub mod chain;
 pub mod file;
+pub mod live;
 pub mod persist;
 
 use std::net::Ipv4Addr;

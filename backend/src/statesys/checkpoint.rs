@@ -19,7 +19,8 @@ use std::path::Path;
 use protocol::Guid;
 
 use super::serials::Serials;
-use super::store::{Client, ScanState, Store, UpdateState};
+use super::state::{Client, ScanState, UpdateState};
+use super::store::Store;
 use crate::faults::{Disk, Faults};
 use crate::site::Location;
 
@@ -241,7 +242,7 @@ pub fn load(path: &Path, shard_bits: u32) -> Result<Store, LoadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::statesys::store::{Record, Target};
+    use crate::statesys::state::{Record, Target};
 
     /// Every client with its known states; rows compared without trailing empty entries (shards
     /// widen independently, a checkpoint writes the widest stride).

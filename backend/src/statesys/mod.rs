@@ -1,20 +1,25 @@
-//! StateSys: applies state messages to the store.
+//! StateSys: applies state messages to the store and summarizes them.
 //!
-//! - [`checkpoint`]: the store's durable form, written atomically and checksummed.
-//! - [`process`]: one Report into the store (scan, resolve against the catalog, judge
-//!   MessageTimes against the site clock, apply).
-//! - [`store`]: the sharded state store and the apply rule.
+//! - [`service`]: StateSys's thread (wake on a sealed segment or the poll, the pause, batches,
+//!   the pace, checkpoint cadence) and its counters; the process holds only its handle.
 //! - [`worker`]: the file loop: inboxes in name order, bad files to `corrupt/`, batch log lines,
 //!   checkpoint then delete, crash recovery.
+//! - [`process`]: one Report into the store (scan, resolve against the catalog, judge
+//!   MessageTimes against the site clock, apply).
+//! - [`state`]: the data: the 24-byte (client, update) state, scan state, records, clients.
+//! - [`store`]: the sharded state store and the apply rule.
+//! - [`checkpoint`]: the store's durable form, written atomically and checksummed.
 //! - [`serials`]: per-client serial numbers seen and the gaps between them.
-//! - [`summary`] and [`tasks`]: the summarization tasks and the views they build.
-//!
-//! The thread that drives [`worker`] (notification plus polling, the pause, when to checkpoint)
-//! and the summarizer's schedule live in `crate::server` for now.
+//! - [`summary`]: the incremental, sharded counting behind the summaries.
+//! - [`tasks`]: the five summarization tasks and the views they publish; [`schedule`]: the
+//!   thread that runs them on their site-clock schedules or on demand.
 
 pub mod checkpoint;
 pub mod process;
+pub mod schedule;
 pub mod serials;
+pub mod service;
+pub mod state;
 pub mod store;
 pub mod summary;
 pub mod tasks;

@@ -13,7 +13,8 @@ use protocol::Guid;
 use protocol::report::{self, ReportHeader, ReportSink, ScanError, StateMessage};
 use protocol::statenames::{TOPIC_SCAN, TOPIC_UPDATE_DETECTION};
 
-use super::store::{Applied, Record, Store, Target};
+use super::state::{Applied, Record, Target};
+use super::store::Store;
 use crate::site::Catalog;
 
 /// How far past the site time a `MessageTime` may be.

@@ -21,118 +21,14 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use protocol::Guid;
 
 use super::serials::Serials;
-use super::summary::{self, Plan, ShardSummary, Tally};
+use super::state::{Applied, Client, NO_TIME, Record, ScanState, Target, UpdateState};
+use super::summary::{ShardSummary, SummaryPlan, Tally};
 use crate::site::Location;
-
-/// "No record yet" in a time field.
-pub const NO_TIME: i64 = i64::MIN;
-
-/// One (client, update) state: 24 bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct UpdateState {
-    /// MessageTime of the record in force (µs since the epoch) = LastStatusCheckTime; [`NO_TIME`]
-    /// when the client has not reported this update.
-    pub time: i64,
-    /// LastStatusChangeTime.
-    pub changed: i64,
-    /// The in-force record's serial, saturated at `u32::MAX` (serials past 4 billion only break
-    /// ties between records of the same MessageTime, and then compare equal).
-    pub serial: u32,
-    /// Topic type 500 state: 0 unknown, 1 not required, 2 required, 3 installed.
-    pub state: u8,
-    /// Summarization's bookkeeping, not state: the summary bucket this entry had at the last
-    /// summarization, and whether it has been marked changed since.
-    pub(crate) seen: u8,
-}
-
-const _: () = assert!(std::mem::size_of::<UpdateState>() == 24);
-
-/// Equal states: the summarization bookkeeping is not part of a state.
-impl PartialEq for UpdateState {
-    fn eq(&self, o: &Self) -> bool {
-        (self.time, self.changed, self.serial, self.state) == (o.time, o.changed, o.serial, o.state)
-    }
-}
-
-impl Eq for UpdateState {}
-
-impl UpdateState {
-    pub const EMPTY: UpdateState =
-        UpdateState { time: NO_TIME, changed: NO_TIME, serial: 0, state: 0, seen: 0 };
-
-    pub const fn new(time: i64, changed: i64, serial: u32, state: u8) -> UpdateState {
-        UpdateState { time, changed, serial, state, seen: 0 }
-    }
-
-    pub fn is_known(&self) -> bool {
-        self.time != NO_TIME
-    }
-}
-
-/// The client's last scan state (topic type 501).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScanState {
-    pub time: i64,
-    pub serial: u64,
-    pub state: u8,
-    /// The content version the scan reported (first Param of a 501 message), 0 if none.
-    pub content_version: u32,
-}
-
-/// A record ready to apply: resolved from a state message by StateSys, compact and owned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Record {
-    pub time: i64,
-    pub serial: u64,
-    pub target: Target,
-}
-
-/// What a record is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// Topic type 500 for the catalog update at this dense index.
-    Update { index: u32, state: u8 },
-    /// Topic type 501.
-    Scan { state: u8, content_version: u32 },
-    /// A valid record the store keeps no state for (402, 300-302): only its serial counts.
-    Other,
-}
-
-/// One client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Client {
-    pub id: Guid,
-    pub netbios_name: String,
-    pub scan: Option<ScanState>,
-    pub serials: Serials,
-    /// The newest MessageTime reported (or site time of a registration or location request),
-    /// [`NO_TIME`] before any: what aged status goes by.
-    pub last_seen: i64,
-    /// Where the client last said it is: what collections go by.
-    pub location: Option<Location>,
-    /// SUM Delete Aged Status dropped this client's status; it counts again once it reports.
-    pub retired: bool,
-}
-
-/// What applying a batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Applied {
-    /// Records that changed the store.
-    pub applied: u64,
-    /// Records older than, or identical to, what is in force.
-    pub stale: u64,
-}
-
-impl std::ops::AddAssign for Applied {
-    fn add_assign(&mut self, o: Applied) {
-        self.applied += o.applied;
-        self.stale += o.stale;
-    }
-}
 
 pub(super) struct Shard {
     index: HashMap<Guid, u32>,
@@ -196,6 +92,9 @@ impl Shard {
 pub struct Store {
     shards: Box<[Mutex<Shard>]>,
     shift: u32,
+    /// A task changed the store (status migrated or aged out) since StateSys last took note:
+    /// such changes come from no inbox file, so StateSys checkpoints for them on their own.
+    task_changes: AtomicBool,
 }
 
 impl std::fmt::Debug for Store {
@@ -224,7 +123,7 @@ impl Store {
                 })
             })
             .collect();
-        Store { shards, shift: 64 - shard_bits }
+        Store { shards, shift: 64 - shard_bits, task_changes: AtomicBool::new(false) }
     }
 
     fn shard(&self, id: Guid) -> &Mutex<Shard> {
@@ -331,6 +230,9 @@ impl Store {
                 dropped += 1;
             }
         }
+        if dropped > 0 {
+            self.task_changes.store(true, Ordering::Release);
+        }
         dropped
     }
 
@@ -353,12 +255,26 @@ impl Store {
                 }
             }
         }
+        if moved > 0 {
+            self.task_changes.store(true, Ordering::Release);
+        }
         moved
+    }
+
+    /// Whether a task changed the store since the last call; clears the mark. A caller that
+    /// could not save the change puts the mark back with [`Store::keep_task_changes`].
+    pub fn take_task_changes(&self) -> bool {
+        self.task_changes.swap(false, Ordering::AcqRel)
+    }
+
+    /// Marks the store as changed by a task (again): the next checkpoint must take it.
+    pub fn keep_task_changes(&self) {
+        self.task_changes.store(true, Ordering::Release);
     }
 
     /// Brings every shard's partial summary up to date with `plan` (incrementally where it
     /// can) on `threads` threads, and returns their sum.
-    pub fn summarize(&self, plan: &Plan, threads: usize) -> Tally {
+    pub fn summarize(&self, plan: &SummaryPlan, threads: usize) -> Tally {
         let threads = threads.clamp(1, self.shards.len());
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
@@ -367,8 +283,9 @@ impl Store {
                         let mut sum = Tally::zero(plan);
                         for m in self.shards.iter().skip(t).step_by(threads) {
                             let mut guard = lock(m);
-                            summary::summarize_shard(&mut guard, plan);
-                            sum.add(&guard.summary.tally);
+                            let Shard { clients, rows, stride, summary, .. } = &mut *guard;
+                            summary.update(clients, rows, *stride, plan);
+                            sum.add(summary.tally());
                         }
                         sum
                     })

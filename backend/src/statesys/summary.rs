@@ -1,6 +1,6 @@
 //! The counting behind the summarization tasks (flow.md §7), sharded and incremental.
 //!
-//! A [`Plan`] is what the site asks to count: the updates still in the summaries, the update
+//! A [`SummaryPlan`] is what the site asks to count: the updates still in the summaries, the update
 //! groups, the deployments and their collections. Each shard of the store keeps a
 //! `ShardSummary`: its partial counts ([`Tally`]) under the plan it last counted with, each
 //! counted client's per-group tallies, and what changed since: clients (new, retired, moved)
@@ -15,7 +15,7 @@
 //! installed or not required; any required update makes it non-compliant; otherwise any unknown
 //! one makes it unknown.
 
-use super::store::{Shard, UpdateState};
+use super::state::{Client, UpdateState};
 use crate::site::{Collection, Site};
 
 pub const UNKNOWN: usize = 0;
@@ -57,7 +57,7 @@ fn status(required: u32, unknown: u32) -> usize {
 
 /// One deployment as the summarizer counts it.
 #[derive(Debug, Clone)]
-pub struct PlanDeployment {
+pub struct PlannedDeployment {
     pub group: usize,
     pub collection: Collection,
     /// Where this deployment's per-update cells start in [`Tally::cells`] (one per update of
@@ -67,7 +67,7 @@ pub struct PlanDeployment {
 
 /// What to count: derived from the site whenever its catalog, groups or migrations change.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct SummaryPlan {
     /// Identifies the plan; a shard counted under another epoch is recounted.
     pub epoch: u64,
     /// Catalog size: updates at indexes past it are not counted (yet).
@@ -76,7 +76,7 @@ pub struct Plan {
     pub active: Vec<bool>,
     /// Per group: its active updates.
     pub groups: Vec<Vec<u32>>,
-    pub deployments: Vec<PlanDeployment>,
+    pub deployments: Vec<PlannedDeployment>,
     pub cells: usize,
     /// Per update: the groups holding it.
     groups_of: Vec<Vec<u32>>,
@@ -86,8 +86,8 @@ pub struct Plan {
     cells_of: Vec<Vec<(u32, u32)>>,
 }
 
-impl Plan {
-    pub fn new(site: &Site, epoch: u64) -> Plan {
+impl SummaryPlan {
+    pub fn new(site: &Site, epoch: u64) -> SummaryPlan {
         let updates = site.catalog.len();
         let active: Vec<bool> = (0..updates).map(|i| !site.is_migrated(i)).collect();
         let groups: Vec<Vec<u32>> = site
@@ -110,14 +110,24 @@ impl Plan {
             for (k, &u) in groups[dep.group].iter().enumerate() {
                 cells_of[u as usize].push((d as u32, (cells + k) as u32));
             }
-            deployments.push(PlanDeployment {
+            deployments.push(PlannedDeployment {
                 group: dep.group,
                 collection: dep.collection.clone(),
                 first_cell: cells,
             });
             cells += groups[dep.group].len();
         }
-        Plan { epoch, updates, active, groups, deployments, cells, groups_of, deployments_of_group, cells_of }
+        SummaryPlan {
+            epoch,
+            updates,
+            active,
+            groups,
+            deployments,
+            cells,
+            groups_of,
+            deployments_of_group,
+            cells_of,
+        }
     }
 
     fn words(&self) -> usize {
@@ -141,7 +151,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn zero(plan: &Plan) -> Tally {
+    pub fn zero(plan: &SummaryPlan) -> Tally {
         Tally {
             clients: 0,
             updates: vec![[0; 4]; plan.updates],
@@ -173,7 +183,7 @@ impl Tally {
 pub(crate) struct ShardSummary {
     /// The plan the tally was counted under; 0: never counted.
     epoch: u64,
-    pub(super) tally: Tally,
+    tally: Tally,
     /// Per client slot: counted at the last summarization.
     counted: Vec<bool>,
     /// Per client slot, `words` words: the deployments that targeted it then.
@@ -232,78 +242,91 @@ fn seen_at(rows: &[UpdateState], stride: usize, slot: usize, u: usize) -> usize 
     if u < stride { (rows[slot * stride + u].seen & BUCKET) as usize } else { UNKNOWN }
 }
 
-/// Brings `shard`'s partial summary up to date with `plan`.
-pub(super) fn summarize_shard(shard: &mut Shard, plan: &Plan) {
-    let Shard { clients, rows, stride, summary: s, .. } = shard;
-    let stride = *stride;
-    let n = clients.len();
-    let words = plan.words();
-    let groups = plan.groups.len();
+impl ShardSummary {
+    /// What this shard counts, as of its last update.
+    pub(super) fn tally(&self) -> &Tally {
+        &self.tally
+    }
 
-    if s.epoch != plan.epoch || s.overflow {
-        s.tally = Tally::zero(plan);
-        s.counted = vec![false; n];
-        s.targets = vec![0; n * words];
-        s.group_counts = vec![[0, 0]; n * groups];
-        s.client_marked = vec![false; n];
-        s.changed_clients.clear();
-        s.changed_states.clear();
-        s.overflow = false;
-        s.epoch = plan.epoch;
-        for (slot, c) in clients.iter().enumerate() {
+    /// Brings the shard's partial summary up to date with `plan`: `clients` are the shard's
+    /// clients and `rows` their states, `stride` to a row.
+    pub(super) fn update(
+        &mut self,
+        clients: &[Client],
+        rows: &mut [UpdateState],
+        stride: usize,
+        plan: &SummaryPlan,
+    ) {
+        let s = self;
+        let n = clients.len();
+        let words = plan.words();
+        let groups = plan.groups.len();
+
+        if s.epoch != plan.epoch || s.overflow {
+            s.tally = Tally::zero(plan);
+            s.counted = vec![false; n];
+            s.targets = vec![0; n * words];
+            s.group_counts = vec![[0, 0]; n * groups];
+            s.client_marked = vec![false; n];
+            s.changed_clients.clear();
+            s.changed_states.clear();
+            s.overflow = false;
+            s.epoch = plan.epoch;
+            for (slot, c) in clients.iter().enumerate() {
+                add_client(s, plan, slot, !c.retired, c.location.as_ref(), |u| now_at(rows, stride, slot, u));
+            }
+            for e in rows.iter_mut() {
+                e.seen = bucket(e) as u8;
+            }
+            return;
+        }
+
+        s.counted.resize(n, false);
+        s.targets.resize(n * words, 0);
+        s.group_counts.resize(n * groups, [0, 0]);
+        s.client_marked.resize(n, false);
+        // Clients first: take back what they counted (from the buckets as last seen), add what
+        // they count now, and settle their states.
+        let changed = std::mem::take(&mut s.changed_clients);
+        for &slot in &changed {
+            let slot = slot as usize;
+            s.client_marked[slot] = false;
+            take_back_client(s, plan, slot, |u| seen_at(rows, stride, slot, u));
+            let c = &clients[slot];
             add_client(s, plan, slot, !c.retired, c.location.as_ref(), |u| now_at(rows, stride, slot, u));
+            for e in &mut rows[slot * stride..(slot + 1) * stride] {
+                e.seen = bucket(e) as u8;
+            }
         }
-        for e in rows.iter_mut() {
-            e.seen = bucket(e) as u8;
+        s.changed_clients = changed;
+        s.changed_clients.clear();
+        // Then single states.
+        let states = std::mem::take(&mut s.changed_states);
+        for &(slot, u) in &states {
+            let (slot, u) = (slot as usize, u as usize);
+            let e = &mut rows[slot * stride + u];
+            if e.seen & MARKED == 0 {
+                continue; // settled with its client above
+            }
+            let (was, now) = ((e.seen & BUCKET) as usize, bucket(e));
+            e.seen = now as u8;
+            if was != now && s.counted[slot] && u < plan.updates {
+                move_state(s, plan, slot, u, was, now);
+            }
         }
-        return;
+        s.changed_states = states;
+        s.changed_states.clear();
     }
-
-    s.counted.resize(n, false);
-    s.targets.resize(n * words, 0);
-    s.group_counts.resize(n * groups, [0, 0]);
-    s.client_marked.resize(n, false);
-    // Clients first: take back what they counted (from the buckets as last seen), add what
-    // they count now, and settle their states.
-    let changed = std::mem::take(&mut s.changed_clients);
-    for &slot in &changed {
-        let slot = slot as usize;
-        s.client_marked[slot] = false;
-        take_back_client(s, plan, slot, |u| seen_at(rows, stride, slot, u));
-        let c = &clients[slot];
-        add_client(s, plan, slot, !c.retired, c.location.as_ref(), |u| now_at(rows, stride, slot, u));
-        for e in &mut rows[slot * stride..(slot + 1) * stride] {
-            e.seen = bucket(e) as u8;
-        }
-    }
-    s.changed_clients = changed;
-    s.changed_clients.clear();
-    // Then single states.
-    let states = std::mem::take(&mut s.changed_states);
-    for &(slot, u) in &states {
-        let (slot, u) = (slot as usize, u as usize);
-        let e = &mut rows[slot * stride + u];
-        if e.seen & MARKED == 0 {
-            continue; // settled with its client above
-        }
-        let (was, now) = ((e.seen & BUCKET) as usize, bucket(e));
-        e.seen = now as u8;
-        if was != now && s.counted[slot] && u < plan.updates {
-            move_state(s, plan, slot, u, was, now);
-        }
-    }
-    s.changed_states = states;
-    s.changed_states.clear();
 }
 
-fn targets(s: &ShardSummary, plan: &Plan, slot: usize, d: usize) -> bool {
+fn targets(s: &ShardSummary, plan: &SummaryPlan, slot: usize, d: usize) -> bool {
     s.targets[slot * plan.words() + d / 64] & (1 << (d % 64)) != 0
 }
 
 /// Adds one client's counts (`bucket_of(update)`), recording what it counted.
 fn add_client(
     s: &mut ShardSummary,
-    plan: &Plan,
+    plan: &SummaryPlan,
     slot: usize,
     counted: bool,
     location: Option<&crate::site::Location>,
@@ -349,7 +372,12 @@ fn add_client(
 }
 
 /// Takes back what one client counted at the last summarization (`bucket_of`: its buckets then).
-fn take_back_client(s: &mut ShardSummary, plan: &Plan, slot: usize, bucket_of: impl Fn(usize) -> usize) {
+fn take_back_client(
+    s: &mut ShardSummary,
+    plan: &SummaryPlan,
+    slot: usize,
+    bucket_of: impl Fn(usize) -> usize,
+) {
     if !s.counted[slot] {
         return;
     }
@@ -378,7 +406,7 @@ fn take_back_client(s: &mut ShardSummary, plan: &Plan, slot: usize, bucket_of: i
 }
 
 /// One counted client's state of update `u` moved from bucket `was` to `now`.
-fn move_state(s: &mut ShardSummary, plan: &Plan, slot: usize, u: usize, was: usize, now: usize) {
+fn move_state(s: &mut ShardSummary, plan: &SummaryPlan, slot: usize, u: usize, was: usize, now: usize) {
     if plan.active[u] {
         s.tally.updates[u][was] -= 1;
         s.tally.updates[u][now] += 1;
@@ -422,7 +450,8 @@ fn move_state(s: &mut ShardSummary, plan: &Plan, slot: usize, u: usize, was: usi
 mod tests {
     use super::*;
     use crate::site::{Deployment, Location, UpdateGroup};
-    use crate::statesys::store::{Record, Store, Target};
+    use crate::statesys::state::{Record, Target};
+    use crate::statesys::store::Store;
     use proptest::prelude::*;
     use protocol::Guid;
 
@@ -466,7 +495,7 @@ mod tests {
     }
 
     /// The counts recounted the slow, obvious way.
-    fn brute(store: &Store, plan: &Plan) -> Tally {
+    fn brute(store: &Store, plan: &SummaryPlan) -> Tally {
         let mut t = Tally::zero(plan);
         store.for_each(|c, row| {
             if c.retired {
@@ -512,7 +541,7 @@ mod tests {
             vec![vec![0, 1], vec![2, 3]],
             vec![(0, Collection::AllClients), (1, Collection::AdSites(vec!["HQ".into()]))],
         );
-        let plan = Plan::new(&site, 1);
+        let plan = SummaryPlan::new(&site, 1);
         let store = Store::new(2, 4);
         set(&store, 1, 10, &[(0, 3), (1, 1), (2, 2), (3, 3)]); // G0 compliant, G1 non-compliant
         set(&store, 2, 10, &[(0, 3), (1, 0), (2, 3), (3, 3)]); // G0 unknown (state 0), G1 compliant
@@ -585,7 +614,7 @@ mod tests {
             let mut site = site(10, groups, deployments);
             let store = Store::new(2, 6); // rows widen as updates 6..10 report
             let mut epoch = 1;
-            let mut plan = Plan::new(&site, epoch);
+            let mut plan = SummaryPlan::new(&site, epoch);
             for op in ops {
                 match op {
                     Op::Report { client, time, states } => set(&store, client, time, &states),
@@ -602,7 +631,7 @@ mod tests {
                         site.migrated_through = site.content_version;
                         store.clear_updates(&replaced);
                         epoch += 1;
-                        plan = Plan::new(&site, epoch);
+                        plan = SummaryPlan::new(&site, epoch);
                     }
                     Op::Summarize { threads } => {
                         let incremental = store.summarize(&plan, threads);
@@ -613,7 +642,7 @@ mod tests {
             let incremental = store.summarize(&plan, 2);
             prop_assert_eq!(&incremental, &brute(&store, &plan));
             epoch += 1;
-            let full = store.summarize(&Plan { epoch, ..plan.clone() }, 2);
+            let full = store.summarize(&SummaryPlan { epoch, ..plan.clone() }, 2);
             prop_assert_eq!(&incremental, &full);
         }
     }

@@ -12,7 +12,6 @@
 //! each publishes its own view, stamped with its run's time. Views are immutable snapshots
 //! behind an `Arc`: a query clones the `Arc` and never waits for the store or a running task.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -21,10 +20,11 @@ use serde::{Deserialize, Serialize};
 
 use super::store::Store;
 use super::summary::{
-    COMPLIANT, INSTALLED, NON_COMPLIANT, NOT_REQUIRED, Plan, REQUIRED, STATUS_UNKNOWN, Tally, UNKNOWN,
+    COMPLIANT, INSTALLED, NON_COMPLIANT, NOT_REQUIRED, REQUIRED, STATUS_UNKNOWN, SummaryPlan, Tally, UNKNOWN,
 };
 use crate::logs::ComponentLog;
-use crate::site::{Schedules, Site, persist};
+use crate::site::live::LiveSite;
+use crate::site::{Schedules, Site};
 
 /// One summarization task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,6 +46,14 @@ impl Task {
         Task::UpdateGroupStatus,
         Task::AssignmentCompliance,
     ];
+
+    /// How many tasks there are.
+    pub const COUNT: usize = Task::ALL.len();
+
+    /// The three that count and publish views (what a start runs, so the views are not empty
+    /// until the first scheduled run).
+    pub const SUMMARIZERS: [Task; 3] =
+        [Task::UpdateStatus, Task::UpdateGroupStatus, Task::AssignmentCompliance];
 
     /// The product's name for the task.
     pub fn name(self) -> &'static str {
@@ -188,7 +196,7 @@ pub struct Views {
     pub groups: Arc<Vec<GroupSummary>>,
     pub deployments: Arc<Vec<DeploymentSummary>>,
     /// Per task (in [`Task::ALL`] order), its last run.
-    pub last_runs: [Option<TaskRun>; 5],
+    pub last_runs: [Option<TaskRun>; Task::COUNT],
 }
 
 impl Views {
@@ -199,7 +207,7 @@ impl Views {
 
 /// The plan in use and what it was built from.
 struct Planned {
-    plan: Arc<Plan>,
+    plan: Arc<SummaryPlan>,
     /// (catalog size, migrated through, groups' and deployments' shape)
     key: (usize, u32, usize, usize),
 }
@@ -208,8 +216,6 @@ struct Planned {
 pub struct Summarizer {
     store: Arc<Store>,
     log: Arc<ComponentLog>,
-    /// Where the site's state is saved after a migration.
-    site_state: PathBuf,
     pub threads: usize,
     planned: Mutex<Option<Planned>>,
     views: RwLock<Arc<Views>>,
@@ -222,11 +228,10 @@ impl std::fmt::Debug for Summarizer {
 }
 
 impl Summarizer {
-    pub fn new(store: Arc<Store>, log: Arc<ComponentLog>, site_state: PathBuf) -> Summarizer {
+    pub fn new(store: Arc<Store>, log: Arc<ComponentLog>) -> Summarizer {
         Summarizer {
             store,
             log,
-            site_state,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             planned: Mutex::new(None),
             views: RwLock::new(Arc::new(Views::default())),
@@ -239,7 +244,7 @@ impl Summarizer {
     }
 
     /// The plan for the site as it is now (rebuilt when the site changed shape).
-    fn plan(&self, site: &Site) -> Arc<Plan> {
+    fn plan(&self, site: &Site) -> Arc<SummaryPlan> {
         let key =
             (site.catalog.len(), site.migrated_through, site.update_groups.len(), site.deployments.len());
         let mut planned = self.planned.lock().unwrap_or_else(|p| p.into_inner());
@@ -247,7 +252,7 @@ impl Summarizer {
             Some(p) if p.key == key => Arc::clone(&p.plan),
             previous => {
                 let epoch = previous.as_ref().map_or(1, |p| p.plan.epoch + 1);
-                let plan = Arc::new(Plan::new(site, epoch));
+                let plan = Arc::new(SummaryPlan::new(site, epoch));
                 *planned = Some(Planned { plan: Arc::clone(&plan), key });
                 plan
             }
@@ -255,21 +260,21 @@ impl Summarizer {
     }
 
     /// Runs `tasks` (in [`Task::ALL`] order, each once) at site time `now`, logging each;
-    /// returns what each did. `site` is written only by a migration.
-    pub fn run(&self, site: &RwLock<Site>, tasks: &[Task], now: Timestamp) -> Vec<TaskRun> {
+    /// returns what each did. `site` is changed only by a migration.
+    pub fn run(&self, site: &LiveSite, tasks: &[Task], now: Timestamp) -> Vec<TaskRun> {
         let mut runs = Vec::new();
-        let mut counted: Option<(Arc<Plan>, Tally)> = None;
+        let mut counted: Option<(Arc<SummaryPlan>, Tally)> = None;
         for task in Task::ALL.into_iter().filter(|t| tasks.contains(t)) {
             self.log.info(&format!("Started task '{}'", task.name()));
             let started = Instant::now();
             let rows = match task {
                 Task::MigrateUpdateStatus => self.migrate(site),
                 Task::DeleteAgedStatus => {
-                    let age = site.read().unwrap_or_else(|p| p.into_inner()).schedules.aged_after;
+                    let age = site.read().schedules.aged_after;
                     self.store.retire_aged(now.0 - i64::try_from(age.as_micros()).unwrap_or(i64::MAX))
                 }
                 Task::UpdateStatus | Task::UpdateGroupStatus | Task::AssignmentCompliance => {
-                    let site = site.read().unwrap_or_else(|p| p.into_inner());
+                    let site = site.read();
                     let (plan, tally) = counted.get_or_insert_with(|| {
                         let plan = self.plan(&site);
                         let tally = self.store.summarize(&plan, self.threads);
@@ -293,29 +298,32 @@ impl Summarizer {
     }
 
     /// SUM Migrate Update Status: status off every update superseded since the last migration.
-    fn migrate(&self, site: &RwLock<Site>) -> u64 {
-        let mut site = site.write().unwrap_or_else(|p| p.into_inner());
-        let through = site.content_version;
-        let superseded: Vec<usize> = (0..site.catalog.len())
-            .filter(|&i| {
-                site.catalog.updates()[i]
-                    .superseded_by
-                    .is_some_and(|(_, at)| at > site.migrated_through && at <= through)
-            })
-            .collect();
-        if superseded.is_empty() {
-            return 0;
-        }
-        let moved = self.store.clear_updates(&superseded);
-        site.migrated_through = through;
-        if let Err(e) = persist::save(&site, &self.site_state) {
+    fn migrate(&self, site: &LiveSite) -> u64 {
+        let mut moved = 0;
+        let saved = site.change(|site| {
+            let through = site.content_version;
+            let superseded: Vec<usize> = (0..site.catalog.len())
+                .filter(|&i| {
+                    site.catalog.updates()[i]
+                        .superseded_by
+                        .is_some_and(|(_, at)| at > site.migrated_through && at <= through)
+                })
+                .collect();
+            if superseded.is_empty() {
+                return false;
+            }
+            moved = self.store.clear_updates(&superseded);
+            site.migrated_through = through;
+            true
+        });
+        if let Err(e) = saved {
             self.log.log(crate::logs::Severity::Error, &format!("Cannot save the site's state: {e}"));
         }
         moved
     }
 
     /// Builds and publishes one summarizer's view; returns its rows.
-    fn publish(&self, task: Task, site: &Site, plan: &Plan, t: &Tally, now: Timestamp) -> u64 {
+    fn publish(&self, task: Task, site: &Site, plan: &SummaryPlan, t: &Tally, now: Timestamp) -> u64 {
         let at = now.to_rfc3339();
         let updates = site.catalog.updates();
         let id = |u: usize| updates[u].id.styled(GuidStyle::Lower).to_string();
@@ -412,7 +420,7 @@ mod tests {
     use super::*;
     use crate::clock::SiteClock;
     use crate::logs::Format;
-    use crate::statesys::store::{Record, Target};
+    use crate::statesys::state::{Record, Target};
     use protocol::Guid;
 
     #[test]
@@ -423,8 +431,15 @@ mod tests {
             ComponentLog::open(tmp.path(), "StateSys.log", "SMS_STATE_SYSTEM", Format::Site, clock).unwrap(),
         );
         let store = Arc::new(Store::new(2, 200));
-        let summarizer = Summarizer::new(Arc::clone(&store), log, tmp.path().join("site.json"));
-        let site = RwLock::new(Site::default_site());
+        let summarizer = Summarizer::new(Arc::clone(&store), log);
+        let chain = crate::site::chain::ChainLogs::open(tmp.path(), clock).unwrap();
+        let site = LiveSite::open(
+            Site::default_site(),
+            tmp.path().join("site.json"),
+            tmp.path().join("policypv.box"),
+            chain,
+        )
+        .unwrap();
         // Three clients: update 0 required everywhere, update 1 installed everywhere.
         for c in 1..=3u128 {
             let r = |index, state| Record {
@@ -440,7 +455,7 @@ mod tests {
         assert_eq!((views.updates[0].missing, views.updates.len()), (3, 200));
         assert_eq!(views.groups[0].non_compliant, 3);
         // A sync supersedes update 0 (the oldest): until migration it still counts.
-        site.write().unwrap().sync(1, 1);
+        site.sync(1, 1).unwrap();
         summarizer.run(&site, &[Task::UpdateStatus, Task::UpdateGroupStatus], Timestamp(30));
         let views = summarizer.views();
         assert_eq!((views.updates.len(), views.updates[0].missing), (201, 3));
@@ -452,13 +467,14 @@ mod tests {
         assert_eq!(views.updates.len(), 200);
         assert_eq!(
             views.updates[0].update_id,
-            site.read().unwrap().catalog.updates()[1].id.styled(GuidStyle::Lower).to_string()
+            site.read().catalog.updates()[1].id.styled(GuidStyle::Lower).to_string()
         );
         assert_eq!((views.groups[0].non_compliant, views.groups[0].unknown), (0, 3));
         assert_eq!(views.deployments[0].updates.len(), 99);
         assert!(!store.client(Guid(1)).unwrap().1[0].is_known(), "status moved off the store");
-        assert_eq!(site.read().unwrap().migrated_through, 39);
-        assert!(tmp.path().join("site.json").exists(), "the migration is saved");
+        assert_eq!(site.read().migrated_through, 39);
+        let saved = std::fs::read_to_string(tmp.path().join("site.json")).unwrap();
+        assert!(saved.contains("\"migrated_through\": 39"), "the migration is saved: {saved}");
         assert_eq!(summarizer.run(&site, &[Task::MigrateUpdateStatus], Timestamp(50))[0].rows, 0);
         let log = std::fs::read_to_string(tmp.path().join("StateSys.log")).unwrap();
         assert!(log.contains("Task 'SUM Migrate Update Status' completed successfully after running for 0 seconds, with status 3."), "{log}");

@@ -25,7 +25,8 @@ use std::sync::Arc;
 
 use super::checkpoint;
 use super::process::{Processed, UpdateIndex, not_after, process_report};
-use super::store::{Record, Store};
+use super::state::Record;
+use super::store::Store;
 use crate::clock::SiteClock;
 use crate::inbox::discovery;
 use crate::inbox::segment::{self, SEALED};

@@ -1,6 +1,6 @@
-//! Request counts and latency by endpoint, as Prometheus histograms
-//! (`sumstorm_mp_request_seconds{endpoint="MP_RelayEndpoint"}`). Lock-free: one set of atomic
-//! buckets per endpoint, incremented once per request.
+//! The HTTP face's counters: requests, bad requests, busy answers, and request latency by
+//! endpoint as Prometheus histograms (`sumstorm_mp_request_seconds{endpoint="MP_RelayEndpoint"}`).
+//! Lock-free: one set of atomic buckets per endpoint, incremented once per request.
 
 // Request data decides indexes and sizes here: no indexing or arithmetic that can panic.
 #![warn(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
@@ -8,6 +8,30 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::counters::Reading;
+
+/// What the HTTP face counts.
+#[derive(Debug, Default)]
+pub(crate) struct HttpCounters {
+    pub requests: AtomicU64,
+    /// Answered 400.
+    pub bad_requests: AtomicU64,
+    /// Answered 503 (a limit, back-pressure, the connection cap).
+    pub busy: AtomicU64,
+    pub by_endpoint: RequestMetrics,
+}
+
+impl HttpCounters {
+    pub(crate) fn readings(&self, out: &mut Vec<Reading>) {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        out.extend([
+            Reading::counter(&["Requests"], "sumstorm_mp_requests_total", n(&self.requests)),
+            Reading::counter(&["BadRequests"], "sumstorm_mp_bad_requests_total", n(&self.bad_requests)),
+            Reading::counter(&["Busy"], "sumstorm_mp_busy_total", n(&self.busy)),
+        ]);
+    }
+}
 
 /// The endpoints requests are counted under.
 pub(crate) const ENDPOINTS: [&str; 11] = [

@@ -1,0 +1,305 @@
+//! The MP's endpoints, what clients call: CCM messages (the faithful multipart envelope, or
+//! plain XML with `X-Target-Endpoint` for tools) dispatched by `crate::mp`, relayed Reports made
+//! durable before they are answered, the UpdateSource policy body (with byte ranges), and the
+//! WSUS catalog a scan sees. (`MPLIST` is one line in the route table.)
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request as HttpRequest, StatusCode};
+use protocol::bodies::parse_policy_query;
+use protocol::envelope::{self, CONTENT_TYPE as CCM_CONTENT_TYPE, MsgHeader, NO_REPLY, Request};
+
+use crate::inbox::commit::{Ack, Busy};
+use crate::inbox::discovery::Discovery;
+use crate::mp::{self, Dispatch};
+use crate::server::Shared;
+use crate::server::http::{Charge, Reply, busy, json_reply, read_body, reply, text};
+
+/// Location request bodies longer than this are logged as `<XML Body Truncated>`.
+const LOGGED_BODY_BYTES: usize = 4096;
+
+/// The tree a low-rate body is read into holds at most its text again and
+/// [`protocol::xml::MAX_NODES`] small nodes.
+const TREE_NODE_BYTES: usize = 256;
+
+/// `CCM_POST /ccm_system/request`: the faithful multipart envelope, or plain XML with
+/// `X-Target-Endpoint` for tools. Also returns the message's `TargetEndpoint`, for the metrics.
+pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Reply, Option<String>) {
+    // The request holds its charge until it is answered (a relayed Report waits in the inbox
+    // queue meanwhile).
+    let mut charge = Charge::new(shared);
+    let (parts, body) = match read_body(shared, req, &mut charge).await {
+        Ok(b) => b,
+        Err(r) => return (r, None),
+    };
+    let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let plain = !content_type.to_ascii_lowercase().starts_with("multipart/");
+    // What reading a low-rate body into a tree may add to its decoded text.
+    let tree = |endpoint: &str, text: usize| {
+        if endpoint == "MP_RelayEndpoint" {
+            0
+        } else {
+            text.saturating_add(protocol::xml::MAX_NODES * TREE_NODE_BYTES)
+        }
+    };
+    let request = if plain {
+        let Some(endpoint) = parts.headers.get("x-target-endpoint").and_then(|v| v.to_str().ok()) else {
+            return (
+                text(StatusCode::BAD_REQUEST, "plain XML requests need an X-Target-Endpoint header"),
+                None,
+            );
+        };
+        if !charge.take(body.len().saturating_add(tree(endpoint, body.len()))) {
+            return (busy(shared, "too many request bytes in flight; retry later"), None);
+        }
+        let Ok(text_body) = String::from_utf8(body.to_vec()) else {
+            return (text(StatusCode::BAD_REQUEST, "plain XML requests are UTF-8"), None);
+        };
+        let header = MsgHeader {
+            target_endpoint: endpoint.to_owned(),
+            reply_to: "direct:tool:Reply".into(),
+            reply_mode: if endpoint == "MP_RelayEndpoint" { "ASync".into() } else { "Sync".into() },
+            ..MsgHeader::default()
+        };
+        Request { header, body: text_body, compressed: false }
+    } else {
+        let limits = envelope::Limits { max_inflated: shared.limits.max_inflated };
+        let read = charge.bytes;
+        let decoded = envelope::decode_request_charged(content_type, &body, &limits, |header, bytes| {
+            charge.take(bytes.saturating_add(tree(&header.target_endpoint, bytes)))
+        });
+        match decoded {
+            Ok(r) => {
+                // The inflated buffer is gone; the text (and the tree it becomes) stay.
+                let text = r.body.len();
+                charge.shrink_to(
+                    read.saturating_add(text).saturating_add(tree(&r.header.target_endpoint, text)),
+                );
+                r
+            }
+            Err(envelope::EnvelopeError::OverBudget(_)) => {
+                return (busy(shared, "too many request bytes in flight; retry later"), None);
+            }
+            Err(e) => return (text(StatusCode::BAD_REQUEST, e.to_string()), None),
+        }
+    };
+    drop(body);
+    let target = Some(request.header.target_endpoint.clone());
+    if request.header.target_endpoint == "MP_LocationManager" {
+        shared.location_log.sample(|| {
+            // The product logs short bodies whole and marks long ones.
+            let body = if request.body.len() <= LOGGED_BODY_BYTES {
+                request.body.as_str()
+            } else {
+                "<XML Body Truncated>"
+            };
+            [format!("MP LM: Message Body : {body}"), "MP LM: calling MP_GetWSUSServerLocations".to_owned()]
+        });
+    }
+    let decision = {
+        let site = shared.site.read();
+        mp::dispatch(&site, &shared.mp, &request, shared.clock.now(), shared.reply_id())
+    };
+    let answer = match decision {
+        Dispatch::Reply { mut header, xml, discovered } => {
+            if let Some(d) = discovered {
+                let now = shared.clock.now().0;
+                let learned = shared.store.discover(d.client, &d.netbios_name, d.location.clone(), now);
+                // What the site learned is durable before the answer (a restart replays it).
+                if learned {
+                    let record = Discovery {
+                        client: d.client,
+                        netbios_name: d.netbios_name,
+                        location: d.location,
+                        time: now,
+                    };
+                    if let Err(e) = durable(shared, record.encode(), || {}).await {
+                        return (e.answer(shared, shared.location_log.log(), "Discovery"), target);
+                    }
+                }
+            }
+            if plain {
+                reply(StatusCode::OK, "text/xml; charset=utf-8", xml)
+            } else {
+                reply(StatusCode::OK, CCM_CONTENT_TYPE, envelope::build_sync_reply(&mut header, &xml))
+            }
+        }
+        Dispatch::Relay { records } => relay(shared, request.body.into_bytes(), records, plain).await,
+        Dispatch::BadRequest(why) => text(StatusCode::BAD_REQUEST, why),
+        Dispatch::Unhandled => reply(StatusCode::OK, "text/plain", Bytes::new()),
+    };
+    drop(charge);
+    (answer, target)
+}
+
+/// Why a record is not on disk.
+enum NotDurable {
+    /// The writer's queue is full: back-pressure.
+    Busy,
+    /// Writing failed (no space, I/O error) or the writer stopped.
+    Failed(String),
+}
+
+impl NotDurable {
+    /// The 503 it gets; a failed write is also logged (`log`: the component's log).
+    fn answer(self, shared: &Shared, log: &crate::logs::ComponentLog, what: &str) -> Reply {
+        match self {
+            NotDurable::Busy => busy(shared, "the inbox writer is busy; retry later"),
+            NotDurable::Failed(why) => {
+                log.log(crate::logs::Severity::Error, &format!("{what}: cannot write the inbox: {why}"));
+                busy(shared, &why)
+            }
+        }
+    }
+}
+
+/// Writes `record` to the inbox and waits until it is on disk. `on_durable` runs when the
+/// record is on disk, in the writer's thread, whether or not this request is still waiting (a
+/// client that hung up has still had its record made durable, and StateSys will apply it).
+async fn durable(
+    shared: &Shared,
+    record: Vec<u8>,
+    on_durable: impl FnOnce() + Send + 'static,
+) -> Result<(), NotDurable> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let ack: Ack = Box::new(move |r| {
+        if r.is_ok() {
+            on_durable();
+        }
+        let _ = tx.send(r);
+    });
+    if let Err(Busy { .. }) = shared.commit.submit(record, ack) {
+        return Err(NotDurable::Busy);
+    }
+    match rx.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(NotDurable::Failed(e.to_string())),
+        Err(_) => Err(NotDurable::Failed("the inbox writer stopped".into())),
+    }
+}
+
+/// Makes the Report durable and only then answers `NoReply`.
+async fn relay(shared: &Arc<Shared>, report: Vec<u8>, records: u64, plain: bool) -> Reply {
+    let waiting = shared.statesys.files_waiting.load(Ordering::Relaxed);
+    if waiting as usize > shared.limits.high_water_files {
+        return busy(shared, "the inbox is past its high-water mark; retry later");
+    }
+    if shared.statesys.checkpoint_failing.load(Ordering::Acquire) {
+        return busy(shared, "StateSys cannot write its checkpoint (disk trouble); retry later");
+    }
+    // Counted where it becomes durable: drain waits for every Report StateSys will apply.
+    let counted = Arc::clone(shared);
+    let accepted = move || {
+        counted.relay.messages_accepted.fetch_add(records, Ordering::Relaxed);
+        counted.relay.reports_accepted.fetch_add(1, Ordering::Release);
+    };
+    match durable(shared, report, accepted).await {
+        Ok(()) => {
+            shared.relay_log.sample(|| {
+                let dir = shared.relay_dir.display();
+                [
+                    "Mp Message Handler: start message processing for Relay-----------------------"
+                        .to_owned(),
+                    "Mp Message Handler: FileType=SMX".to_owned(),
+                    "Message Body : <XML Body Truncated>".to_owned(),
+                    format!("Relay: Outbox dir: {dir}"),
+                    "Priority in the message = 5".to_owned(),
+                    format!("State Priority Directory = {dir}"),
+                    format!("Inv-Relay: Task completed successfully ({records} state messages)"),
+                ]
+            });
+            if plain {
+                text(StatusCode::OK, "NoReply")
+            } else {
+                reply(StatusCode::OK, CCM_CONTENT_TYPE, NO_REPLY)
+            }
+        }
+        Err(e) => e.answer(shared, shared.relay_log.log(), "Relay"),
+    }
+}
+
+/// `GET|HEAD /SMS_MP/.sms_pol?{PolicyID}.40_00`: the UpdateSource policy body, with ranges.
+pub(super) fn policy_body<B>(shared: &Shared, query: &str, req: &HttpRequest<B>) -> Reply {
+    let site = shared.site.read();
+    let Some((id, version)) = parse_policy_query(query) else {
+        return text(StatusCode::BAD_REQUEST, "expected .sms_pol?{PolicyID}.<version>");
+    };
+    let body = mp::policy_body(&site);
+    let current = version == site.policy_version() || version == mp::policy_hash(&body);
+    if !id.eq_ignore_ascii_case(&site.policy_id) || !current {
+        return text(StatusCode::NOT_FOUND, "no such policy version");
+    }
+    let total = body.len();
+    let range = req.headers().get("range").and_then(|v| v.to_str().ok()).and_then(|r| byte_range(r, total));
+    let (status, slice) = match range {
+        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, body.get(a..=b).unwrap_or_default().to_vec()),
+        None => (StatusCode::OK, body),
+    };
+    let len = slice.len();
+    let mut r = reply(
+        status,
+        "text/xml; charset=UTF-16",
+        if req.method() == Method::HEAD { Vec::new() } else { slice },
+    );
+    r.headers_mut().insert("accept-ranges", HeaderValue::from_static("bytes"));
+    r.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+    if let Some((a, b)) = range
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{total}"))
+    {
+        r.headers_mut().insert("content-range", v);
+    }
+    r
+}
+
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` within `total`.
+fn byte_range(spec: &str, total: usize) -> Option<(usize, usize)> {
+    let (a, b) = spec.strip_prefix("bytes=")?.split_once('-')?;
+    let (a, b) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: usize = n.parse().ok()?;
+            (total.checked_sub(n.min(total))?, total.checked_sub(1)?)
+        }
+        (a, "") => (a.parse().ok()?, total.checked_sub(1)?),
+        (a, b) => (a.parse().ok()?, b.parse::<usize>().ok()?.min(total.checked_sub(1)?)),
+    };
+    (a <= b && b < total).then_some((a, b))
+}
+
+/// `GET /wsus/<SUP>/catalog?version=N`: the catalog a scan against that SUP sees.
+pub(super) fn wsus_catalog(shared: &Shared, name: &str, query: &str) -> Reply {
+    let site = shared.site.read();
+    let Some(sup) = site.sups.iter().find(|s| s.name.eq_ignore_ascii_case(name)) else {
+        return text(StatusCode::NOT_FOUND, format!("no SUP named {name}"));
+    };
+    let synced = site.synced_version(sup);
+    let asked =
+        query.split('&').find_map(|kv| kv.strip_prefix("version=")).and_then(|v| v.parse::<u32>().ok());
+    let version = asked.unwrap_or(synced);
+    if version > synced {
+        return text(StatusCode::NOT_FOUND, format!("{name} has synchronized content version {synced}"));
+    }
+    // Checked and answered from the same look at the site, so a sync cannot slip between.
+    json_reply(StatusCode::OK, &super::site_api::catalog_json(&site, version))
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+mod tests {
+    use super::byte_range;
+
+    #[test]
+    fn byte_ranges() {
+        assert_eq!(byte_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(byte_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(byte_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(byte_range("bytes=50-500", 100), Some((50, 99)));
+        assert_eq!(byte_range("bytes=100-", 100), None);
+        assert_eq!(byte_range("bytes=9-3", 100), None);
+        assert_eq!(byte_range("items=0-1", 100), None);
+        assert_eq!(byte_range("bytes=0-0", 0), None);
+    }
+}
