@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use backend::clock::SiteClock;
 use backend::logs::{ComponentLog, Format};
-use backend::site::chain::ChainLogs;
 use backend::site::live::LiveSite;
 use backend::site::{Location, Site};
 use backend::statesys::state::{Record, Target};
@@ -89,14 +88,7 @@ fn summarize(c: &mut Criterion) {
         ComponentLog::open(tmp.path(), "StateSys.log", "SMS_STATE_SYSTEM", Format::Site, clock).unwrap(),
     );
     let summarizer = Summarizer::new(Arc::clone(&store), log);
-    let chain = ChainLogs::open(tmp.path(), clock).unwrap();
-    let site = LiveSite::open(
-        Site::default_site(),
-        tmp.path().join("site.json"),
-        tmp.path().join("policypv.box"),
-        chain,
-    )
-    .unwrap();
+    let site = LiveSite::open_in(tmp.path(), Site::default_site(), clock).unwrap();
     let now = Timestamp(T0 + 1_000_000);
 
     let mut g = c.benchmark_group("summary/all_tasks");

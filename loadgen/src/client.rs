@@ -21,15 +21,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use anyhow::{Context as _, anyhow};
 use protocol::bodies::{
     ClientRegistrationRequest, ClientRegistrationResponse, IpAddressInfo, ReplyAssignments,
     RequestAssignments, UpdateSourcePolicy, WsusLocationReply, WsusLocationRequest,
 };
 use protocol::envelope::MsgHeader;
-use protocol::report::write::Param;
-use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
-use protocol::{Guid, GuidStyle, Timestamp};
+use protocol::{Guid, Timestamp};
 
+use crate::messages::{self, Report};
 use crate::metrics;
 use crate::profile::{Kind, Plan};
 use crate::sim::{self, SimClock};
@@ -54,9 +54,9 @@ pub struct CatalogEntry {
 pub type CatalogView = Rc<Vec<CatalogEntry>>;
 
 /// Parses the SUP's catalog endpoint's JSON.
-pub fn parse_catalog(body: &[u8]) -> Result<Vec<CatalogEntry>, String> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("catalog: {e}"))?;
-    let updates = v["Updates"].as_array().ok_or("catalog: no Updates")?;
+pub fn parse_catalog(body: &[u8]) -> anyhow::Result<Vec<CatalogEntry>> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| anyhow!("catalog: {e}"))?;
+    let updates = v["Updates"].as_array().context("catalog: no Updates")?;
     let mut entries = updates
         .iter()
         .map(|u| {
@@ -67,7 +67,7 @@ pub fn parse_catalog(body: &[u8]) -> Result<Vec<CatalogEntry>, String> {
             })
         })
         .collect::<Option<Vec<_>>>()
-        .ok_or("catalog: an update without Index or UpdateID")?;
+        .context("catalog: an update without Index or UpdateID")?;
     entries.sort_by_key(|e| e.index);
     Ok(entries)
 }
@@ -160,64 +160,37 @@ fn report_shape(arb: &Arb, queue: &[Pending]) -> (u64, Option<u32>) {
 }
 
 /// A 500 (update detection) message: the state client `index`'s scan finds for `e`.
-fn push_update(
-    w: &mut ReportWriter,
+pub(crate) fn push_update(
+    r: &mut Report,
     plan: &Plan,
     index: u64,
     e: &CatalogEntry,
     time: Timestamp,
     serial: u64,
 ) {
-    w.push(&OutMessage {
-        time,
-        serial,
-        topic_id: e.id,
-        topic_style: GuidStyle::Lower,
-        topic_type: 500,
-        id_type: 3,
-        state: u32::from(sim::update_state(plan, index, e.id)),
-        criticality: 0,
-        params: &[Param::Number(u64::from(e.revision))],
-    });
+    r.update(e.id, e.revision, sim::update_state(plan, index, e.id), time, serial);
 }
 
 /// The Report of everything queued, for `client` (simulated client `index`).
 fn build_report(arb: &Arb, index: u64, client: Guid, queue: &[Pending]) -> String {
     let catalogs = arb.catalogs.borrow();
     let id = sim::identity(&arb.plan, index);
-    let mut w = ReportWriter::new();
-    w.begin(
-        &ReportIdentity {
-            client,
-            netbios_name: &id.netbios_name,
-            client_version: "5.00.7958.1000",
-            priority: 5,
-        },
-        arb.clock.timestamp(Instant::now()),
-    );
+    let mut r = Report::begin(client, &id.netbios_name, arb.clock.timestamp(Instant::now()));
     for p in queue {
         match *p {
-            Pending::Scan { time, serial, state, version } => w.push(&OutMessage {
-                time,
-                serial,
-                topic_id: arb.site.update_source_id,
-                topic_style: GuidStyle::UpperBraced,
-                topic_type: 501,
-                id_type: 3,
-                state: u32::from(state),
-                criticality: 0,
-                params: &[Param::Number(u64::from(version))],
-            }),
+            Pending::Scan { time, serial, state, version } => {
+                r.scan(arb.site.update_source_id, version, state, time, serial);
+            }
             Pending::Updates { time, first_serial, from, to } => {
                 let Some(view) = catalogs.get(&to) else { continue };
                 let from = from.and_then(|v| catalogs.get(&v).cloned());
                 for (k, e) in changed(from.as_deref().map(|v| v.as_slice()), view).enumerate() {
-                    push_update(&mut w, &arb.plan, index, e, time, first_serial + k as u64);
+                    push_update(&mut r, &arb.plan, index, e, time, first_serial + k as u64);
                 }
             }
         }
     }
-    String::from_utf8_lossy(w.finish()).into_owned()
+    r.finish()
 }
 
 /// What runs after a Report's answer (`true`: the queue is empty now).
@@ -335,19 +308,8 @@ impl SimClient {
 
     fn header(&self, endpoint: &str) -> MsgHeader {
         let id = sim::identity(&self.arb.plan, self.index);
-        MsgHeader {
-            id: format!(
-                "{{{}}}",
-                Guid(u128::from(sim::mix(self.index ^ self.serial)) << 64 | u128::from(self.serial))
-            ),
-            source_id: self.sms_id.map(|g| format!("GUID:{g}")).unwrap_or_default(),
-            source_host: id.netbios_name.clone(),
-            target_endpoint: endpoint.into(),
-            reply_to: format!("direct:{}:SccmMessaging", id.netbios_name),
-            reply_mode: if endpoint == "MP_RelayEndpoint" { "ASync".into() } else { "Sync".into() },
-            priority: Some(if endpoint == "MP_RelayEndpoint" { 5 } else { 3 }),
-            ..MsgHeader::default()
-        }
+        let message = Guid(u128::from(sim::mix(self.index ^ self.serial)) << 64 | u128::from(self.serial));
+        messages::header(message, self.sms_id, &id.netbios_name, endpoint)
     }
 
     fn register(&mut self, ctx: &mut Context<Self>, intended: Instant) {
@@ -534,13 +496,13 @@ impl SimClient {
         self.spawn(ctx, fut, move |c, ctx, body| {
             let known = c.arb.catalogs.borrow().contains_key(&version);
             let parsed = match body {
-                Ok(_) if known => Ok(()),
-                Ok(body) => parse_catalog(&body).map(|entries| {
-                    c.arb.catalogs.borrow_mut().insert(version, Rc::new(entries));
-                }),
-                Err(e) => Err(format!("{e:?}")),
+                Ok(_) if known => true,
+                Ok(body) => parse_catalog(&body)
+                    .map(|entries| c.arb.catalogs.borrow_mut().insert(version, Rc::new(entries)))
+                    .is_ok(),
+                Err(_) => false,
             };
-            if parsed.is_err() {
+            if !parsed {
                 return c.scan_failed(ctx, version);
             }
             let done = origin + c.arb.plan.scan_duration;
@@ -623,8 +585,7 @@ impl SimClient {
         }
         self.in_flight = true;
         let (messages, newest) = report_shape(&self.arb, &self.queue[..sent]);
-        let (transport, mut header) = (Rc::clone(&self.arb.transport), self.header("MP_RelayEndpoint"));
-        header.properties = vec![("FileType".into(), "SMX".into())];
+        let (transport, header) = (Rc::clone(&self.arb.transport), self.header(messages::RELAY));
         // The Report is written once a connection is free: waiting sends hold only the queue.
         let (arb, index, client, queue) =
             (Rc::clone(&self.arb), self.index, self.sms_id.unwrap_or(Guid(0)), self.queue[..sent].to_vec());
@@ -673,124 +634,4 @@ impl SimClient {
         }
         self.report(ctx, Instant::now(), None, Some(Box::new(then)));
     }
-}
-
-/// The open model (contract §3.3): Reports of `messages` state messages at a fixed arrival rate
-/// (`rate` per second on this arbiter), whatever the answers, each from the next client of
-/// `clients` in turn, about the catalog's first updates. Runs until the real instant `end`.
-/// Sends are not awaited: a slow server shows as latency from the intended time, not as a
-/// slower schedule.
-/// How often an open-model Report is sent again after a refusal before it counts as failed.
-pub const OPEN_RETRIES: u64 = 30;
-
-pub async fn open_model(
-    arb: Rc<Arb>,
-    clients: Vec<u64>,
-    rate: f64,
-    messages: usize,
-    catalog: Vec<CatalogEntry>,
-    end: Instant,
-) {
-    let entries: Rc<Vec<CatalogEntry>> = Rc::new(catalog.into_iter().take(messages).collect());
-    let period = Duration::from_secs_f64(1.0 / rate);
-    let max_outstanding = 16 * arb.plan.connections.max(16);
-    let start = Instant::now();
-    for k in 0u64.. {
-        let intended = start + period.mul_f64(k as f64);
-        if intended >= end || clients.is_empty() {
-            break;
-        }
-        tokio::time::sleep_until(intended.into()).await;
-        // Outstanding sends are bounded (memory): past the bound the pacer waits, which shows as
-        // lateness (generator saturation) and, measured from the intended time, as latency.
-        while arb.open_in_flight.get() >= max_outstanding {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let index = clients[(k % clients.len() as u64) as usize];
-        let visit = k / clients.len() as u64;
-        let id = sim::identity(&arb.plan, index);
-        // The SMS ID the site would give this machine: reports name it.
-        let client = Guid(u128::from(sim::mix(index ^ arb.plan.seed)) << 64 | u128::from(sim::mix(!index)));
-        let time = arb.clock.timestamp(intended);
-        let mut w = ReportWriter::new();
-        w.begin(
-            &ReportIdentity {
-                client,
-                netbios_name: &id.netbios_name,
-                client_version: "5.00.7958.1000",
-                priority: 5,
-            },
-            time,
-        );
-        for (j, e) in entries.iter().enumerate() {
-            push_update(&mut w, &arb.plan, index, e, time, 1 + visit * entries.len() as u64 + j as u64);
-        }
-        let xml = String::from_utf8_lossy(w.finish()).into_owned();
-        let header = MsgHeader {
-            id: format!("{{{}}}", Guid(u128::from(sim::mix(k)) << 64 | u128::from(index))),
-            source_id: format!("GUID:{client}"),
-            source_host: id.netbios_name.clone(),
-            target_endpoint: "MP_RelayEndpoint".into(),
-            reply_to: format!("direct:{}:SccmMessaging", id.netbios_name),
-            reply_mode: "ASync".into(),
-            priority: Some(5),
-            properties: vec![("FileType".into(), "SMX".into())],
-            ..MsgHeader::default()
-        };
-        let (arb2, n) = (Rc::clone(&arb), entries.len() as u32);
-        arb.open_in_flight.set(arb.open_in_flight.get() + 1);
-        actix_rt::spawn(async move {
-            let mut intended = intended;
-            let mut tries = 0u64;
-            let ok = loop {
-                let attempt = xml.clone();
-                let failure = match arb2
-                    .transport
-                    .mp(Kind::StateReport, intended, header.clone(), move || attempt)
-                    .await
-                {
-                    Ok(_) => break true,
-                    Err(f) => f,
-                };
-                // A refusal (503, or no connection) is retried after the Retry-After the
-                // server asked for (1 s if none) plus up to half again of jitter, as a
-                // client's queue does; a retry is a new request, measured from its own
-                // intended time. Waiting is not in flight: it holds only the Report.
-                let wait = match failure {
-                    Failure::Status(503, after) => after.unwrap_or(Duration::from_secs(1)),
-                    Failure::Connection(_) => Duration::from_secs(1),
-                    _ => break false,
-                };
-                tries += 1;
-                if tries > OPEN_RETRIES {
-                    break false;
-                }
-                let jitter = wait.mul_f64((sim::mix(k ^ tries << 48) % 1000) as f64 / 2000.0);
-                intended = Instant::now() + wait + jitter;
-                arb2.open_in_flight.set(arb2.open_in_flight.get() - 1);
-                arb2.open_retrying.set(arb2.open_retrying.get() + 1);
-                tokio::time::sleep_until(intended.into()).await;
-                arb2.open_retrying.set(arb2.open_retrying.get() - 1);
-                arb2.open_in_flight.set(arb2.open_in_flight.get() + 1);
-            };
-            metrics::messages(u64::from(n), ok);
-            if ok {
-                arb2.open_acked.borrow_mut().insert(index, n);
-            }
-            arb2.open_in_flight.set(arb2.open_in_flight.get() - 1);
-        });
-    }
-    // Let what is in flight or waiting to retry finish (bounded).
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while arb.open_in_flight.get() + arb.open_retrying.get() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let acked = std::mem::take(&mut *arb.open_acked.borrow_mut());
-    arb.truths.borrow_mut().extend(acked.into_iter().map(|(index, n)| Truth {
-        index,
-        registered: false,
-        located: false,
-        acked_version: None,
-        reported_first: n,
-    }));
 }

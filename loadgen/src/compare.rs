@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use anyhow::{Context as _, anyhow};
 use serde_json::{Value, json};
 
 /// A run's key figures: name → (value, samples it was measured on).
@@ -82,10 +83,10 @@ pub fn baseline_entry(dir: &Path, summary: &Value) -> Value {
 }
 
 /// The baseline's runs' figures, from a baseline file or a run folder.
-pub fn load_baseline(path: &Path) -> Result<(String, Vec<Figures>), String> {
-    let read = |p: &Path| -> Result<Value, String> {
-        serde_json::from_slice(&std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?)
-            .map_err(|e| format!("{}: {e}", p.display()))
+pub fn load_baseline(path: &Path) -> anyhow::Result<(String, Vec<Figures>)> {
+    let read = |p: &Path| -> anyhow::Result<Value> {
+        serde_json::from_slice(&std::fs::read(p).with_context(|| p.display().to_string())?)
+            .with_context(|| p.display().to_string())
     };
     if path.is_dir() {
         let s = read(&path.join("summary.json"))?;
@@ -94,7 +95,7 @@ pub fn load_baseline(path: &Path) -> Result<(String, Vec<Figures>), String> {
     let b = read(path)?;
     let runs = b["runs"]
         .as_array()
-        .ok_or_else(|| format!("{}: not a baseline (no runs)", path.display()))?
+        .with_context(|| format!("{}: not a baseline (no runs)", path.display()))?
         .iter()
         .map(|r| {
             r["figures"]
@@ -108,41 +109,37 @@ pub fn load_baseline(path: &Path) -> Result<(String, Vec<Figures>), String> {
         })
         .collect::<Vec<_>>();
     if runs.is_empty() {
-        return Err(format!("{}: the baseline holds no runs", path.display()));
+        return Err(anyhow!("{}: the baseline holds no runs", path.display()));
     }
     Ok((b["profile"].as_str().unwrap_or("").to_owned(), runs))
 }
 
 /// Adds a run to the baseline file at `path` (created if absent), keeping the newest `keep`.
-pub fn promote(run_dir: &Path, path: &Path, keep: usize) -> Result<usize, String> {
+pub fn promote(run_dir: &Path, path: &Path, keep: usize) -> anyhow::Result<usize> {
     let summary: Value = serde_json::from_slice(
-        &std::fs::read(run_dir.join("summary.json")).map_err(|e| format!("{}: {e}", run_dir.display()))?,
-    )
-    .map_err(|e| e.to_string())?;
+        &std::fs::read(run_dir.join("summary.json")).with_context(|| run_dir.display().to_string())?,
+    )?;
     let profile = summary["profile"]["name"].as_str().unwrap_or("").to_owned();
     let mut baseline = match std::fs::read(path) {
-        Ok(bytes) => {
-            serde_json::from_slice::<Value>(&bytes).map_err(|e| format!("{}: {e}", path.display()))?
-        }
+        Ok(bytes) => serde_json::from_slice::<Value>(&bytes).with_context(|| path.display().to_string())?,
         Err(_) => json!({ "profile": profile, "runs": [] }),
     };
     if baseline["profile"].as_str() != Some(profile.as_str()) {
-        return Err(format!(
+        return Err(anyhow!(
             "{} is the baseline of {}, the run is of {profile}",
             path.display(),
             baseline["profile"]
         ));
     }
-    let runs = baseline["runs"].as_array_mut().ok_or("the baseline has no runs list")?;
+    let runs = baseline["runs"].as_array_mut().context("the baseline has no runs list")?;
     runs.push(baseline_entry(run_dir, &summary));
     let excess = runs.len().saturating_sub(keep.max(1));
     runs.drain(..excess);
     let n = runs.len();
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(parent)?;
     }
-    std::fs::write(path, serde_json::to_vec_pretty(&baseline).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
+    std::fs::write(path, serde_json::to_vec_pretty(&baseline)?)?;
     Ok(n)
 }
 

@@ -30,22 +30,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use anyhow::{Context as _, anyhow};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use protocol::envelope::MsgHeader;
-use protocol::report::write::Param;
-use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
 use protocol::{Guid, GuidStyle, Timestamp};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 
+use crate::messages::{self, Report};
 use crate::profile::Wire;
 use crate::sim::mix;
-use crate::transport::{mp_request, retry_after};
+use crate::transport::{Failure, Transport, mp_request};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -166,9 +161,9 @@ struct Backend {
     base: String,
 }
 
-fn start(opts: &Options, data: &Path, log: &Path) -> Result<Backend, String> {
+fn start(opts: &Options, data: &Path, log: &Path) -> anyhow::Result<Backend> {
     let offset = fs::metadata(log).map_or(0, |m| m.len());
-    let stderr = OpenOptions::new().create(true).append(true).open(log).map_err(|e| e.to_string())?;
+    let stderr = OpenOptions::new().create(true).append(true).open(log)?;
     let mut child = Command::new(&opts.backend)
         .args(["serve", "--listen", "127.0.0.1:0", "--statesys-pause", "0", "--checkpoint-ms"])
         .arg(opts.checkpoint_ms.to_string())
@@ -177,7 +172,7 @@ fn start(opts: &Options, data: &Path, log: &Path) -> Result<Backend, String> {
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
-        .map_err(|e| format!("{}: {e}", opts.backend.display()))?;
+        .with_context(|| opts.backend.display().to_string())?;
     // The backend names its address on its first line.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -191,11 +186,11 @@ fn start(opts: &Options, data: &Path, log: &Path) -> Result<Backend, String> {
             return Ok(Backend { child, base: format!("http://{addr}") });
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("the backend exited at start ({status}); see {}", log.display()));
+            return Err(anyhow!("the backend exited at start ({status}); see {}", log.display()));
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return Err(format!("the backend named no address within 60 s; see {}", log.display()));
+            return Err(anyhow!("the backend named no address within 60 s; see {}", log.display()));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -203,8 +198,9 @@ fn start(opts: &Options, data: &Path, log: &Path) -> Result<Backend, String> {
 
 /// What the load shares.
 struct Load {
-    http: Client<HttpConnector, Full<Bytes>>,
-    permits: Semaphore,
+    /// The clients' transport (unmeasured here): at most `connections` requests in flight.
+    transport: Transport,
+    /// The backend's address, which moves with each restart.
     base: RwLock<String>,
     stop: AtomicBool,
     wire: Wire,
@@ -236,63 +232,31 @@ fn message(load: &Load, k: usize, s: u64) -> (usize, u8) {
 }
 
 fn report_xml(load: &Load, k: usize, id: Guid, first: u64) -> String {
-    let mut w = ReportWriter::new();
-    let name = format!("CRASH{k:06}");
-    w.begin(
-        &ReportIdentity { client: id, netbios_name: &name, client_version: "5.00.7958.1000", priority: 5 },
-        Timestamp(0),
-    );
+    let mut report = Report::begin(id, &format!("CRASH{k:06}"), Timestamp(0));
     for s in first..first + load.messages as u64 {
         let (u, state) = message(load, k, s);
-        w.push(&OutMessage {
-            time: Timestamp(load.epoch + s as i64 * 1000),
-            serial: s,
-            topic_id: load.updates[u],
-            topic_style: GuidStyle::Lower,
-            topic_type: 500,
-            id_type: 3,
-            state: u32::from(state),
-            criticality: 0,
-            params: &[Param::Number(200)],
-        });
+        report.update(load.updates[u], 200, state, Timestamp(load.epoch + s as i64 * 1000), s);
     }
-    String::from_utf8_lossy(w.finish()).into_owned()
+    report.finish()
 }
 
 fn relay_request(load: &Load, base: &str, id: Guid, k: usize, first: u64, xml: &str) -> Request<Full<Bytes>> {
-    let name = format!("CRASH{k:06}");
-    let mut header = MsgHeader {
-        id: format!("{{{}}}", Guid(u128::from(mix(k as u64)) << 64 | u128::from(first))),
-        source_id: format!("GUID:{id}"),
-        source_host: name.clone(),
-        target_endpoint: "MP_RelayEndpoint".into(),
-        reply_to: format!("direct:{name}:SccmMessaging"),
-        reply_mode: "ASync".into(),
-        priority: Some(5),
-        properties: vec![("FileType".into(), "SMX".into())],
-        ..MsgHeader::default()
-    };
+    let message = Guid(u128::from(mix(k as u64)) << 64 | u128::from(first));
+    let mut header = messages::header(message, Some(id), &format!("CRASH{k:06}"), messages::RELAY);
     mp_request(load.wire, base, &mut header, xml.to_owned()).unwrap_or_default()
 }
 
-/// Sends a request; `Ok` on 2xx, else how long to wait before trying again.
+/// Sends a request; `Ok` on 2xx, else how long to wait before trying again: refused or reset (a
+/// kill), soon; a 503 says when.
 async fn send(load: &Load, request: Request<Full<Bytes>>) -> Result<Bytes, Duration> {
-    let _permit = load.permits.acquire().await.map_err(|_| Duration::from_millis(50))?;
-    let answer = tokio::time::timeout(Duration::from_secs(30), async {
-        let response = load.http.request(request).await.map_err(|_| None)?;
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let body = response.into_body().collect().await.map_err(|_| None)?.to_bytes();
-        if status.is_success() { Ok(body) } else { Err(retry_after) }
+    load.transport.exchange(request).await.map_err(|failure| match failure {
+        Failure::Status(_, Some(after)) => after,
+        _ => Duration::from_millis(20),
     })
-    .await
-    .unwrap_or(Err(None));
-    // Refused or reset (a kill): try again soon. A 503 says when.
-    answer.map_err(|after| after.unwrap_or(Duration::from_millis(20)))
 }
 
 /// One client: Reports until the harness stops, each resent until acknowledged.
-async fn client(load: Arc<Load>, k: usize) -> Result<Truth, String> {
+async fn client(load: Arc<Load>, k: usize) -> anyhow::Result<Truth> {
     let id = client_id(load.seed, k);
     let mut truth = Truth { id, rows: vec![None; load.updates.len()], last: 0 };
     let deadline = || Instant::now() + Duration::from_secs(180);
@@ -305,7 +269,7 @@ async fn client(load: Arc<Load>, k: usize) -> Result<Truth, String> {
             match send(&load, relay_request(&load, &base, id, k, first, &xml)).await {
                 Ok(_) => break,
                 Err(_) if Instant::now() > give_up => {
-                    return Err(format!("client {k}: a Report was not acknowledged within 180 s"));
+                    return Err(anyhow!("client {k}: a Report was not acknowledged within 180 s"));
                 }
                 Err(wait) => {
                     load.resends.fetch_add(1, Ordering::Relaxed);
@@ -324,20 +288,14 @@ async fn client(load: Arc<Load>, k: usize) -> Result<Truth, String> {
     Ok(truth)
 }
 
-async fn call(load: &Load, method: Method, path: &str) -> Result<Value, String> {
+/// An admin or site API call to the backend, as it is now: the JSON of a 200.
+async fn call(load: &Load, method: Method, path: &str) -> anyhow::Result<Value> {
     let base = load.base.read().map(|b| b.clone()).unwrap_or_default();
-    let request = Request::builder()
-        .method(method)
-        .uri(format!("{base}{path}"))
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    let response = load.http.request(request).await.map_err(|e| format!("{path}: {e}"))?;
-    let status = response.status();
-    let body = response.into_body().collect().await.map_err(|e| format!("{path}: {e}"))?.to_bytes();
+    let (status, body) = crate::transport::call(&base, method, path, b"").await?;
     if status != StatusCode::OK {
-        return Err(format!("{path}: {status}: {}", String::from_utf8_lossy(&body).trim()));
+        anyhow::bail!("{path}: {status}: {}", String::from_utf8_lossy(&body).trim());
     }
-    serde_json::from_slice(&body).map_err(|e| format!("{path}: {e}"))
+    serde_json::from_slice(&body).with_context(|| format!("{path}: not JSON"))
 }
 
 /// Kills and restarts the backend `opts.cycles` times.
@@ -348,7 +306,7 @@ fn kill_cycles(
     mut backend: Backend,
     data: &Path,
     log: &Path,
-) -> Result<(Backend, Vec<Kill>), String> {
+) -> anyhow::Result<(Backend, Vec<Kill>)> {
     let mut kills = Vec::with_capacity(opts.cycles);
     let aims: [Option<Phase>; 5] =
         [None, Some(Phase::Fsync), Some(Phase::Checkpoint), Some(Phase::Batch), Some(Phase::Summarizing)];
@@ -373,8 +331,8 @@ fn kill_cycles(
                 }
             }
         };
-        backend.child.kill().map_err(|e| format!("kill: {e}"))?;
-        backend.child.wait().map_err(|e| format!("wait: {e}"))?;
+        backend.child.kill().map_err(|e| anyhow!("kill: {e}"))?;
+        backend.child.wait().map_err(|e| anyhow!("wait: {e}"))?;
         let spawned = Instant::now();
         backend = start(opts, data, log)?;
         if let Ok(mut b) = load.base.write() {
@@ -385,7 +343,7 @@ fn kill_cycles(
             let until = Instant::now() + Duration::from_secs(120);
             while call(load, Method::GET, "/api/v1/status").await.is_err() {
                 if Instant::now() > until {
-                    return Err(format!(
+                    return Err(anyhow!(
                         "the backend did not answer within 120 s of a restart; see {}",
                         log.display()
                     ));
@@ -400,7 +358,7 @@ fn kill_cycles(
 }
 
 /// Compares the backend's store and views with the clients' truth.
-async fn verify(load: &Load, truths: &[Truth]) -> Result<Vec<String>, String> {
+async fn verify(load: &Load, truths: &[Truth]) -> anyhow::Result<Vec<String>> {
     let mut differences = Vec::new();
     let mut differ = |d: String| {
         if differences.len() < 50 {
@@ -466,30 +424,23 @@ async fn verify(load: &Load, truths: &[Truth]) -> Result<Vec<String>, String> {
 
 /// Runs the harness. `Err` is a harness failure (the backend could not be started, say); a
 /// verification failure is an `Outcome` with `exact: false`.
-pub fn run(opts: &Options) -> Result<Outcome, String> {
+pub fn run(opts: &Options) -> anyhow::Result<Outcome> {
     if !opts.backend.is_file() {
-        return Err(format!(
+        return Err(anyhow!(
             "{}: no backend binary (build it with `cargo build --release -p backend`, or pass --backend)",
             opts.backend.display()
         ));
     }
     let began = Instant::now();
-    fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
+    fs::create_dir_all(&opts.out).with_context(|| opts.out.display().to_string())?;
     let data = opts.out.join("data");
     let log = opts.out.join("backend.log");
     let _ = fs::remove_dir_all(&data);
     let _ = fs::remove_file(&log);
     let backend = start(opts, &data, &log)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut load = Load {
-        http: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(opts.connections).build(connector),
-        permits: Semaphore::new(opts.connections.max(1)),
+        transport: Transport::new(&backend.base, opts.connections, opts.wire),
         base: RwLock::new(backend.base.clone()),
         stop: AtomicBool::new(false),
         wire: opts.wire,
@@ -519,7 +470,7 @@ pub fn run(opts: &Options) -> Result<Outcome, String> {
         .filter_map(|u| u["UpdateID"].as_str()?.parse().ok())
         .collect();
     if load.updates.is_empty() {
-        return Err("the backend's catalog is empty".into());
+        anyhow::bail!("the backend's catalog is empty");
     }
     let load = Arc::new(load);
     let clients: Vec<_> = (0..opts.clients).map(|k| runtime.spawn(client(Arc::clone(&load), k))).collect();
@@ -546,12 +497,12 @@ pub fn run(opts: &Options) -> Result<Outcome, String> {
         let _ = summarizing.await;
         let mut truths = Vec::with_capacity(clients.len());
         for c in clients {
-            truths.push(c.await.map_err(|e| e.to_string())??);
+            truths.push(c.await??);
         }
         let drained = call(&load, Method::POST, "/api/v1/drain?timeout=300").await?;
         call(&load, Method::POST, "/api/v1/summarize").await?;
         let differences = verify(&load, &truths).await?;
-        Ok::<_, String>((truths, drained, differences))
+        Ok::<_, anyhow::Error>((truths, drained, differences))
     });
     let _ = backend.child.kill();
     let _ = backend.child.wait();
@@ -594,7 +545,7 @@ pub fn run(opts: &Options) -> Result<Outcome, String> {
         "ElapsedS": (began.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     });
     let text = serde_json::to_vec_pretty(&json).unwrap_or_default();
-    fs::write(opts.out.join("crash.json"), text).map_err(|e| format!("crash.json: {e}"))?;
+    fs::write(opts.out.join("crash.json"), text).map_err(|e| anyhow!("crash.json: {e}"))?;
     Ok(Outcome { exact, differences, kills, reports, messages, resends, elapsed: began.elapsed(), json })
 }
 

@@ -8,12 +8,23 @@
 //! summarizes and its views are checked against what the clients know they reported
 //! ([`verify`]); [`results`] writes the run's files and [`report`] its HTML page. [`compare`]
 //! judges a run against a baseline of several runs; [`merge`] adds sharded runs together.
+//!
+//! Also: [`open`], the open model (Reports at a fixed arrival rate); [`messages`], what a client
+//! writes (message headers, Reports) for the clients, the open model and the crash harness;
+//! [`transport`], the clients' HTTP; [`crash`], the kill-and-restart harness.
+//!
+//! Errors: where a caller decides by the kind of failure, it is a type ([`run::RunError`]: a
+//! `--target` that is not an MP is a bad argument, anything else a failed run;
+//! [`transport::Failure`]: refused, answered non-2xx with its `Retry-After`, unreadable);
+//! elsewhere an `anyhow::Error` with its context, printed whole by the binary.
 
 pub mod client;
 pub mod compare;
 pub mod crash;
 pub mod merge;
+pub mod messages;
 pub mod metrics;
+pub mod open;
 pub mod profile;
 pub mod report;
 pub mod results;

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use backend::site::file::parse_span;
 use clap::{Parser, Subcommand};
 use loadgen::profile::Plan;
-use loadgen::run::{EXIT_USAGE, Options, run};
+use loadgen::run::{EXIT_USAGE, Options, RunError, run};
+use protocol::units::parse_span;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -120,8 +120,9 @@ enum Command {
     },
 }
 
-fn usage(message: &str) -> ExitCode {
-    eprintln!("loadgen: {message}");
+/// Bad arguments, a bad profile or input file: the message (with its causes), exit 2.
+fn usage(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("loadgen: {message:#}");
     ExitCode::from(EXIT_USAGE)
 }
 
@@ -139,11 +140,11 @@ fn main() -> ExitCode {
             let tolerance = tolerance / 100.0;
             let summary = match std::fs::read(run.join("summary.json")) {
                 Ok(b) => serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_default(),
-                Err(e) => return usage(&format!("{}: {e}", run.display())),
+                Err(e) => return usage(format!("{}: {e}", run.display())),
             };
             let (_, baseline_runs) = match loadgen::compare::load_baseline(&baseline) {
                 Ok(b) => b,
-                Err(e) => return usage(&e),
+                Err(e) => return usage(e),
             };
             let rows = loadgen::compare::compare(
                 &loadgen::compare::key_figures(&summary),
@@ -179,7 +180,7 @@ fn main() -> ExitCode {
             let wire = match wire.as_str() {
                 "ccm" => loadgen::profile::Wire::Ccm,
                 "plain" => loadgen::profile::Wire::Plain,
-                other => return usage(&format!("--wire: {other:?} is neither \"ccm\" nor \"plain\"")),
+                other => return usage(format!("--wire: {other:?} is neither \"ccm\" nor \"plain\"")),
             };
             let backend = backend.unwrap_or_else(|| {
                 let me = std::env::current_exe().unwrap_or_default();
@@ -206,7 +207,7 @@ fn main() -> ExitCode {
                     eprintln!("results: {}", opts.out.join("crash.json").display());
                     ExitCode::from(if outcome.exact { 0 } else { loadgen::run::EXIT_VERIFY })
                 }
-                Err(e) => usage(&e),
+                Err(e) => usage(e),
             }
         }
         Command::Report { run } => match loadgen::report::write(&run) {
@@ -214,7 +215,7 @@ fn main() -> ExitCode {
                 eprintln!("{}", path.display());
                 ExitCode::SUCCESS
             }
-            Err(e) => usage(&e),
+            Err(e) => usage(e),
         },
         Command::Merge { runs, out } => match loadgen::merge::merge(&runs, &out) {
             Ok((summary, exit)) => {
@@ -223,21 +224,21 @@ fn main() -> ExitCode {
                 eprintln!("merged: {}", out.display());
                 ExitCode::from(exit)
             }
-            Err(e) => usage(&e),
+            Err(e) => usage(e),
         },
         Command::Promote { run, baseline, keep } => {
             let name = std::fs::read(run.join("summary.json"))
                 .ok()
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
                 .and_then(|s| s["profile"]["name"].as_str().map(str::to_owned));
-            let Some(name) = name else { return usage(&format!("{}: no summary.json", run.display())) };
+            let Some(name) = name else { return usage(format!("{}: no summary.json", run.display())) };
             let path = baseline.unwrap_or_else(|| PathBuf::from(format!("results/baselines/{name}.json")));
             match loadgen::compare::promote(&run, &path, keep) {
                 Ok(n) => {
                     eprintln!("{}: {n} runs", path.display());
                     ExitCode::SUCCESS
                 }
-                Err(e) => usage(&e),
+                Err(e) => usage(e),
             }
         }
     }
@@ -257,12 +258,12 @@ fn run_command(
 ) -> ExitCode {
     let text = match std::fs::read_to_string(&profile) {
         Ok(t) => t,
-        Err(e) => return usage(&format!("{}: {e}", profile.display())),
+        Err(e) => return usage(format!("{}: {e}", profile.display())),
     };
     let name = profile.file_stem().map_or("profile".into(), |s| s.to_string_lossy().into_owned());
     let mut plan = match Plan::parse(&name, &text) {
         Ok(p) => p,
-        Err(e) => return usage(&e.to_string()),
+        Err(e) => return usage(e),
     };
     if let Some(n) = clients {
         if n == 0 {
@@ -273,7 +274,7 @@ fn run_command(
     if let Some(d) = duration {
         match parse_span(&d) {
             Some(d) => plan.duration = d,
-            _ => return usage(&format!("--duration: {d:?} is not a span like \"3h\"")),
+            _ => return usage(format!("--duration: {d:?} is not a span like \"3h\"")),
         }
     }
     if let Some(x) = time_scale {
@@ -308,10 +309,10 @@ fn run_command(
             eprintln!("results: {} (report.html inside)", outcome.dir.display());
             ExitCode::from(outcome.exit)
         }
-        // A bad profile, or a --target that is not an MP with the site API: bad arguments.
-        Err(e) if e.starts_with("profile:") || e.starts_with("target:") => usage(&e),
-        Err(e) => {
-            eprintln!("loadgen: {e}");
+        // A --target that is not an MP with the site API: a bad argument.
+        Err(e @ RunError::Target { .. }) => usage(e),
+        Err(RunError::Failed(e)) => {
+            eprintln!("loadgen: {e:#}");
             ExitCode::FAILURE
         }
     }

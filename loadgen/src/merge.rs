@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::{Context as _, anyhow};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
@@ -15,28 +16,28 @@ use crate::profile::{Kind, Plan};
 use crate::results::{self, HlogWriter};
 use crate::run::{EXIT_OK, EXIT_THRESHOLD, EXIT_VERIFY};
 
-fn read_json(path: &Path) -> Result<Value, String> {
-    serde_json::from_slice(&std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?)
-        .map_err(|e| format!("{}: {e}", path.display()))
+fn read_json(path: &Path) -> anyhow::Result<Value> {
+    serde_json::from_slice(&std::fs::read(path).with_context(|| path.display().to_string())?)
+        .with_context(|| path.display().to_string())
 }
 
 /// One interval of an interval log: (tag, start since the log's base, length, histogram).
 pub type Interval = (String, Duration, Duration, Histogram<u64>);
 
 /// Every interval of an interval log.
-pub fn read_hlog(path: &Path) -> Result<Vec<Interval>, String> {
+pub fn read_hlog(path: &Path) -> anyhow::Result<Vec<Interval>> {
     use base64::Engine as _;
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
     let mut out = Vec::new();
     let mut d = Deserializer::new();
     for entry in IntervalLogIterator::new(&bytes) {
-        let entry = entry.map_err(|e| format!("{}: {e:?}", path.display()))?;
+        let entry = entry.map_err(|e| anyhow!("{}: {e:?}", path.display()))?;
         if let LogEntry::Interval(h) = entry {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(h.encoded_histogram())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .with_context(|| path.display().to_string())?;
             let hist: Histogram<u64> =
-                d.deserialize(&mut raw.as_slice()).map_err(|e| format!("{}: {e:?}", path.display()))?;
+                d.deserialize(&mut raw.as_slice()).map_err(|e| anyhow!("{}: {e:?}", path.display()))?;
             let tag = h.tag().map(|t| t.as_str().to_owned()).unwrap_or_default();
             out.push((tag, h.start_timestamp(), h.duration(), hist));
         }
@@ -46,18 +47,18 @@ pub fn read_hlog(path: &Path) -> Result<Vec<Interval>, String> {
 
 /// Merges the runs in `dirs` into `out`. Returns the merged summary and the exit status a run
 /// with those figures would have.
-pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(Value, u8), String> {
+pub fn merge(dirs: &[PathBuf], out: &Path) -> anyhow::Result<(Value, u8)> {
     if dirs.is_empty() {
-        return Err("merge: no runs given".into());
+        anyhow::bail!("merge: no runs given");
     }
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let profile_text = std::fs::read_to_string(dirs[0].join("profile.toml")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
+    let profile_text = std::fs::read_to_string(dirs[0].join("profile.toml"))?;
     let summaries = dirs.iter().map(|d| read_json(&d.join("summary.json"))).collect::<Result<Vec<_>, _>>()?;
     let name = summaries[0]["profile"]["name"].as_str().unwrap_or("merged").to_owned();
     if summaries.iter().any(|s| s["profile"]["name"].as_str() != Some(name.as_str())) {
-        return Err("merge: the runs are of different profiles".into());
+        anyhow::bail!("merge: the runs are of different profiles");
     }
-    let plan = Plan::parse(&name, &profile_text).map_err(|e| e.to_string())?;
+    let plan = Plan::parse(&name, &profile_text)?;
 
     // Histograms: the sum of every run's intervals, per kind; intervals kept for the merged log.
     let mut figures = Figures::default();
@@ -95,12 +96,11 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(Value, u8), String> {
     for kind in Kind::ALL {
         let h = &figures.kind(kind).corrected;
         if !h.is_empty() {
-            std::fs::write(out.join(format!("latency-{}.hgrm", kind.name())), results::hgrm(h))
-                .map_err(|e| e.to_string())?;
+            std::fs::write(out.join(format!("latency-{}.hgrm", kind.name())), results::hgrm(h))?;
         }
     }
-    std::fs::write(out.join("latency.hlog"), &hlog.bytes).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("profile.toml"), &profile_text).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("latency.hlog"), &hlog.bytes)?;
+    std::fs::write(out.join("profile.toml"), &profile_text)?;
     let checked = results::check(&plan.thresholds, &figures, wall);
     let exact = summaries.iter().all(|s| s["verification"]["exact"].as_bool() != Some(false));
     let checked_all = summaries.iter().all(|s| s["verification"]["checked"].as_bool() == Some(true));
@@ -130,8 +130,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(Value, u8), String> {
         "thresholds": results::thresholds_json(&checked),
         "peak_rss_mib_here": metrics::peak_rss_mib(),
     });
-    std::fs::write(out.join("summary.json"), serde_json::to_vec_pretty(&summary).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
+    std::fs::write(out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
     let exit = if !exact {
         EXIT_VERIFY
     } else if checked.iter().any(|c| !c.passed) {

@@ -53,7 +53,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use backend::site::file::parse_span;
+use protocol::units::parse_span;
 use serde::Deserialize;
 
 /// A profile that cannot be run, naming the key.

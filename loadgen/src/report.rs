@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use anyhow::Context as _;
 use serde_json::Value;
 
 use crate::profile::Kind;
@@ -149,11 +150,11 @@ fn hgrm_points(text: &str) -> Vec<(f64, f64)> {
 }
 
 /// Writes `report.html` into the run folder `dir`; returns its path.
-pub fn write(dir: &Path) -> Result<std::path::PathBuf, String> {
+pub fn write(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     let read = |name: &str| {
         std::fs::read(dir.join(name)).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok())
     };
-    let summary = read("summary.json").ok_or_else(|| format!("{}: no summary.json", dir.display()))?;
+    let summary = read("summary.json").with_context(|| format!("{}: no summary.json", dir.display()))?;
     let timeline = read("timeline.json").unwrap_or(Value::Array(Vec::new()));
     let verify = read("verify.json");
 
@@ -282,7 +283,7 @@ pub fn write(dir: &Path) -> Result<std::path::PathBuf, String> {
          if(ok)n++});document.body.setAttribute('data-plots-rendered',String(n))});</script></body></html>",
     );
     let path = dir.join("report.html");
-    std::fs::write(&path, html).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, html).with_context(|| path.display().to_string())?;
     Ok(path)
 }
 

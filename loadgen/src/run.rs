@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use anyhow::Context as _;
 use hyper::Method;
 use serde_json::{Value, json};
 
@@ -162,17 +163,17 @@ async fn ask_all<T: Send + 'static>(
 
 /// Runs `plan` (already validated, with overrides applied); `profile_text` is copied into the
 /// run folder.
-pub fn run(plan: Plan, profile_text: &str, opts: &Options) -> Result<Outcome, String> {
+pub fn run(plan: Plan, profile_text: &str, opts: &Options) -> Result<Outcome, RunError> {
     let dir =
         opts.out.clone().unwrap_or_else(|| PathBuf::from("results/runs").join(&plan.name).join(utc_stamp()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    std::fs::write(dir.join("profile.toml"), profile_text).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    std::fs::write(dir.join("profile.toml"), profile_text).context("profile.toml")?;
     if opts.target.is_some() && plan.backend != Default::default() {
         eprintln!("loadgen: [backend] applies to the embedded backend only; --target's settings are its own");
     }
     let embedded = match &opts.target {
         Some(_) => None,
-        None => Some(Embedded::start(&dir.join("backend-data"), &plan).map_err(|e| format!("backend: {e}"))?),
+        None => Some(Embedded::start(&dir.join("backend-data"), &plan).context("the embedded backend")?),
     };
     let base = match (&opts.target, &embedded) {
         (Some(t), _) => t.trim_end_matches('/').to_owned(),
@@ -201,23 +202,61 @@ pub fn run(plan: Plan, profile_text: &str, opts: &Options) -> Result<Outcome, St
         if let Some(parent) = history.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        let mut f =
-            std::fs::OpenOptions::new().create(true).append(true).open(history).map_err(|e| e.to_string())?;
-        writeln!(f, "{line}").map_err(|e| e.to_string())?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(history)
+            .with_context(|| history.display().to_string())?;
+        writeln!(f, "{line}").with_context(|| history.display().to_string())?;
     }
     Ok(Outcome { exit, dir, summary })
 }
 
-async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Result<(Value, u8), String> {
-    let site = get_json(&base, "/api/v1/site")
-        .await
-        .map_err(|e| format!("target: {base} does not answer as an MP with the site API ({e})"))?;
+/// Why a run stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// `--target` does not answer as an MP with the site API: a bad argument (exit 2).
+    #[error("target: {base} does not answer as an MP with the site API ({why:#})")]
+    Target { base: String, why: anyhow::Error },
+    /// Anything else that stopped the run (exit 1).
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// The run in stages: setup, the one-second loop, finish (the clients flush), settle (the
+/// backend drains and summarizes, verification), results.
+async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Result<(Value, u8), RunError> {
+    let site =
+        get_json(&base, "/api/v1/site").await.map_err(|why| RunError::Target { base: base.clone(), why })?;
+    let fleet = setup(&plan, &base, &site, &opts).await?;
+    let observed = observe(&plan, &base, &fleet, opts.progress).await;
+    let finished = finish(&fleet).await;
+    let settled = settle(&plan, &base, &finished.truths, opts.verify, &dir).await?;
+    let outcome = write_results(&plan, &base, &dir, &opts, &fleet, observed, finished, settled)?;
+    System::current().stop();
+    Ok(outcome)
+}
+
+/// The arbiters and the clients living on them.
+struct Fleet {
+    arbiters: Vec<Arbiter>,
+    clients: usize,
+    clock: SimClock,
+    /// When setup began (real time, and Unix seconds for the interval logs).
+    started: Instant,
+    start_unix: f64,
+    startup: Duration,
+}
+
+/// Setup: one arbiter per core (or `--arbiters`), each creating its share of the clients (this
+/// shard's) on its own thread; the open model instead starts a pacer per arbiter.
+async fn setup(plan: &Arc<Plan>, base: &str, site: &Value, opts: &Options) -> anyhow::Result<Fleet> {
     let site_info = Arc::new(SiteInfo {
         site_code: site["SiteCode"].as_str().unwrap_or("PS1").to_owned(),
         update_source_id: site["UpdateSourceID"]
             .as_str()
             .and_then(|s| s.parse().ok())
-            .ok_or("site: no UpdateSourceID")?,
+            .context("site: no UpdateSourceID")?,
     });
     let n =
         opts.arbiters.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
@@ -232,7 +271,7 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
     let mine = Arc::new(mine);
     let open_catalog = match plan.open_model {
         Some(_) => Some(Arc::new(crate::client::parse_catalog(
-            &serde_json::to_vec(&get_json(&base, "/api/v1/catalog").await?).unwrap_or_default(),
+            &serde_json::to_vec(&get_json(base, "/api/v1/catalog").await?).unwrap_or_default(),
         )?)),
         None => None,
     };
@@ -240,14 +279,14 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
     // Each arbiter creates its share of the clients on its own thread.
     let counts = ask_all(&arbiters, {
         let (plan, site, base, mine) =
-            (Arc::clone(&plan), Arc::clone(&site_info), base.clone(), Arc::clone(&mine));
+            (Arc::clone(plan), Arc::clone(&site_info), base.to_owned(), Arc::clone(&mine));
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         move || {
             let a = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let arb = Rc::new(Arb {
                 plan: Arc::clone(&plan),
                 clock,
-                transport: Transport::new(&base, per_arbiter_connections, plan.wire),
+                transport: Rc::new(Transport::new(&base, per_arbiter_connections, plan.wire)),
                 site: Arc::clone(&site),
                 catalogs: RefCell::default(),
                 finishing: std::cell::Cell::new(false),
@@ -268,7 +307,7 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
                     *arb.all_done.borrow_mut() = Some(tx);
                     OPEN_DONE.with(|d| *d.borrow_mut() = Some(rx));
                     actix_rt::spawn(async move {
-                        crate::client::open_model(
+                        crate::open::open_model(
                             Rc::clone(&arb),
                             share,
                             rate / n as f64,
@@ -293,11 +332,26 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
     .await;
     let clients: usize = counts.iter().sum();
     let startup = started.elapsed();
+    Ok(Fleet { arbiters, clients, clock, started, start_unix, startup })
+}
 
-    // The run: once a second, merge the intervals, log them, show progress, fire due events.
-    let real_end = clock.real_at(plan.duration);
-    let mut hlog = HlogWriter::begin(start_unix);
-    let mut service_hlog = HlogWriter::begin(start_unix);
+/// What the one-second loop recorded.
+struct Observed {
+    hlog: HlogWriter,
+    service_hlog: HlogWriter,
+    timeline: Vec<Value>,
+    syncs: Vec<Value>,
+    peak_backlog: u64,
+    /// From setup to the end of the loop.
+    wall: Duration,
+}
+
+/// The run: once a second, merge the arbiters' intervals into the interval logs and the
+/// timeline, show progress, fire the profile's due syncs, watch the backend's backlog.
+async fn observe(plan: &Plan, base: &str, fleet: &Fleet, progress: bool) -> Observed {
+    let real_end = fleet.clock.real_at(plan.duration);
+    let mut hlog = HlogWriter::begin(fleet.start_unix);
+    let mut service_hlog = HlogWriter::begin(fleet.start_unix);
     let mut timeline = Vec::new();
     let mut events = plan.events.iter().peekable();
     let mut syncs = Vec::new();
@@ -309,15 +363,15 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
         let now = Instant::now();
         let next = (last + Duration::from_secs(1)).min(real_end);
         tokio::time::sleep(next.saturating_duration_since(now)).await;
-        let interval = merge(ask_all(&arbiters, metrics::take_interval).await);
+        let interval = merge(ask_all(&fleet.arbiters, metrics::take_interval).await);
         let length = Instant::now().saturating_duration_since(last);
-        let since = last.saturating_duration_since(started);
+        let since = last.saturating_duration_since(fleet.started);
         hlog.interval(since, length, &interval);
         service_hlog.interval_of(since, length, &interval, true);
         last = Instant::now();
-        while let Some(e) = events.next_if(|e| clock.real_at(e.at) <= last) {
+        while let Some(e) = events.next_if(|e| fleet.clock.real_at(e.at) <= last) {
             let body = format!("{{\"new_updates\": {}, \"superseded\": {}}}", e.new_updates, e.superseded);
-            match call(&base, Method::POST, "/api/v1/sync", body.as_bytes()).await {
+            match call(base, Method::POST, "/api/v1/sync", body.as_bytes()).await {
                 Ok((status, reply)) if status.is_success() => {
                     syncs.push(json!({ "at_simulated_seconds": e.at.as_secs_f64(), "reply": serde_json::from_slice::<Value>(&reply).unwrap_or(Value::Null) }));
                 }
@@ -325,7 +379,7 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
                 Err(e2) => eprintln!("loadgen: sync at {}: {e2}", hms(e.at)),
             }
         }
-        let status = get_json(&base, "/api/v1/status").await.unwrap_or(Value::Null);
+        let status = get_json(base, "/api/v1/status").await.unwrap_or(Value::Null);
         let backlog = status["FilesWaiting"]["statesys.box/incoming"].as_u64().unwrap_or(0);
         peak_backlog = peak_backlog.max(backlog);
         let per_kind: serde_json::Map<String, Value> =
@@ -333,14 +387,14 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
         timeline.push(json!({
             "t": (since + length).as_secs_f64(),
             "length": length.as_secs_f64(),
-            "simulated": clock.sim_elapsed(last).min(plan.duration).as_secs_f64(),
+            "simulated": fleet.clock.sim_elapsed(last).min(plan.duration).as_secs_f64(),
             "requests": per_kind,
             "errors": interval.errors(),
             "messages_acknowledged": interval.messages_acked,
             "p99_ms": Kind::ALL.iter().filter_map(|k| results::stat_ms(&interval.kind(*k).corrected, "p99")).fold(0.0, f64::max),
             "backlog_files": backlog,
         }));
-        if opts.progress {
+        if progress {
             let all: u64 = interval.requests();
             total_requests += all;
             for k in Kind::ALL {
@@ -348,9 +402,10 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
             }
             let secs = length.as_secs_f64().max(1e-9);
             eprint!(
-                "\r[sim {} / {}] clients {clients} | {:.0} req/s | {:.0} msg/s | p99 {:.1} ms | errors {} | backlog {backlog} files | requests {total_requests}   ",
-                hms(clock.sim_elapsed(last).min(plan.duration)),
+                "\r[sim {} / {}] clients {} | {:.0} req/s | {:.0} msg/s | p99 {:.1} ms | errors {} | backlog {backlog} files | requests {total_requests}   ",
+                hms(fleet.clock.sim_elapsed(last).min(plan.duration)),
                 hms(plan.duration),
+                fleet.clients,
                 all as f64 / secs,
                 interval.messages_acked as f64 / secs,
                 p99_so_far.value_at_quantile(0.99) as f64 / 1000.0,
@@ -361,14 +416,27 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
             break;
         }
     }
-    if opts.progress {
+    if progress {
         eprintln!();
     }
-    let wall = started.elapsed();
+    let wall = fleet.started.elapsed();
+    Observed { hlog, service_hlog, timeline, syncs, peak_backlog, wall }
+}
 
-    // The end: every client flushes its queue and reports its truth.
+/// What the clients handed back.
+struct Finished {
+    totals: Figures,
+    /// Per arbiter, the CPU seconds its thread used.
+    cpu: Vec<Option<f64>>,
+    /// In client order.
+    truths: Vec<Truth>,
+    flush: Duration,
+}
+
+/// The end: every client flushes its queue (bounded) and reports its truth; the arbiters stop.
+async fn finish(fleet: &Fleet) -> Finished {
     let finish_started = Instant::now();
-    let waits = ask_all(&arbiters, || {
+    let waits = ask_all(&fleet.arbiters, || {
         if let Some(rx) = OPEN_DONE.with(|d| d.borrow_mut().take()) {
             return rx;
         }
@@ -397,9 +465,9 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
         let _ = tokio::time::timeout(Duration::from_secs(120), w).await;
     }
     let flush = finish_started.elapsed();
-    let totals = merge(ask_all(&arbiters, metrics::total).await);
-    let cpu: Vec<Option<f64>> = ask_all(&arbiters, metrics::thread_cpu_seconds).await;
-    let truths: Vec<Truth> = ask_all(&arbiters, || {
+    let totals = merge(ask_all(&fleet.arbiters, metrics::total).await);
+    let cpu: Vec<Option<f64>> = ask_all(&fleet.arbiters, metrics::thread_cpu_seconds).await;
+    let truths: Vec<Truth> = ask_all(&fleet.arbiters, || {
         CLIENTS.with(|c| c.borrow_mut().clear());
         ARB.with(|a| {
             a.borrow_mut().take().map(|arb| std::mem::take(&mut *arb.truths.borrow_mut())).unwrap_or_default()
@@ -409,51 +477,89 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
     .into_iter()
     .flatten()
     .collect();
-    for a in &arbiters {
+    for a in &fleet.arbiters {
         a.stop();
     }
     let mut truths = truths;
     truths.sort_by_key(|t| t.index);
+    Finished { totals, cpu, truths, flush }
+}
 
-    // The backend: drain, summarize, verify.
+/// The backend's side of the end.
+struct Settled {
+    /// `/api/v1/status` as the drain left it.
+    status: Value,
+    drain: Duration,
+    /// The summarization tasks' answer.
+    tasks: Value,
+    summarize: Duration,
+    verification: Option<verify::Verification>,
+}
+
+/// The backend drains (every acknowledged Report applied) and summarizes; with `verify`, its
+/// views are checked against the clients' truth (`verify.json`).
+async fn settle(
+    plan: &Plan,
+    base: &str,
+    truths: &[Truth],
+    verify: bool,
+    dir: &Path,
+) -> anyhow::Result<Settled> {
     let drain_started = Instant::now();
-    let drained = call(&base, Method::POST, "/api/v1/drain?timeout=600", b"").await?;
+    let drained = call(base, Method::POST, "/api/v1/drain?timeout=600", b"").await?;
     let drain = drain_started.elapsed();
     let backend_status: Value = serde_json::from_slice(&drained.1).unwrap_or(Value::Null);
     let summarize_started = Instant::now();
-    let summarized = call(&base, Method::POST, "/api/v1/summarize", b"").await?;
+    let summarized = call(base, Method::POST, "/api/v1/summarize", b"").await?;
     let summarize = summarize_started.elapsed();
     let tasks: Value = serde_json::from_slice(&summarized.1).unwrap_or(Value::Null);
-    let verification = if opts.verify {
-        let v = verify::verify(&plan, &base, &truths).await?;
+    let verification = if verify {
+        let v = verify::verify(plan, base, truths).await?;
         write_json(&dir.join("verify.json"), &v.json)?;
         Some(v)
     } else {
         None
     };
+    Ok(Settled { status: backend_status, drain, tasks, summarize, verification })
+}
 
-    // Result files.
+/// The result files (histograms, interval logs, timeline, `summary.json`, `report.html`) and
+/// the exit status the thresholds and verification give.
+#[allow(clippy::too_many_arguments)]
+fn write_results(
+    plan: &Plan,
+    base: &str,
+    dir: &Path,
+    opts: &Options,
+    fleet: &Fleet,
+    observed: Observed,
+    finished: Finished,
+    settled: Settled,
+) -> anyhow::Result<(Value, u8)> {
+    let Observed { hlog, service_hlog, timeline, syncs, peak_backlog, wall } = observed;
+    let Finished { totals, cpu, truths: _, flush } = finished;
+    let Settled { status: backend_status, drain, tasks, summarize, verification } = settled;
+    let (clients, n, startup) = (fleet.clients, fleet.arbiters.len(), fleet.startup);
     for kind in Kind::ALL {
         let h = &totals.kind(kind).corrected;
         if !h.is_empty() {
-            std::fs::write(dir.join(format!("latency-{}.hgrm", kind.name())), results::hgrm(h))
-                .map_err(|e| e.to_string())?;
+            std::fs::write(dir.join(format!("latency-{}.hgrm", kind.name())), results::hgrm(h))?;
         }
     }
-    std::fs::write(dir.join("latency.hlog"), &hlog.bytes).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("service-time.hlog"), &service_hlog.bytes).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("latency.hlog"), &hlog.bytes)?;
+    std::fs::write(dir.join("service-time.hlog"), &service_hlog.bytes)?;
     write_json(&dir.join("timeline.json"), &Value::Array(timeline))?;
     let checked = results::check(&plan.thresholds, &totals, wall);
     let records = backend_status["RecordsProcessed"].as_u64().unwrap_or(0);
     let lateness = &totals.lateness;
     let cpu_seconds: f64 = cpu.iter().flatten().sum();
     let summary = json!({
-        "profile": results::plan_json(&plan),
+        "profile": results::plan_json(plan),
         "version": env!("CARGO_PKG_VERSION"),
         "commit": git_commit(),
         "host": results::host_json(),
         "finished": protocol::Timestamp(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)).to_rfc3339(),
-        "target": if opts.target.is_some() { base.clone() } else { format!("embedded ({base})") },
+        "target": if opts.target.is_some() { base.to_owned() } else { format!("embedded ({base})") },
         "shard": opts.shard.map(|(i, n)| format!("{i}/{n}")),
         "clients": clients,
         "arbiters": n,
@@ -493,7 +599,7 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
         "thresholds": results::thresholds_json(&checked),
     });
     write_json(&dir.join("summary.json"), &summary)?;
-    crate::report::write(&dir)?;
+    crate::report::write(dir)?;
     let exit = if verification.as_ref().is_some_and(|v| !v.exact) {
         EXIT_VERIFY
     } else if checked.iter().any(|c| !c.passed) {
@@ -513,7 +619,7 @@ fn merge(parts: Vec<Figures>) -> Figures {
     all
 }
 
-fn write_json(path: &Path, v: &Value) -> Result<(), String> {
-    let bytes = serde_json::to_vec_pretty(v).map_err(|e| e.to_string())?;
-    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+fn write_json(path: &Path, v: &Value) -> anyhow::Result<()> {
+    let bytes = serde_json::to_vec_pretty(v)?;
+    std::fs::write(path, bytes).with_context(|| path.display().to_string())
 }

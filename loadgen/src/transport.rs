@@ -1,10 +1,11 @@
 //! The clients' HTTP: one hyper client per arbiter with pooled keep-alive connections, at most
 //! `connections` requests in flight (so at most that many connections), every request measured
-//! from its intended send time.
+//! from its intended send time ([`Transport::send`]); the crash harness sends through the same
+//! transport unmeasured ([`Transport::exchange`]). [`call`] is the run's own admin call.
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use anyhow::anyhow;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
@@ -40,20 +41,49 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn new(base: &str, connections: usize, wire: Wire) -> Rc<Transport> {
+    pub fn new(base: &str, connections: usize, wire: Wire) -> Transport {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(connections)
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
-        Rc::new(Transport {
+        Transport {
             client,
             base: base.trim_end_matches('/').to_owned(),
             permits: Semaphore::new(connections.max(1)),
             wire,
             timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The answer to `request`: status, the `Retry-After` it asked for, body. Bounded by the
+    /// transport's timeout; the caller holds a permit.
+    async fn roundtrip(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Option<Duration>, Bytes), Failure> {
+        tokio::time::timeout(self.timeout, async {
+            let response =
+                self.client.request(request).await.map_err(|e| Failure::Connection(e.to_string()))?;
+            let status = response.status();
+            let retry_after = retry_after(response.headers());
+            let body =
+                response.into_body().collect().await.map_err(|e| Failure::Connection(e.to_string()))?;
+            Ok::<_, Failure>((status, retry_after, body.to_bytes()))
         })
+        .await
+        .unwrap_or_else(|_| Err(Failure::Connection("timed out".into())))
+    }
+
+    /// Sends `request` (to any address) unmeasured, within the connection limit. Returns the
+    /// 2xx body.
+    pub async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Bytes, Failure> {
+        let _permit = self.permits.acquire().await.map_err(|e| Failure::Connection(e.to_string()))?;
+        match self.roundtrip(request).await? {
+            (status, _, body) if status.is_success() => Ok(body),
+            (status, retry_after, _) => Err(Failure::Status(status.as_u16(), retry_after)),
+        }
     }
 
     /// Sends one request, built by `build` once a connection is free (so requests waiting for
@@ -69,17 +99,7 @@ impl Transport {
         let request = build()?;
         let started = Instant::now();
         metrics::started(intended, started);
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let response =
-                self.client.request(request).await.map_err(|e| Failure::Connection(e.to_string()))?;
-            let status = response.status();
-            let retry_after = retry_after(response.headers());
-            let body =
-                response.into_body().collect().await.map_err(|e| Failure::Connection(e.to_string()))?;
-            Ok::<_, Failure>((status, retry_after, body.to_bytes()))
-        })
-        .await
-        .unwrap_or_else(|_| Err(Failure::Connection("timed out".into())));
+        let outcome = self.roundtrip(request).await;
         let done = Instant::now();
         match outcome {
             Ok((status, _, body)) if status.is_success() => {
@@ -172,28 +192,27 @@ pub async fn call(
     method: Method,
     path: &str,
     body: &[u8],
-) -> Result<(StatusCode, Bytes), String> {
+) -> anyhow::Result<(StatusCode, Bytes)> {
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let request = Request::builder()
         .method(method)
         .uri(format!("{}{path}", base.trim_end_matches('/')))
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .map_err(|e| e.to_string())?;
+        .body(Full::new(Bytes::copy_from_slice(body)))?;
     let response = tokio::time::timeout(Duration::from_secs(600), client.request(request))
         .await
-        .map_err(|_| format!("{path}: timed out"))?
-        .map_err(|e| format!("{path}: {e}"))?;
+        .map_err(|_| anyhow!("{path}: timed out"))?
+        .map_err(|e| anyhow!("{path}: {e}"))?;
     let status = response.status();
-    let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let bytes = response.into_body().collect().await?.to_bytes();
     Ok((status, bytes))
 }
 
 /// `GET path` of the site API, parsed as JSON; a non-2xx answer is an error.
-pub async fn get_json(base: &str, path: &str) -> Result<serde_json::Value, String> {
+pub async fn get_json(base: &str, path: &str) -> anyhow::Result<serde_json::Value> {
     let (status, body) = call(base, Method::GET, path, b"").await?;
     if !status.is_success() {
-        return Err(format!("GET {path}: {status}"));
+        return Err(anyhow!("GET {path}: {status}"));
     }
-    serde_json::from_slice(&body).map_err(|e| format!("GET {path}: {e}"))
+    serde_json::from_slice(&body).map_err(|e| anyhow!("GET {path}: {e}"))
 }

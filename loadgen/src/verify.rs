@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
+use anyhow::Context as _;
 use protocol::Guid;
 use serde_json::{Value, json};
 
@@ -79,10 +80,10 @@ pub struct Verification {
 }
 
 /// Compares the backend's views at `base` with `truths`.
-pub async fn verify(plan: &Plan, base: &str, truths: &[Truth]) -> Result<Verification, String> {
+pub async fn verify(plan: &Plan, base: &str, truths: &[Truth]) -> anyhow::Result<Verification> {
     let site = get(base, "/api/v1/site").await?;
     let current = get(base, "/api/v1/catalog").await?;
-    let sup = site["SUPs"][0]["Name"].as_str().ok_or("site: no SUP")?.to_owned();
+    let sup = site["SUPs"][0]["Name"].as_str().context("site: no SUP")?.to_owned();
     let active: Vec<Guid> =
         parse_catalog(&serde_json::to_vec(&current).unwrap_or_default())?.iter().map(|e| e.id).collect();
     // The catalog each acknowledged scan saw.

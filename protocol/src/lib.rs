@@ -10,7 +10,8 @@
 //! - [`bodies`]: the low-rate message bodies (WSUS location, registration, policy assignments, the
 //!   UpdateSource policy, the MP list), read into owned structs through [`xml::Element`].
 //! - Helpers: [`guid`], [`cimtime`] (CIM and ISO datetimes), [`statenames`] (`SR_StateNames`),
-//!   [`names`] (how long the names clients choose may be).
+//!   [`names`] (how long the names clients choose may be), [`units`] (spans of time as the site
+//!   file and profiles write them).
 //!
 //! ## How a state message travels through this crate
 //! ```text
@@ -29,6 +30,7 @@ pub mod guid;
 pub mod names;
 pub mod report;
 pub mod statenames;
+pub mod units;
 pub mod utf16;
 pub mod xml;
 

@@ -46,6 +46,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use protocol::Guid;
+use protocol::units::parse_span;
 use serde::Deserialize;
 
 use super::{Boundary, BoundaryGroup, Catalog, Collection, Deployment, Schedules, Site, Sup, UpdateGroup};
@@ -129,22 +130,6 @@ pub struct SummarizationFile {
     pub migrate_update_status: Option<String>,
     pub delete_aged_status: Option<String>,
     pub aged_after: Option<String>,
-}
-
-/// `"90s"`, `"15m"`, `"1h"`, `"90d"`: a positive span of site time.
-pub fn parse_span(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-    let (number, unit) = text.split_at(split);
-    let n: f64 = number.parse().ok()?;
-    let secs = n * match unit.trim() {
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86_400.0,
-        _ => return None,
-    };
-    (secs > 0.0 && secs.is_finite() && secs < 1e12).then(|| Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -496,9 +481,6 @@ mod tests {
         assert_eq!(s.schedules.update_status, Duration::from_secs(900));
         assert_eq!(s.schedules.aged_after, Duration::from_secs(2 * 86_400));
         assert_eq!(s.schedules.delete_aged_status, Duration::from_secs(86_400));
-        assert_eq!(parse_span("1.5h"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_span("0s"), None);
-        assert_eq!(parse_span("5 weeks"), None);
     }
 
     #[test]

@@ -68,6 +68,17 @@ impl LiveSite {
         Ok(LiveSite { site: RwLock::new(site), version: AtomicU64::new(0), state_file, policypv_box, chain })
     }
 
+    /// A running site kept entirely in `dir` (the chain's logs, `site.json`, `policypv.box`):
+    /// what tests and benches use.
+    pub fn open_in(
+        dir: &std::path::Path,
+        site: Site,
+        clock: crate::clock::SiteClock,
+    ) -> io::Result<LiveSite> {
+        let chain = ChainLogs::open(dir, clock)?;
+        LiveSite::open(site, dir.join("site.json"), dir.join("policypv.box"), chain)
+    }
+
     /// The site now. Hold it briefly: a sync waits for readers.
     pub fn read(&self) -> RwLockReadGuard<'_, Site> {
         self.site.read().unwrap_or_else(|p| p.into_inner())

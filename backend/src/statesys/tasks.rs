@@ -432,14 +432,7 @@ mod tests {
         );
         let store = Arc::new(Store::new(2, 200));
         let summarizer = Summarizer::new(Arc::clone(&store), log);
-        let chain = crate::site::chain::ChainLogs::open(tmp.path(), clock).unwrap();
-        let site = LiveSite::open(
-            Site::default_site(),
-            tmp.path().join("site.json"),
-            tmp.path().join("policypv.box"),
-            chain,
-        )
-        .unwrap();
+        let site = LiveSite::open_in(tmp.path(), Site::default_site(), clock).unwrap();
         // Three clients: update 0 required everywhere, update 1 installed everywhere.
         for c in 1..=3u128 {
             let r = |index, state| Record {
