@@ -42,11 +42,11 @@ use crate::mp::{self, MpIdentity, RelayCounters};
 use crate::site::Site;
 use crate::site::chain::ChainLogs;
 use crate::site::live::{LiveSite, PolicyProvider};
+use crate::statesys::Paths;
 use crate::statesys::schedule::Schedule;
 use crate::statesys::service::{self, StateSys};
 use crate::statesys::store::Store;
 use crate::statesys::tasks::Summarizer;
-use crate::statesys::worker::Paths;
 
 /// Bounds on what clients may send and how much may wait.
 #[derive(Debug, Clone)]
@@ -243,7 +243,7 @@ pub async fn run(
         |file: &str, component: &str| ComponentLog::open(&logs_dir, file, component, Format::Site, clock);
     let mp_log =
         |file: &str, component: &str| ComponentLog::open(&logs_dir, file, component, Format::Mp, clock);
-    let paths = Paths { statesys_box: data.join("inboxes/auth/statesys.box"), state: data.join("state") };
+    let paths = Paths::in_data_dir(&data);
     let outbox = data.join("mp/outboxes/StateMsg.box");
     std::fs::create_dir_all(&outbox)?;
     std::fs::create_dir_all(paths.incoming())?;

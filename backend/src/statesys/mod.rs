@@ -24,3 +24,39 @@ pub mod store;
 pub mod summary;
 pub mod tasks;
 pub mod worker;
+
+use std::path::{Path, PathBuf};
+
+/// Where StateSys reads and writes.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// `inboxes/auth/statesys.box`
+    pub statesys_box: PathBuf,
+    /// `state/`
+    pub state: PathBuf,
+}
+
+impl Paths {
+    /// Where they are in a data directory: `inboxes/auth/statesys.box` and `state/`.
+    pub fn in_data_dir(data: &Path) -> Paths {
+        Paths { statesys_box: data.join("inboxes/auth/statesys.box"), state: data.join("state") }
+    }
+
+    pub fn incoming(&self) -> PathBuf {
+        self.statesys_box.join("incoming")
+    }
+
+    /// The inbox folders in the order StateSys takes them.
+    pub fn inboxes(&self) -> [PathBuf; 3] {
+        let incoming = self.incoming();
+        [incoming.join("high"), incoming.clone(), incoming.join("low")]
+    }
+
+    pub fn corrupt(&self) -> PathBuf {
+        self.statesys_box.join("corrupt")
+    }
+
+    pub fn checkpoint(&self) -> PathBuf {
+        self.state.join("store.ckpt")
+    }
+}

@@ -22,9 +22,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::Paths;
 use super::process::UpdateIndex;
 use super::store::Store;
-use super::worker::{Batch, Paths, Worker};
+use super::worker::{Batch, Worker};
 use crate::clock::SiteClock;
 use crate::counters::Reading;
 use crate::faults::Faults;

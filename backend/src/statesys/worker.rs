@@ -23,6 +23,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::Paths;
 use super::checkpoint;
 use super::process::{Processed, UpdateIndex, not_after, process_report};
 use super::state::Record;
@@ -31,35 +32,6 @@ use crate::clock::SiteClock;
 use crate::inbox::discovery;
 use crate::inbox::segment::{self, SEALED};
 use crate::logs::ComponentLog;
-
-/// Where StateSys reads and writes.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    /// `inboxes/auth/statesys.box`
-    pub statesys_box: PathBuf,
-    /// `state/`
-    pub state: PathBuf,
-}
-
-impl Paths {
-    pub fn incoming(&self) -> PathBuf {
-        self.statesys_box.join("incoming")
-    }
-
-    /// The inbox folders in the order StateSys takes them.
-    pub fn inboxes(&self) -> [PathBuf; 3] {
-        let incoming = self.incoming();
-        [incoming.join("high"), incoming.clone(), incoming.join("low")]
-    }
-
-    pub fn corrupt(&self) -> PathBuf {
-        self.statesys_box.join("corrupt")
-    }
-
-    pub fn checkpoint(&self) -> PathBuf {
-        self.state.join("store.ckpt")
-    }
-}
 
 /// What one batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
