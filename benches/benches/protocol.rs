@@ -94,7 +94,11 @@ fn envelope(c: &mut Criterion) {
     g.finish();
     let mut g = c.benchmark_group("envelope/build_relay_150msgs");
     g.throughput(Throughput::Bytes(utf16_len));
-    for (name, level) in [("zlib1", Some(1)), ("raw", None)] {
+    let levels =
+        [("zlib0", Some(0)), ("zlib1", Some(1)), ("zlib3", Some(3)), ("zlib6", Some(6)), ("zlib9", Some(9))];
+    for (name, level) in levels.into_iter().chain([("raw", None)]) {
+        let size = envelope::build_request(&mut header.clone(), &report, level).len();
+        eprintln!("envelope/build_relay_150msgs/{name}: {size} bytes on the wire");
         g.bench_function(name, |b| {
             b.iter(|| envelope::build_request(&mut header.clone(), black_box(&report), level))
         });

@@ -38,7 +38,7 @@ use protocol::{Guid, GuidStyle, Timestamp};
 use serde_json::{Value, json};
 
 use crate::messages::{self, Report};
-use crate::profile::Wire;
+use crate::profile::{DEFAULT_ZLIB_LEVEL, Wire};
 use crate::sim::mix;
 use crate::transport::{Failure, Transport, mp_request};
 
@@ -243,7 +243,7 @@ fn report_xml(load: &Load, k: usize, id: Guid, first: u64) -> String {
 fn relay_request(load: &Load, base: &str, id: Guid, k: usize, first: u64, xml: &str) -> Request<Full<Bytes>> {
     let message = Guid(u128::from(mix(k as u64)) << 64 | u128::from(first));
     let mut header = messages::header(message, Some(id), &format!("CRASH{k:06}"), messages::RELAY);
-    mp_request(load.wire, base, &mut header, xml.to_owned()).unwrap_or_default()
+    mp_request(load.wire, DEFAULT_ZLIB_LEVEL, base, &mut header, xml.to_owned()).unwrap_or_default()
 }
 
 /// Sends a request; `Ok` on 2xx, else how long to wait before trying again: refused or reset (a
@@ -440,7 +440,7 @@ pub fn run(opts: &Options) -> anyhow::Result<Outcome> {
     let backend = start(opts, &data, &log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut load = Load {
-        transport: Transport::new(&backend.base, opts.connections, opts.wire),
+        transport: Transport::new(&backend.base, opts.connections, opts.wire, DEFAULT_ZLIB_LEVEL),
         base: RwLock::new(backend.base.clone()),
         stop: AtomicBool::new(false),
         wire: opts.wire,

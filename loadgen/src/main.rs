@@ -22,7 +22,8 @@ struct Cli {
 enum Command {
     /// Run a profile: simulated clients against the embedded backend (or --target), then drain,
     /// summarize, verify and write the results. Exit 0 all good, 1 a threshold failed, 2 bad
-    /// arguments or profile, 3 verification failed.
+    /// arguments or profile, 3 verification failed, 4 the generator fell behind its schedule
+    /// past the profile's bound (run.max_lateness_p99_ms), so the figures describe it.
     Run {
         /// The profile (TOML), e.g. profiles/quickstart.toml.
         profile: PathBuf,
@@ -50,6 +51,9 @@ enum Command {
         /// Skip the verification against the backend's summaries.
         #[arg(long)]
         no_verify: bool,
+        /// Exit as the thresholds say even when the generator fell behind its schedule.
+        #[arg(long)]
+        allow_late: bool,
     },
     /// Compare a run with a baseline (a baseline file holding several runs, or a run folder):
     /// key figures with the change and a verdict each; exit 1 on a regression beyond the
@@ -128,9 +132,20 @@ fn usage(message: impl std::fmt::Display) -> ExitCode {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { profile, target, clients, duration, time_scale, seed, out, shard, no_verify } => {
-            run_command(profile, target, clients, duration, time_scale, seed, out, shard, no_verify)
-        }
+        Command::Run {
+            profile,
+            target,
+            clients,
+            duration,
+            time_scale,
+            seed,
+            out,
+            shard,
+            no_verify,
+            allow_late,
+        } => run_command(
+            profile, target, clients, duration, time_scale, seed, out, shard, no_verify, allow_late,
+        ),
         Command::Compare { run, baseline, max_regression } => {
             let Some(tolerance) =
                 max_regression.trim().trim_end_matches('%').parse::<f64>().ok().filter(|t| *t >= 0.0)
@@ -255,6 +270,7 @@ fn run_command(
     out: Option<PathBuf>,
     shard: Option<String>,
     no_verify: bool,
+    allow_late: bool,
 ) -> ExitCode {
     let text = match std::fs::read_to_string(&profile) {
         Ok(t) => t,
@@ -302,6 +318,7 @@ fn run_command(
         progress: true,
         history: Some(PathBuf::from("results/history.jsonl")),
         arbiters: None,
+        allow_late,
     };
     match run(plan, &text, &opts) {
         Ok(outcome) => {

@@ -25,6 +25,7 @@
 //! time_scale = 240                       # simulated seconds per real second
 //! duration = "3h"                        # simulated
 //! ramp_up = "10m"                        # clients start spread over this (may exceed duration)
+//! max_lateness_p99_ms = 10               # past this, the generator bounded the run: exit 4
 //!
 //! [[event]]                              # site events on the simulated clock
 //! at = "20m"
@@ -33,6 +34,7 @@
 //! [transport]
 //! wire = "ccm"                           # or "plain"
 //! connections = 32                       # keep-alive connections, all arbiters together
+//! zlib_level = 1                         # CCM bodies' deflate level, 0-9 (see below)
 //!
 //! [open_model]                           # optional: a fixed arrival rate of state reports
 //! rate = 2000                            # Reports per real second
@@ -48,6 +50,13 @@
 //! "state_report.p99" = "< 500ms"
 //! "error_rate" = "< 1%"
 //! ```
+//!
+//! `transport.zlib_level`: every level is valid zlib and the MP reads them all alike; the level
+//! changes only the bytes on the wire and what building a request costs the generator. Building
+//! a faithful 150-message Report request (XML, UTF-16, zlib, envelope) here: level 1 83 µs and
+//! 5.1 KB, level 6 (zlib's default, and what this tool used before) 200 µs and 3.7 KB, level 9
+//! 393 µs and 3.3 KB (`results/bench/generator-2026-12-02.md`). The default is 1, so the
+//! generator is not the bottleneck it measures; raise it to study bandwidth.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -141,6 +150,12 @@ struct RunFile {
     time_scale: f64,
     duration: String,
     ramp_up: Option<String>,
+    #[serde(default = "ten")]
+    max_lateness_p99_ms: f64,
+}
+
+fn ten() -> f64 {
+    10.0
 }
 
 fn one() -> f64 {
@@ -174,12 +189,21 @@ struct TransportFile {
     wire: String,
     #[serde(default = "sixty_four")]
     connections: usize,
+    #[serde(default = "default_zlib_level")]
+    zlib_level: u32,
 }
 
 impl Default for TransportFile {
     fn default() -> Self {
-        TransportFile { wire: ccm(), connections: sixty_four() }
+        TransportFile { wire: ccm(), connections: sixty_four(), zlib_level: default_zlib_level() }
     }
+}
+
+/// The CCM bodies' deflate level unless a profile says otherwise (see the module documentation).
+pub const DEFAULT_ZLIB_LEVEL: u32 = 1;
+
+fn default_zlib_level() -> u32 {
+    DEFAULT_ZLIB_LEVEL
 }
 
 fn ccm() -> String {
@@ -335,9 +359,14 @@ pub struct Plan {
     /// Simulated.
     pub duration: Duration,
     pub ramp_up: Duration,
+    /// The generator's lateness p99 (ms) past which the figures describe the generator, not the
+    /// target: the run exits 4 unless `--allow-late`.
+    pub max_lateness_p99_ms: f64,
     pub events: Vec<SyncEvent>,
     pub wire: Wire,
     pub connections: usize,
+    /// The deflate level of CCM bodies, 0-9.
+    pub zlib_level: u32,
     /// Open model: Reports per real second and messages per Report.
     pub open_model: Option<(f64, usize)>,
     /// The embedded backend's settings.
@@ -462,6 +491,9 @@ impl Plan {
             return Err(invalid("run.time_scale", "must be a number above 0 (at most 1000000)"));
         }
         let duration = span("run.duration", &Some(r.duration.clone()), Duration::ZERO)?;
+        if !(r.max_lateness_p99_ms.is_finite() && r.max_lateness_p99_ms > 0.0) {
+            return Err(invalid("run.max_lateness_p99_ms", "milliseconds, above 0"));
+        }
         let ramp_up = span("run.ramp_up", &r.ramp_up, Duration::ZERO).or_else(|e| match &r.ramp_up {
             Some(t) if t.trim() == "0s" || t.trim() == "0" => Ok(Duration::ZERO),
             _ => Err(e),
@@ -488,6 +520,9 @@ impl Plan {
         };
         if t.connections == 0 || t.connections > 65_536 {
             return Err(invalid("transport.connections", "must be 1 to 65536"));
+        }
+        if t.zlib_level > 9 {
+            return Err(invalid("transport.zlib_level", "a zlib level, 0 to 9"));
         }
         let open_model = match &f.open_model {
             None => None,
@@ -532,9 +567,11 @@ impl Plan {
             time_scale: r.time_scale,
             duration,
             ramp_up,
+            max_lateness_p99_ms: r.max_lateness_p99_ms,
             events,
             wire,
             connections: t.connections,
+            zlib_level: t.zlib_level,
             open_model,
             backend: f.backend.clone(),
             thresholds,

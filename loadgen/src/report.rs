@@ -260,6 +260,15 @@ pub fn write(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
         summary["generator"]["late_sends_over_10ms"],
         summary["generator"]["cpu_share_of_arbiters"].as_f64().unwrap_or(0.0) * 100.0
     );
+    if summary["generator"]["behind"].as_bool() == Some(true) {
+        let _ = write!(
+            html,
+            "<p class=\"warn\"><strong>Generator-bound run.</strong> The generator fell behind its schedule \
+             (lateness p99 {} ms, past the profile's bound of {} ms): these figures describe the generator, \
+             not the target.</p>",
+            summary["generator"]["lateness_ms"]["p99"], summary["generator"]["max_lateness_p99_ms"]
+        );
+    }
     html.push_str("<h2>Latency by percentile</h2><p>From the intended send time (corrected for coordinated omission).</p>");
     html.push_str(&chart("Latency percentile spectrum", "percentile", "ms", &spectrum, true));
     html.push_str("<h2>Over time</h2>");

@@ -216,6 +216,7 @@ pub fn plan_json(plan: &Plan) -> Value {
         "time_scale": plan.time_scale,
         "simulated_seconds": plan.duration.as_secs_f64(),
         "wire": format!("{:?}", plan.wire).to_ascii_lowercase(),
+        "zlib_level": plan.zlib_level,
         "connections": plan.connections,
     })
 }
@@ -254,11 +255,24 @@ pub fn console_summary(s: &Value) -> String {
     let late = s["generator"]["late_sends_over_10ms"].as_u64().unwrap_or(0);
     let sends: u64 =
         s["requests"].as_object().into_iter().flatten().filter_map(|(_, k)| k["count"].as_u64()).sum();
-    if sends > 0 && late * 100 > sends {
+    if s["generator"]["behind"].as_bool() == Some(true) {
         let _ = writeln!(
             out,
-            "WARNING: the generator fell behind its schedule: {late} of {sends} sends started more than 10 ms late \
-             (lateness p99 {} ms); latency figures include the generator's own delay.",
+            "GENERATOR-BOUND: the generator fell behind its schedule (lateness p99 {} ms, bound {} ms; {late} of \
+             {sends} sends more than 10 ms late). These figures describe the generator, not the target{}.",
+            s["generator"]["lateness_ms"]["p99"],
+            s["generator"]["max_lateness_p99_ms"],
+            if s["exit"].as_u64() == Some(4) {
+                " (exit 4; --allow-late exits as the thresholds say)"
+            } else {
+                ""
+            }
+        );
+    } else if sends > 0 && late * 100 > sends {
+        let _ = writeln!(
+            out,
+            "WARNING: {late} of {sends} sends started more than 10 ms late (lateness p99 {} ms); latency \
+             figures include the generator's own delay.",
             s["generator"]["lateness_ms"]["p99"]
         );
     }

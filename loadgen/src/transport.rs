@@ -37,11 +37,13 @@ pub struct Transport {
     pub base: String,
     permits: Semaphore,
     pub wire: Wire,
+    /// CCM bodies' deflate level.
+    pub zlib_level: u32,
     timeout: Duration,
 }
 
 impl Transport {
-    pub fn new(base: &str, connections: usize, wire: Wire) -> Transport {
+    pub fn new(base: &str, connections: usize, wire: Wire, zlib_level: u32) -> Transport {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
@@ -53,6 +55,7 @@ impl Transport {
             base: base.trim_end_matches('/').to_owned(),
             permits: Semaphore::new(connections.max(1)),
             wire,
+            zlib_level,
             timeout: Duration::from_secs(60),
         }
     }
@@ -126,8 +129,8 @@ impl Transport {
         mut header: MsgHeader,
         xml: impl FnOnce() -> String,
     ) -> Result<String, Failure> {
-        let (base, wire) = (self.base.clone(), self.wire);
-        let build = move || mp_request(wire, &base, &mut header, xml());
+        let (base, wire, level) = (self.base.clone(), self.wire, self.zlib_level);
+        let build = move || mp_request(wire, level, &base, &mut header, xml());
         let body = self.send(kind, intended, build).await?;
         if self.wire == Wire::Plain || body.is_empty() {
             return String::from_utf8(body.to_vec()).map_err(|e| Failure::Body(e.to_string()));
@@ -154,9 +157,10 @@ impl Transport {
 }
 
 /// A message to an MP endpoint at `base` as an HTTP request on `wire`: the CCM envelope
-/// (`CCM_POST`, UTF-16, zlib) or plain XML with `X-Target-Endpoint`.
+/// (`CCM_POST`, UTF-16, zlib at `zlib_level`) or plain XML with `X-Target-Endpoint`.
 pub fn mp_request(
     wire: Wire,
+    zlib_level: u32,
     base: &str,
     header: &mut MsgHeader,
     xml: String,
@@ -167,7 +171,7 @@ pub fn mp_request(
             .method(Method::from_bytes(b"CCM_POST").unwrap_or(Method::POST))
             .uri(uri)
             .header("content-type", CCM_CONTENT_TYPE)
-            .body(Full::new(Bytes::from(envelope::build_request(header, &xml, Some(6))))),
+            .body(Full::new(Bytes::from(envelope::build_request(header, &xml, Some(zlib_level))))),
         Wire::Plain => Request::builder()
             .method(Method::POST)
             .uri(uri)

@@ -16,7 +16,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use loadgen::profile::Plan;
-use loadgen::run::{EXIT_OK, Options, run};
+use loadgen::run::{EXIT_GENERATOR, EXIT_OK, Options, run};
 use serde_json::Value;
 
 const SMALL: &str = r#"
@@ -53,6 +53,8 @@ fn options(out: &Path) -> Options {
         progress: false,
         history: None,
         arbiters: Some(2),
+        // What these tests check is not the generator's pace (a shared CI machine).
+        allow_late: true,
     }
 }
 
@@ -212,5 +214,32 @@ fn every_shipped_profile_validates() {
     seen.sort();
     for want in ["ci", "mp-25k", "quickstart", "rate-state-report", "site-150k", "storm-175k"] {
         assert!(seen.iter().any(|s| s == want), "profiles/{want}.toml missing: {seen:?}");
+    }
+}
+
+/// A run whose generator fell behind past the profile's bound says so: exit 4, and the summary
+/// and console say the figures describe the generator; `--allow-late` exits as the thresholds
+/// say. (The bound here is one nanosecond: no timer fires that exactly.)
+#[test]
+fn a_generator_bound_run_exits_4_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = SMALL.replace("[run]\n", "[run]\nmax_lateness_p99_ms = 0.000001\n");
+    for allow_late in [false, true] {
+        let dir = tmp.path().join(format!("late-{allow_late}"));
+        let plan = Plan::parse("late", &text).unwrap();
+        assert_eq!(plan.max_lateness_p99_ms, 0.000001);
+        let outcome = run(plan, &text, &Options { allow_late, ..options(&dir) }).unwrap();
+        let s = &outcome.summary;
+        assert_eq!(s["generator"]["behind"], true, "{s:#}");
+        assert_eq!(s["verification"]["exact"], true, "{s:#}");
+        let console = loadgen::results::console_summary(s);
+        assert!(console.contains("GENERATOR-BOUND"), "{console}");
+        if allow_late {
+            assert_eq!(outcome.exit, EXIT_OK);
+        } else {
+            assert_eq!(outcome.exit, EXIT_GENERATOR);
+            assert_eq!(s["exit"], EXIT_GENERATOR, "the summary records the exit");
+            assert!(console.contains("exit 4"), "{console}");
+        }
     }
 }
