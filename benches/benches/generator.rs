@@ -22,12 +22,12 @@ const T0: i64 = 1_390_238_335_573_000;
 /// a connection is free.
 fn build(wire: Wire, level: u32) -> hyper::Request<Full<Bytes>> {
     let client = Guid(0x1F6E_4C4E_0A2D_4B6B_9C1D_0000_0000_0001);
-    let mut report = Report::begin(client, "PC000001", Timestamp(T0));
+    let mut report = Report::begin(client, "PC000001", Timestamp(T0), 150);
     for i in 0..150u64 {
         let update = Guid(0x505f_da07_b4f3_45fb_83d9_8642_554e_0000 + u128::from(i));
         report.update(update, 200, 1 + (i % 3) as u8, Timestamp(T0 + i as i64), 230 + i);
     }
-    let xml = report.finish();
+    let xml = Bytes::from(report.finish());
     let mut header = messages::header(Guid(7), Some(client), "PC000001", messages::RELAY);
     mp_request(wire, level, "http://127.0.0.1:8080", &mut header, xml).expect("builds")
 }

@@ -172,10 +172,11 @@ pub(crate) fn push_update(
 }
 
 /// The Report of everything queued, for `client` (simulated client `index`).
-fn build_report(arb: &Arb, index: u64, client: Guid, queue: &[Pending]) -> String {
+fn build_report(arb: &Arb, index: u64, client: Guid, queue: &[Pending], messages: u64) -> String {
     let catalogs = arb.catalogs.borrow();
     let id = sim::identity(&arb.plan, index);
-    let mut r = Report::begin(client, &id.netbios_name, arb.clock.timestamp(Instant::now()));
+    let mut r =
+        Report::begin(client, &id.netbios_name, arb.clock.timestamp(Instant::now()), messages as usize);
     for p in queue {
         match *p {
             Pending::Scan { time, serial, state, version } => {
@@ -589,7 +590,7 @@ impl SimClient {
         // The Report is written once a connection is free: waiting sends hold only the queue.
         let (arb, index, client, queue) =
             (Rc::clone(&self.arb), self.index, self.sms_id.unwrap_or(Guid(0)), self.queue[..sent].to_vec());
-        let xml = move || build_report(&arb, index, client, &queue);
+        let xml = move || build_report(&arb, index, client, &queue, messages);
         let fut = async move { transport.mp(Kind::StateReport, intended, header, xml).await };
         self.spawn(ctx, fut, move |c, ctx, reply: Result<String, Failure>| {
             c.in_flight = false;

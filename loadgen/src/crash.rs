@@ -232,7 +232,7 @@ fn message(load: &Load, k: usize, s: u64) -> (usize, u8) {
 }
 
 fn report_xml(load: &Load, k: usize, id: Guid, first: u64) -> String {
-    let mut report = Report::begin(id, &format!("CRASH{k:06}"), Timestamp(0));
+    let mut report = Report::begin(id, &format!("CRASH{k:06}"), Timestamp(0), load.messages);
     for s in first..first + load.messages as u64 {
         let (u, state) = message(load, k, s);
         report.update(load.updates[u], 200, state, Timestamp(load.epoch + s as i64 * 1000), s);
@@ -243,7 +243,8 @@ fn report_xml(load: &Load, k: usize, id: Guid, first: u64) -> String {
 fn relay_request(load: &Load, base: &str, id: Guid, k: usize, first: u64, xml: &str) -> Request<Full<Bytes>> {
     let message = Guid(u128::from(mix(k as u64)) << 64 | u128::from(first));
     let mut header = messages::header(message, Some(id), &format!("CRASH{k:06}"), messages::RELAY);
-    mp_request(load.wire, DEFAULT_ZLIB_LEVEL, base, &mut header, xml.to_owned()).unwrap_or_default()
+    mp_request(load.wire, DEFAULT_ZLIB_LEVEL, base, &mut header, Bytes::copy_from_slice(xml.as_bytes()))
+        .unwrap_or_default()
 }
 
 /// Sends a request; `Ok` on 2xx, else how long to wait before trying again: refused or reset (a

@@ -11,7 +11,8 @@
 //!
 //! Also: [`open`], the open model (Reports at a fixed arrival rate); [`messages`], what a client
 //! writes (message headers, Reports) for the clients, the open model and the crash harness;
-//! [`transport`], the clients' HTTP; [`crash`], the kill-and-restart harness.
+//! [`transport`], the clients' HTTP; [`crash`], the kill-and-restart harness; [`sink`], a null
+//! MP that measures the generator alone.
 //!
 //! Errors: where a caller decides by the kind of failure, it is a type ([`run::RunError`]: a
 //! `--target` that is not an MP is a bad argument, anything else a failed run;
@@ -30,5 +31,6 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod sim;
+pub mod sink;
 pub mod transport;
 pub mod verify;

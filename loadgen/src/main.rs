@@ -113,6 +113,16 @@ enum Command {
         #[arg(long)]
         keep_data: bool,
     },
+    /// A null MP for measuring the generator alone: answers every request a run sends correctly
+    /// with the least work (relayed Reports: NoReply, unread) and keeps nothing. Run against it
+    /// with --no-verify.
+    Sink {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// Runtime threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
     /// Add a run to results/baselines/<profile>.json (keeping the newest --keep runs).
     Promote {
         run: PathBuf,
@@ -240,6 +250,13 @@ fn main() -> ExitCode {
                 ExitCode::from(exit)
             }
             Err(e) => usage(e),
+        },
+        Command::Sink { listen, threads } => match loadgen::sink::serve(listen, threads) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadgen: {e:#}");
+                ExitCode::FAILURE
+            }
         },
         Command::Promote { run, baseline, keep } => {
             let name = std::fs::read(run.join("summary.json"))

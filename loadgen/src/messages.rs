@@ -31,6 +31,9 @@ pub fn header(id: Guid, client: Option<Guid>, netbios_name: &str, endpoint: &str
     }
 }
 
+/// About what one state message takes in a Report (a 500 message is 280-300 bytes).
+const MESSAGE_BYTES: usize = 300;
+
 /// One Report being written.
 #[derive(Debug)]
 pub struct Report {
@@ -38,9 +41,10 @@ pub struct Report {
 }
 
 impl Report {
-    /// A Report from `client` (`netbios_name`), dated `time`.
-    pub fn begin(client: Guid, netbios_name: &str, time: Timestamp) -> Report {
-        let mut writer = ReportWriter::new();
+    /// A Report from `client` (`netbios_name`), dated `time`, of about `messages` state
+    /// messages (room is made for them at once).
+    pub fn begin(client: Guid, netbios_name: &str, time: Timestamp, messages: usize) -> Report {
+        let mut writer = ReportWriter::with_capacity(512 + messages.saturating_mul(MESSAGE_BYTES));
         writer.begin(
             &ReportIdentity { client, netbios_name, client_version: CLIENT_VERSION, priority: 5 },
             time,
@@ -87,8 +91,8 @@ impl Report {
     }
 
     /// The Report's XML.
-    pub fn finish(mut self) -> String {
-        String::from_utf8_lossy(self.writer.finish()).into_owned()
+    pub fn finish(self) -> String {
+        self.writer.into_string()
     }
 }
 
@@ -100,7 +104,7 @@ mod tests {
     #[test]
     fn reports_read_back() {
         let client = Guid(0x1234);
-        let mut r = Report::begin(client, "PC0001", Timestamp(1_000_000));
+        let mut r = Report::begin(client, "PC0001", Timestamp(1_000_000), 2);
         r.update(Guid(7), 200, 2, Timestamp(2_000_000), 1);
         r.scan(Guid(9), 39, 3, Timestamp(3_000_000), 2);
         let xml = r.finish();

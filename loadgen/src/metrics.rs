@@ -113,7 +113,8 @@ fn both(f: impl Fn(&mut Figures)) {
     });
 }
 
-/// A send starts: how late it is against its intended time.
+/// The generator gets to a send: how late against its intended time (before waiting for a
+/// connection, which is the target's doing and counts only in the latency).
 pub fn started(intended: Instant, started: Instant) {
     let late = micros(intended, started);
     both(|f| {

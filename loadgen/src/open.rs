@@ -51,11 +51,12 @@ pub async fn open_model(
         // The SMS ID the site would give this machine: reports name it.
         let client = Guid(u128::from(sim::mix(index ^ arb.plan.seed)) << 64 | u128::from(sim::mix(!index)));
         let time = arb.clock.timestamp(intended);
-        let mut report = Report::begin(client, &id.netbios_name, time);
+        let mut report = Report::begin(client, &id.netbios_name, time, entries.len());
         for (j, e) in entries.iter().enumerate() {
             push_update(&mut report, &arb.plan, index, e, time, 1 + visit * entries.len() as u64 + j as u64);
         }
-        let xml = report.finish();
+        // Shared by every attempt at sending it, not copied.
+        let xml = bytes::Bytes::from(report.finish());
         let message = Guid(u128::from(sim::mix(k)) << 64 | u128::from(index));
         let header = messages::header(message, Some(client), &id.netbios_name, messages::RELAY);
         let (arb2, n) = (Rc::clone(&arb), entries.len() as u32);

@@ -53,9 +53,9 @@
 //!
 //! `transport.zlib_level`: every level is valid zlib and the MP reads them all alike; the level
 //! changes only the bytes on the wire and what building a request costs the generator. Building
-//! a faithful 150-message Report request (XML, UTF-16, zlib, envelope) here: level 1 83 µs and
-//! 5.1 KB, level 6 (zlib's default, and what this tool used before) 200 µs and 3.7 KB, level 9
-//! 393 µs and 3.3 KB (`results/bench/generator-2026-12-02.md`). The default is 1, so the
+//! a faithful 150-message Report request (XML, UTF-16, zlib, envelope) here: level 1 71 µs and
+//! 5.1 KB, level 6 (zlib's default, and what this tool used before) 172 µs and 3.7 KB, level 9
+//! 346 µs and 3.3 KB (`results/bench/generator-2026-12-02.md`). The default is 1, so the
 //! generator is not the bottleneck it measures; raise it to study bandwidth.
 
 use std::collections::BTreeMap;

@@ -72,6 +72,14 @@ proptest! {
     #[test]
     fn report(client in guid(), name in text(), version in text(), priority: u32, date in time(),
               msgs in prop::collection::vec(message(), 0..30)) {
+        // Messages often share a time (a scan's results): about half take the one before's, so
+        // the writer's reuse of a formatted time is crossed both ways.
+        let mut msgs = msgs;
+        for i in 1..msgs.len() {
+            if msgs[i].serial % 2 == 0 {
+                msgs[i].time = msgs[i - 1].time;
+            }
+        }
         let mut w = ReportWriter::new();
         w.begin(&ReportIdentity { client, netbios_name: &name, client_version: &version, priority }, date);
         for m in &msgs {

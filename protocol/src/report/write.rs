@@ -44,6 +44,9 @@ pub struct OutMessage<'a> {
 #[derive(Debug, Default)]
 pub struct ReportWriter {
     buf: Vec<u8>,
+    /// The last MessageTime written and its CIM text: a scan's messages share one time, and
+    /// formatting it is a good part of writing a message.
+    last_time: Option<(Timestamp, [u8; 25])>,
 }
 
 fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
@@ -73,6 +76,12 @@ fn push_cim(buf: &mut Vec<u8>, t: Timestamp) {
 impl ReportWriter {
     pub fn new() -> ReportWriter {
         ReportWriter::default()
+    }
+
+    /// A writer with room for about `bytes` of Report, so writing one does not grow (and copy)
+    /// its buffer step by step.
+    pub fn with_capacity(bytes: usize) -> ReportWriter {
+        ReportWriter { buf: Vec::with_capacity(bytes), last_time: None }
     }
 
     /// Starts a Report (dropping any previous one): declaration, header with `date` as the
@@ -108,7 +117,15 @@ impl ReportWriter {
     pub fn push(&mut self, m: &OutMessage<'_>) {
         let b = &mut self.buf;
         b.extend_from_slice(b"<StateMessage MessageTime=\"");
-        push_cim(b, m.time);
+        match self.last_time {
+            Some((t, cim)) if t == m.time => b.extend_from_slice(&cim),
+            _ => {
+                let mut cim = [0u8; 25];
+                m.time.encode_cim(&mut cim);
+                b.extend_from_slice(&cim);
+                self.last_time = Some((m.time, cim));
+            }
+        }
         b.extend_from_slice(b"\" SerialNumber=\"");
         push_u64(b, m.serial);
         b.extend_from_slice(b"\"><Topic ID=\"");
@@ -148,5 +165,12 @@ impl ReportWriter {
     /// The bytes written so far.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf
+    }
+
+    /// Closes the Report and hands over its text without copying it. Everything written is
+    /// UTF-8 (templates, numbers, and escaped `&str`s), so this never loses a byte.
+    pub fn into_string(mut self) -> String {
+        self.finish();
+        String::from_utf8(self.buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
