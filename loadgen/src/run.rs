@@ -605,6 +605,8 @@ fn write_results(
             "behind": behind,
             "cpu_seconds": cpu_seconds,
             "peak_rss_mib": metrics::peak_rss_mib(),
+            // The whole process's peak (the embedded backend's included, if any) over the clients.
+            "bytes_per_client": metrics::peak_rss_mib().map(|mib| (mib * 1_048_576.0 / clients.max(1) as f64).round()),
             "cpu_share_of_arbiters": cpu_seconds / (wall + flush).as_secs_f64().max(1e-9) / n as f64,
         },
         "backend": {
