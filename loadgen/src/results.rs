@@ -179,6 +179,9 @@ pub fn kinds_json(f: &Figures, wall: Duration) -> Value {
                 "per_second": k.requests() as f64 / wall.as_secs_f64().max(1e-9),
                 "latency_ms": latency_json(&k.corrected),
                 "service_time_ms": latency_json(&k.uncorrected),
+                // The generator's time building one request of this kind (its CPU, but for
+                // sending it), µs.
+                "generator_build_us": if k.built == 0 { Value::Null } else { json!((k.build_nanos as f64 / k.built as f64 / 1000.0 * 10.0).round() / 10.0) },
             }),
         );
     }

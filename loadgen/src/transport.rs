@@ -102,8 +102,10 @@ impl Transport {
         // latency, from `intended`, not as lateness.
         metrics::started(intended, Instant::now());
         let _permit = self.permits.acquire().await.map_err(|e| Failure::Connection(e.to_string()))?;
+        let building = Instant::now();
         let request = build()?;
         let started = Instant::now();
+        metrics::built(kind, started.saturating_duration_since(building));
         let outcome = self.roundtrip(request).await;
         let done = Instant::now();
         match outcome {

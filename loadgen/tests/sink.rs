@@ -81,6 +81,10 @@ fn every_request_a_run_sends_is_answered_on_both_wires() {
             let errors: u64 = requests.values().map(|k| k["errors"].as_u64().unwrap()).sum();
             assert_eq!(errors, 0, "{name} on {wire}: {s:#}");
             assert!(requests["state_report"]["count"].as_u64().unwrap() > 0, "{name} on {wire}: {s:#}");
+            for (kind, k) in requests {
+                let build = k["generator_build_us"].as_f64().unwrap_or(0.0);
+                assert!(build > 0.0, "{kind} on {wire}: the generator's build time per request: {k:#}");
+            }
             if name == "closed" {
                 for kind in ["registration", "policy_assignments", "policy_body", "wsus_location", "catalog"]
                 {
