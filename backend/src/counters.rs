@@ -46,16 +46,15 @@ impl Reading {
 
 /// Puts each reading at its place in `object` (nested objects made as needed).
 pub fn status_json(readings: &[Reading], object: &mut Map<String, Value>) {
-    for r in readings {
+    'readings: for r in readings {
         let Some((last, path)) = r.status.split_last() else { continue };
         let mut at = &mut *object;
         for key in path {
-            let entry = at.entry(*key).or_insert_with(|| Value::Object(Map::new()));
-            if !entry.is_object() {
-                *entry = Value::Object(Map::new());
+            // A path through a key that holds a number is a naming mistake: that reading is left out.
+            match at.entry(*key).or_insert_with(|| Value::Object(Map::new())) {
+                Value::Object(inner) => at = inner,
+                _ => continue 'readings,
             }
-            let Value::Object(inner) = entry else { unreachable!("made an object just above") };
-            at = inner;
         }
         let value = match r.kind {
             Kind::Flag => Value::Bool(r.value != 0),

@@ -64,15 +64,7 @@ fn target_endpoint(content_type: &str, body: &[u8]) -> Option<String> {
 
 impl Sink {
     fn catalog(&self) -> serde_json::Value {
-        let updates: Vec<_> = self
-            .site
-            .catalog
-            .as_of(self.site.content_version)
-            .map(|(i, u)| {
-                json!({ "Index": i, "UpdateID": u.id.styled(GuidStyle::Lower).to_string(), "RevisionNumber": u.revision })
-            })
-            .collect();
-        json!({ "ContentVersion": self.site.content_version, "Updates": updates })
+        self.site.catalog.to_json(self.site.content_version)
     }
 
     async fn handle(self: Arc<Sink>, req: Request<Incoming>) -> Result<Reply, Infallible> {

@@ -42,6 +42,28 @@ fn mix(mut z: u64) -> u64 {
 }
 
 impl Catalog {
+    /// The catalog as a scan at content `version` sees it, as the site API and the WSUS catalog
+    /// endpoint serve it: `{"ContentVersion", "Updates": [{"Index", "UpdateID",
+    /// "RevisionNumber", "ArticleID", "Title", "ContentVersion", "SupersededBy"}]}`.
+    pub fn to_json(&self, version: u32) -> serde_json::Value {
+        let lower = |g: Guid| g.styled(protocol::GuidStyle::Lower).to_string();
+        let updates: Vec<serde_json::Value> = self
+            .as_of(version)
+            .map(|(i, u)| {
+                serde_json::json!({
+                    "Index": i,
+                    "UpdateID": lower(u.id),
+                    "RevisionNumber": u.revision,
+                    "ArticleID": u.article,
+                    "Title": u.title,
+                    "ContentVersion": u.added_in,
+                    "SupersededBy": u.superseded_by.map(|(g, _)| lower(g)),
+                })
+            })
+            .collect();
+        serde_json::json!({ "ContentVersion": version, "Updates": updates })
+    }
+
     /// A catalog of `size` updates, all from content version `version`.
     pub fn generate(seed: u64, size: usize, version: u32) -> Catalog {
         let mut catalog = Catalog { seed, updates: Vec::with_capacity(size) };

@@ -98,7 +98,7 @@ pub(super) async fn handle(
         ("GET", "/api/v1/site") => json_reply(StatusCode::OK, &site_api::site_json(&shared)),
         ("GET", "/api/v1/catalog") => {
             let site = shared.site.read();
-            json_reply(StatusCode::OK, &site_api::catalog_json(&site, site.content_version))
+            json_reply(StatusCode::OK, &site.catalog.to_json(site.content_version))
         }
         ("GET", "/api/v1/status") => json_reply(StatusCode::OK, &site_api::status_json(&shared)),
         ("GET", "/api/v1/statenames") => json_reply(StatusCode::OK, &site_api::statenames_json()),

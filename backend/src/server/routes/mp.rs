@@ -283,7 +283,7 @@ pub(super) fn wsus_catalog(shared: &Shared, name: &str, query: &str) -> Reply {
         return text(StatusCode::NOT_FOUND, format!("{name} has synchronized content version {synced}"));
     }
     // Checked and answered from the same look at the site, so a sync cannot slip between.
-    json_reply(StatusCode::OK, &super::site_api::catalog_json(&site, version))
+    json_reply(StatusCode::OK, &site.catalog.to_json(version))
 }
 
 #[cfg(test)]

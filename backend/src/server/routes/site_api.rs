@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::server::Shared;
 use crate::server::http::{Reply, json_reply, text};
-use crate::site::{Collection, Site};
+use crate::site::Collection;
 use crate::statesys::tasks::{Task, TaskRun};
 
 /// `GET /api/v1/summary/<view>`: `updates`, `update-groups` or `deployments`.
@@ -74,25 +74,6 @@ pub(super) fn site_json(shared: &Shared) -> Value {
             "EverySeconds": t.every(&site.schedules).as_secs_f64(),
         })).chain([json!({ "AgedAfterSeconds": site.schedules.aged_after.as_secs_f64() })]).collect::<Vec<_>>(),
     })
-}
-
-pub(super) fn catalog_json(site: &Site, version: u32) -> Value {
-    let updates: Vec<Value> = site
-        .catalog
-        .as_of(version)
-        .map(|(i, u)| {
-            json!({
-                "Index": i,
-                "UpdateID": u.id.styled(GuidStyle::Lower).to_string(),
-                "RevisionNumber": u.revision,
-                "ArticleID": u.article,
-                "Title": u.title,
-                "ContentVersion": u.added_in,
-                "SupersededBy": u.superseded_by.map(|(g, _)| g.styled(GuidStyle::Lower).to_string()),
-            })
-        })
-        .collect();
-    json!({ "ContentVersion": version, "Updates": updates })
 }
 
 /// `GET /api/v1/status`: uptime, site time, every stage's counters, the last summarizations.
