@@ -17,6 +17,8 @@ pub enum Kind {
     Gauge,
     /// 0 or 1; `false`/`true` in the status API.
     Flag,
+    /// A duration kept in µs, shown in seconds (a Prometheus gauge).
+    Seconds,
 }
 
 /// One number as the process reports it.
@@ -42,6 +44,10 @@ impl Reading {
     pub const fn flag(status: &'static [&'static str], metric: &'static str, on: bool) -> Reading {
         Reading { status, metric, kind: Kind::Flag, value: on as u64 }
     }
+
+    pub const fn seconds(status: &'static [&'static str], metric: &'static str, micros: u64) -> Reading {
+        Reading { status, metric, kind: Kind::Seconds, value: micros }
+    }
 }
 
 /// Puts each reading at its place in `object` (nested objects made as needed).
@@ -59,6 +65,7 @@ pub fn status_json(readings: &[Reading], object: &mut Map<String, Value>) {
         let value = match r.kind {
             Kind::Flag => Value::Bool(r.value != 0),
             Kind::Counter | Kind::Gauge => Value::from(r.value),
+            Kind::Seconds => Value::from(r.value as f64 / 1e6),
         };
         at.insert((*last).to_owned(), value);
     }
@@ -69,9 +76,14 @@ pub fn prometheus(readings: &[Reading], out: &mut String) {
     for r in readings {
         let kind = match r.kind {
             Kind::Counter => "counter",
-            Kind::Gauge | Kind::Flag => "gauge",
+            Kind::Gauge | Kind::Flag | Kind::Seconds => "gauge",
         };
-        let _ = write!(out, "# TYPE {name} {kind}\n{name} {value}\n", name = r.metric, value = r.value);
+        let _ = match r.kind {
+            Kind::Seconds => {
+                write!(out, "# TYPE {name} {kind}\n{name} {}\n", r.value as f64 / 1e6, name = r.metric)
+            }
+            _ => write!(out, "# TYPE {name} {kind}\n{name} {value}\n", name = r.metric, value = r.value),
+        };
     }
 }
 

@@ -1,5 +1,6 @@
 //! `backend serve`: the MP and site server. Thin: parse flags, build the config, run
-//! [`backend::server::run`] until SIGINT or SIGTERM.
+//! [`backend::server::run`] until SIGINT or SIGTERM. `backend inbox dump FILE`: an inbox file's
+//! Reports as the XML their clients sent ([`backend::inbox::dump`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,9 +83,58 @@ enum Command {
         #[arg(long)]
         fault_injection: bool,
     },
+    /// Read the inbox's files.
+    Inbox {
+        #[command(subcommand)]
+        command: InboxCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum InboxCommand {
+    /// Print every Report in an inbox file (a segment, or a plain .SMX) as the XML its client
+    /// sent, one after another; discovery records as XML comments.
+    Dump {
+        /// The file (e.g. data/inboxes/auth/statesys.box/incoming/<NAME>.SMX, or a .part).
+        file: PathBuf,
+    },
+}
+
+fn dump(file: &std::path::Path) -> ExitCode {
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("backend: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = backend::inbox::dump::dump(&bytes, &mut out);
+    let flushed = std::io::Write::flush(&mut out);
+    match (result, flushed) {
+        (Ok(d), Ok(())) => {
+            eprintln!(
+                "backend: {}: {} Reports, {} discovery records",
+                file.display(),
+                d.reports,
+                d.discovery
+            );
+            ExitCode::SUCCESS
+        }
+        (Err(e), _) => {
+            eprintln!("backend: {}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+        (_, Err(e)) => {
+            eprintln!("backend: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
+    let command = Cli::parse().command;
     let Command::Serve {
         listen,
         data_dir,
@@ -103,7 +153,11 @@ fn main() -> ExitCode {
         retry_after,
         max_request_mib,
         write_timeout,
-    } = Cli::parse().command;
+    } = command
+    else {
+        let Command::Inbox { command: InboxCommand::Dump { file } } = command else { unreachable!() };
+        return dump(&file);
+    };
     if !(write_timeout.is_finite() && write_timeout > 0.0 && write_timeout <= 3600.0) {
         eprintln!("backend: --write-timeout must be a number of seconds from 0 to 3600");
         return ExitCode::from(2);

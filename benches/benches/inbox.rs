@@ -16,7 +16,7 @@ fn group_commit(c: &mut Criterion) {
         g.throughput(Throughput::Elements(inflight as u64));
         g.bench_function(format!("inflight_{inflight}"), |b| {
             let tmp = tempfile::tempdir().expect("temp dir");
-            let commit = GroupCommit::start(CommitConfig::new(tmp.path().to_owned()), Box::new(|_| {}))
+            let commit = GroupCommit::start(CommitConfig::new(tmp.path().to_owned()), Box::new(|_, _| {}))
                 .expect("writer starts");
             b.iter_custom(|iters| {
                 let start = Instant::now();
@@ -26,7 +26,7 @@ fn group_commit(c: &mut Criterion) {
                         let tx = tx.clone();
                         let mut entry =
                             (report.clone(), Box::new(move |r| tx.send(r).expect("bench waits")) as Ack);
-                        while let Err(Busy { report, ack }) = commit.submit(entry.0, entry.1) {
+                        while let Err(Busy { report, ack }) = commit.submit(entry.0, None, entry.1) {
                             entry = (report, ack);
                             std::thread::yield_now();
                         }

@@ -39,8 +39,22 @@ pub fn relay_report(client: Guid, w: &mut ReportWriter) -> String {
 pub const RELAY_MESSAGES: usize = 150;
 
 /// A Report of `messages` state messages: one 501 scan message, then 500 messages for
-/// consecutive updates with mixed states, as one reporting cycle carries them.
+/// consecutive updates with mixed states, as one reporting cycle carries them. The updates are
+/// not in the default site's catalog (StateSys counts them as unknown and stores no state for
+/// them); [`catalog_report`] names the catalog's.
 pub fn sample_report(messages: usize) -> Vec<u8> {
+    report_for(messages, |i| Guid(0x505fda07_b4f3_45fb_83d9_8642554e0000 + i as u128))
+}
+
+/// [`sample_report`] about the default site's updates (the first `messages - 1` of its
+/// catalog, round again past its end), so that every record is stored.
+pub fn catalog_report(messages: usize) -> Vec<u8> {
+    let site = backend::site::Site::default_site();
+    let ids: Vec<Guid> = site.catalog.updates().iter().map(|u| u.id).collect();
+    report_for(messages, |i| ids[(i - 1) % ids.len()])
+}
+
+fn report_for(messages: usize, update: impl Fn(usize) -> Guid) -> Vec<u8> {
     let mut w = ReportWriter::new();
     let t0 = Timestamp::parse_cim(b"20140120171842.120000+000").expect("valid");
     w.begin(
@@ -58,11 +72,7 @@ pub fn sample_report(messages: usize) -> Vec<u8> {
         w.push(&OutMessage {
             time: Timestamp(t0.0 + i as i64 * 1_000),
             serial: 230 + i as u64,
-            topic_id: if scan {
-                Guid(0xC2D17964_BBDD_4339_B9F3_12D7205B39CC)
-            } else {
-                Guid(0x505fda07_b4f3_45fb_83d9_8642554e0000 + i as u128)
-            },
+            topic_id: if scan { Guid(0xC2D17964_BBDD_4339_B9F3_12D7205B39CC) } else { update(i) },
             topic_style: if scan { GuidStyle::UpperBraced } else { GuidStyle::Lower },
             topic_type: if scan { statenames::TOPIC_SCAN } else { statenames::TOPIC_UPDATE_DETECTION },
             id_type: 3,

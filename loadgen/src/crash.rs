@@ -10,9 +10,10 @@
 //!
 //! Kills aim in turn at a random instant and at four phases, which the harness watches from
 //! outside through `/proc/<pid>` (thread names, states, current system calls and open files):
-//! the relay's `fdatasync`, a checkpoint being written (`state/store.tmp` open), a StateSys
-//! batch (a `statesys` thread running, no checkpoint), and a summarization run (the
-//! `summarizer` thread running). What was seen at the instant of each kill is recorded.
+//! the relay's `fdatasync`, a checkpoint being written (a `statesys` thread syncing the store's
+//! log, or the `compactor` writing a new base, `state/store.tmp` open), a StateSys batch (a
+//! `statesys` thread running, no checkpoint), and a summarization run (the `summarizer` thread
+//! running). What was seen at the instant of each kill is recorded.
 //!
 //! Exactly once, checked: after the last restart the clients' last Reports are acknowledged,
 //! the inbox drained and the views summarized; then for every client the store must hold, per
@@ -100,24 +101,27 @@ pub fn phases(pid: u32) -> Vec<Phase> {
             .and_then(|(_, rest)| rest.trim_start().chars().next())
             .is_some_and(|c| c == 'R' || c == 'D')
     };
-    let checkpointing = fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+    let compacting = fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
         fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|p| p.ends_with("state/store.tmp")))
     });
-    if checkpointing {
+    if compacting {
         seen.push(Phase::Checkpoint);
     }
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return seen };
     for task in tasks.flatten() {
         let read = |name: &str| fs::read_to_string(task.path().join(name)).unwrap_or_default();
+        // fsync is 74 and fdatasync 75 on x86_64 (82/83 on aarch64).
+        let syncing = || {
+            let call = read("syscall");
+            let nr = call.split_whitespace().next().unwrap_or("").to_owned();
+            let calls = if cfg!(target_arch = "aarch64") { ["82", "83"] } else { ["74", "75"] };
+            calls.contains(&nr.as_str())
+        };
         let phase = match read("comm").trim_end() {
-            // fsync is 74 and fdatasync 75 on x86_64 (82/83 on aarch64).
-            "inbox-commit" => {
-                let call = read("syscall");
-                let nr = call.split_whitespace().next().unwrap_or("");
-                let syncing = if cfg!(target_arch = "aarch64") { ["82", "83"] } else { ["74", "75"] };
-                syncing.contains(&nr).then_some(Phase::Fsync)
-            }
-            "statesys" if !checkpointing && busy(&read("stat")) => Some(Phase::Batch),
+            "inbox-commit" => syncing().then_some(Phase::Fsync),
+            // StateSys syncs only the store's log (a checkpoint's frame).
+            "statesys" if syncing() => Some(Phase::Checkpoint),
+            "statesys" if busy(&read("stat")) => Some(Phase::Batch),
             "summarizer" if busy(&read("stat")) => Some(Phase::Summarizing),
             _ => None,
         };

@@ -2,6 +2,10 @@
 //! `fdatasync` makes the batch durable, and only then is each acknowledged. Per-file fsync tops
 //! out near 1,500 files/s on these machines; batching is what lets the relay acknowledge
 //! hundreds of thousands of state messages a second.
+//!
+//! Co-located, each batch the writer made durable is also handed to StateSys in memory, already
+//! scanned ([`crate::statesys::handoff`]); a segment is sealed `complete` when all its records
+//! went that way, so StateSys need not read it back.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -13,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::segment::SegmentWriter;
 use crate::faults::Faults;
+use crate::statesys::handoff::{Handoff, Parsed};
 
 /// Why a Report was not made durable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +36,10 @@ pub struct Busy {
     pub report: Vec<u8>,
     pub ack: Ack,
 }
+
+/// Called with each sealed segment's path, and whether every record in it was handed to
+/// StateSys in memory.
+pub type OnSealed = Box<dyn Fn(&Path, bool) + Send>;
 
 impl std::fmt::Debug for Busy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,6 +64,8 @@ pub struct CommitConfig {
     pub faults: Arc<Faults>,
     /// The site clock: each segment records when it was opened.
     pub clock: crate::clock::SiteClock,
+    /// Co-located: where durable records go in memory. `None`: StateSys reads every segment.
+    pub handoff: Option<Handoff>,
 }
 
 impl CommitConfig {
@@ -67,6 +78,7 @@ impl CommitConfig {
             seal_after: Duration::from_millis(200),
             faults: Arc::default(),
             clock: crate::clock::SiteClock::real_time(),
+            handoff: None,
         }
     }
 }
@@ -101,6 +113,8 @@ impl CommitStats {
 
 struct Entry {
     report: Vec<u8>,
+    /// The record as StateSys takes it in memory; `None`: it must be read from the segment.
+    parsed: Option<Parsed>,
     ack: Ack,
 }
 
@@ -120,9 +134,9 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer. `on_sealed` is called with each sealed segment's path (StateSys's
-    /// in-process notification).
-    pub fn start(config: CommitConfig, on_sealed: Box<dyn Fn(&Path) + Send>) -> io::Result<GroupCommit> {
+    /// Starts the writer. `on_sealed` is called with each sealed segment (StateSys's in-process
+    /// notification).
+    pub fn start(config: CommitConfig, on_sealed: OnSealed) -> io::Result<GroupCommit> {
         std::fs::create_dir_all(&config.dir)?;
         let (tx, rx) = sync_channel(config.queue.max(1));
         let stats = Arc::new(CommitStats::default());
@@ -131,20 +145,23 @@ impl GroupCommit {
             config,
             stats: Arc::clone(&stats),
             segment: None,
+            opened: 0,
+            complete: true,
             on_sealed,
         };
         let thread = std::thread::Builder::new().name("inbox-commit".into()).spawn(move || writer.run(rx))?;
         Ok(GroupCommit { tx: RwLock::new(Some(tx)), thread: Mutex::new(Some(thread)), stats })
     }
 
-    /// Queues a Report; `ack` is called once it is durable (or failed). Never blocks.
-    pub fn submit(&self, report: Vec<u8>, ack: Ack) -> Result<(), Busy> {
+    /// Queues a record (with its in-memory form for StateSys, if it has one); `ack` is called
+    /// once it is durable (or failed). Never blocks.
+    pub fn submit(&self, report: Vec<u8>, parsed: Option<Parsed>, ack: Ack) -> Result<(), Busy> {
         let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = guard.as_ref() else {
             ack(Err(CommitError::Closed));
             return Ok(());
         };
-        match tx.try_send(Entry { report, ack }) {
+        match tx.try_send(Entry { report, parsed, ack }) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(e)) => Err(Busy { report: e.report, ack: e.ack }),
             Err(TrySendError::Disconnected(e)) => {
@@ -182,7 +199,11 @@ struct Writer {
     seq: u64,
     /// The open segment and when its first record arrived.
     segment: Option<(SegmentWriter, Instant)>,
-    on_sealed: Box<dyn Fn(&Path) + Send>,
+    /// The open segment's opening time (site µs), and whether every record written to it so far
+    /// was handed over in memory.
+    opened: i64,
+    complete: bool,
+    on_sealed: OnSealed,
 }
 
 impl Writer {
@@ -225,8 +246,26 @@ impl Writer {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
+        // In memory to StateSys first, then the answers.
+        let mut acks = Vec::with_capacity(batch.len());
+        let mut handed = Vec::with_capacity(batch.len());
         for entry in batch.drain(..) {
-            (entry.ack)(result.clone());
+            acks.push(entry.ack);
+            match entry.parsed {
+                Some(p) => handed.push(p),
+                None => self.complete = false,
+            }
+        }
+        match (&result, &self.config.handoff, &self.segment) {
+            (Ok(()), Some(handoff), Some((segment, _))) => {
+                if !handed.is_empty() && !handoff.durable(segment.path(), self.opened, handed) {
+                    self.complete = false;
+                }
+            }
+            _ => self.complete = false,
+        }
+        for ack in acks {
+            ack(result.clone());
         }
         if self.segment.as_ref().is_some_and(|(s, _)| s.len() >= self.config.seal_bytes) {
             self.seal();
@@ -249,6 +288,7 @@ impl Writer {
         loop {
             self.seq += 1;
             let created = self.config.clock.now().0;
+            (self.opened, self.complete) = (created, true);
             match SegmentWriter::create(&self.config.dir, &format!("{:016X}", self.seq), created) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 other => return other.map(|w| w.with_faults(Arc::clone(&self.config.faults))),
@@ -266,7 +306,7 @@ impl Writer {
         match segment.seal() {
             Ok(path) => {
                 self.stats.segments_sealed.fetch_add(1, Ordering::Relaxed);
-                (self.on_sealed)(&path);
+                (self.on_sealed)(&path, self.complete && self.config.handoff.is_some());
             }
             // Acknowledged records are synced in the .part; recovery seals it at the next start.
             Err(e) => eprintln!("sumstorm: cannot seal an inbox segment: {e}"),
@@ -309,7 +349,8 @@ mod tests {
         let sealed = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&sealed);
         let commit = Arc::new(
-            GroupCommit::start(config, Box::new(move |p| seen.lock().unwrap().push(p.to_owned()))).unwrap(),
+            GroupCommit::start(config, Box::new(move |p, _| seen.lock().unwrap().push(p.to_owned())))
+                .unwrap(),
         );
         let (done_tx, done_rx) = channel();
         let threads: Vec<_> = (0..8)
@@ -323,7 +364,7 @@ mod tests {
                         let mut entry =
                             (report.into_bytes(), Box::new(move |r| done.send(r).unwrap()) as Ack);
                         // A full queue is back-pressure: try again, as a client would.
-                        while let Err(Busy { report, ack }) = commit.submit(entry.0, entry.1) {
+                        while let Err(Busy { report, ack }) = commit.submit(entry.0, None, entry.1) {
                             entry = (report, ack);
                             std::thread::yield_now();
                         }
@@ -363,9 +404,9 @@ mod tests {
         config.seal_after = Duration::from_millis(50);
         let (sealed_tx, sealed_rx) = channel();
         let commit =
-            GroupCommit::start(config, Box::new(move |p| sealed_tx.send(p.to_owned()).unwrap())).unwrap();
+            GroupCommit::start(config, Box::new(move |p, _| sealed_tx.send(p.to_owned()).unwrap())).unwrap();
         let (ack_tx, ack_rx) = channel();
-        commit.submit(b"<Report/>".to_vec(), Box::new(move |r| ack_tx.send(r).unwrap())).unwrap();
+        commit.submit(b"<Report/>".to_vec(), None, Box::new(move |r| ack_tx.send(r).unwrap())).unwrap();
         assert_eq!(ack_rx.recv_timeout(Duration::from_secs(10)).unwrap(), Ok(()));
         let path = sealed_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(sealed_reports(&dir), vec![b"<Report/>".to_vec()]);

@@ -158,6 +158,11 @@ impl SegmentWriter {
     }
 
     /// Bytes in the segment.
+    /// Where it is being written (the `.part` file).
+    pub fn path(&self) -> &Path {
+        &self.part
+    }
+
     pub fn len(&self) -> u64 {
         self.len
     }

@@ -20,11 +20,11 @@ use protocol::bodies::{
     ReplyAssignments, RequestAssignments, UpdateSourcePolicy, WsusLocationRequest, policy_location,
 };
 use protocol::envelope::{MsgHeader, Request};
-use protocol::report::{self, ReportHeader, ReportSink, StateMessage};
 use protocol::{Guid, Timestamp, names, utf16};
 use sha2::{Digest, Sha256};
 
 use crate::site::{Location, Site};
+use crate::statesys::process::Scanned;
 
 /// What the relay has acknowledged: Reports made durable, and the state messages in them.
 /// Counted when a Report is on disk, whether or not its client is still there for the answer
@@ -67,8 +67,9 @@ pub struct MpIdentity {
 pub enum Dispatch {
     /// Answer synchronously with this reply header and body XML.
     Reply { header: Box<MsgHeader>, xml: String, discovered: Option<Discovered> },
-    /// A well-formed Report to relay; answer `NoReply` once it is durable.
-    Relay { records: u64 },
+    /// A well-formed Report to relay, with its scan (for StateSys, in memory); answer `NoReply`
+    /// once it is durable.
+    Relay { records: u64, scanned: Box<Scanned> },
     /// A malformed message: HTTP 400 with this one-line reason, nothing written.
     BadRequest(String),
     /// An endpoint this MP does not serve: HTTP 200, empty body.
@@ -134,15 +135,15 @@ pub fn dispatch(site: &Site, mp: &MpIdentity, request: &Request, now: Timestamp,
 /// is the one the message came from (`SourceID`, when the envelope carries one; plain-XML
 /// requests from tools carry none).
 fn relay_check(request: &Request) -> Dispatch {
-    let mut header = Header::default();
-    let summary = match report::scan(request.body.as_bytes(), &mut header) {
-        Ok(summary) => summary,
-        Err(e) => return Dispatch::BadRequest(e.to_string()),
-    };
-    if let Some(bytes) = header.long_name {
+    let mut scanned = Box::<Scanned>::default();
+    if let Err(e) = scanned.scan(request.body.as_bytes()) {
+        return Dispatch::BadRequest(e.to_string());
+    }
+    if !names::fits(&scanned.netbios, names::MAX_NETBIOS_NAME) {
         return Dispatch::BadRequest(format!(
-            "NetBIOSName is longer than {} characters ({bytes} bytes)",
-            names::MAX_NETBIOS_NAME
+            "NetBIOSName is longer than {} characters ({} bytes)",
+            names::MAX_NETBIOS_NAME,
+            scanned.netbios.len()
         ));
     }
     let source = request.header.source_id.trim();
@@ -150,34 +151,14 @@ fn relay_check(request: &Request) -> Dispatch {
         let Ok(source) = Guid::parse_sms_id(source) else {
             return Dispatch::BadRequest("SourceID is not an SMS ID".into());
         };
-        if header.client.is_some_and(|client| client != source) {
+        if scanned.client.is_some_and(|client| client != source) {
             return Dispatch::BadRequest(
                 "the Report's ClientID is not the SourceID it was sent from; a client relays only its own state messages"
                     .into(),
             );
         }
     }
-    Dispatch::Relay { records: summary.records }
-}
-
-/// A sink that keeps what the relay checks of the header: the client, and the byte length of a
-/// `NetBIOSName` past the limit.
-#[derive(Default)]
-struct Header {
-    client: Option<Guid>,
-    long_name: Option<usize>,
-}
-
-impl<'a> ReportSink<'a> for Header {
-    fn on_header(&mut self, h: &ReportHeader<'a>) {
-        self.client = h.client;
-        self.long_name = h
-            .netbios_name
-            .as_deref()
-            .filter(|n| !names::fits(n.trim(), names::MAX_NETBIOS_NAME))
-            .map(str::len);
-    }
-    fn on_state_message(&mut self, _: &StateMessage<'a>) {}
+    Dispatch::Relay { records: scanned.messages.len() as u64, scanned }
 }
 
 /// A name-based GUID (version 5 layout) from SHA-256 of `parts`: stable across restarts.
@@ -303,7 +284,10 @@ mod tests {
     fn relay_counts_well_formed_reports_and_refuses_broken_ones() {
         let site = Site::default_site();
         let mut req = request("ccm-relay-report-three.bin");
-        assert_eq!(dispatch(&site, &mp(), &req, Timestamp(0), Guid(1)), Dispatch::Relay { records: 3 });
+        let Dispatch::Relay { records, scanned } = dispatch(&site, &mp(), &req, Timestamp(0), Guid(1)) else {
+            panic!("not relayed")
+        };
+        assert_eq!((records, scanned.messages.len(), scanned.netbios.as_str()), (3, 3, "PS1WIN7X64"));
         req.body.truncate(req.body.len() / 2);
         assert!(matches!(dispatch(&site, &mp(), &req, Timestamp(0), Guid(1)), Dispatch::BadRequest(_)));
         req.header.target_endpoint = "MP_DdrEndpoint".into();

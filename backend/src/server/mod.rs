@@ -288,17 +288,21 @@ pub async fn run(
     let mut commit_config = CommitConfig::new(relay_dir.clone());
     commit_config.faults = Arc::clone(&faults);
     commit_config.clock = clock;
+    // Co-located, StateSys takes what the relay made durable in memory.
+    commit_config.handoff = fdm.is_none().then(|| statesys.handoff());
     let notifier = statesys.notifier();
     let commit = GroupCommit::start(
         commit_config,
-        Box::new(move |sealed| {
-            if let Some((log, incoming)) = &fdm
-                && let Err(e) = mp::fdm::dispatch(sealed, incoming, log)
-            {
-                // The file stays in the outbox; the next start moves it.
-                log.log(Severity::Error, &format!("Cannot move {}: {e}", sealed.display()));
+        Box::new(move |sealed, complete| match &fdm {
+            Some((log, incoming)) => {
+                let moved = mp::fdm::dispatch(sealed, incoming, log);
+                if let Err(e) = &moved {
+                    // The file stays in the outbox; the next start moves it.
+                    log.log(Severity::Error, &format!("Cannot move {}: {e}", sealed.display()));
+                }
+                notifier.sealed(moved.ok(), false);
             }
-            notifier.sealed();
+            None => notifier.sealed(Some(sealed.to_path_buf()), complete),
         }),
     )?;
     let shared = Arc::new(Shared {

@@ -1,20 +1,44 @@
-//! The store's durable form: one file, written whole to a temporary name, synced, and renamed
-//! over the previous checkpoint (then the directory synced), so a crash leaves either the old
-//! checkpoint or the new one, never a mix. A CRC-32 over the file catches a damaged one.
+//! The store's durable form: a **base** and a **log of changes**, so that a checkpoint costs
+//! what changed since the last one, never the whole store.
+//!
+//! - `state/store.<G>.log`, the log of generation G: each checkpoint appends one frame with the
+//!   clients changed since the last one (each client's whole header, and only the entries that
+//!   changed, as the store's change tracking marks them) and syncs it (`fdatasync`). A frame is
+//!   whole, or it is the last one, torn by a crash, and ignored (the inbox files it would have
+//!   covered were not deleted).
+//! - `state/store.ckpt`, the base of generation G: every client. Once the log outgrows half the
+//!   base (and at least [`Durable::compact_min`]), appends move to log G+1 and a `compactor`
+//!   thread writes base G+1 from the live store to `state/store.tmp`, one shard locked at a time,
+//!   syncs it, renames it over the old base, syncs the directory and deletes the older logs.
+//!   StateSys never waits for it. The snapshot is fuzzy (shards are taken at different moments),
+//!   which is sound: every change after the switch is in log G+1, whose frames hold the values
+//!   at their time, so base G+1 then log G+1 replayed in order give the store as it is.
+//! - Loading: the base (generation B; none: empty), then every log of generation ≥ B in order;
+//!   older logs are deleted. Replaying a frame sets values, so a crash at any point, compaction
+//!   included, loads the store of the last whole frame. Bases of formats 1 and 2 (before the
+//!   log) load as generation 0.
 //!
 //! ```text
-//! "SUMSTORM-STORE/2\n" | stride: u32 | clients: u64
-//! per client: id u128 | name len u16 + bytes | last_seen i64 | retired u8 | location: flag u8
-//!   (+ AD site len u16 + bytes, boundary groups u64) | scan: flag u8 (+ time i64,
-//!   serial u64, state u8, content_version u32) | serials: flag u8 (+ lo u64, hi u64) |
-//!   gaps u16 + (u64, u64)* | stride × (time i64, changed i64, serial u32, state u8)
-//! crc32 of everything before: u32
+//! base:   "SUMSTORM-STORE/3\n" | generation u64 | client* | clients u64 | crc32 u32
+//! log:    "SUMSTORM-STORELOG/1\n" | generation u64 | frame*
+//! frame:  body length u64 | crc32 of the body u32 | body = client*
+//! client: id u128 | name len u16 + bytes | last_seen i64 | retired u8 | location: flag u8
+//!         (+ AD site len u16 + bytes, boundary groups u64) | scan: flag u8 (+ time i64,
+//!         serial u64, state u8, content_version u32) | serials: flag u8 (+ lo u64, hi u64) |
+//!         gaps u16 + (u64, u64)* | entries
+//! entries: 0 u8 | count u32 | count × (index u32, state)     the entries named (sparse)
+//!        | 1 u8 | count u32 | count × state                  the row from index 0 (dense)
+//! state:  time i64 | changed i64 | serial u32 | state u8
 //! ```
-//! All integers little-endian. Version 1 (without `retired` and `location`) still loads.
+//! All integers little-endian. A CRC-32 covers the base and each frame.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use protocol::Guid;
 
@@ -24,37 +48,339 @@ use super::store::Store;
 use crate::faults::{Disk, Faults};
 use crate::site::Location;
 
-const MAGIC: &[u8] = b"SUMSTORM-STORE/2\n";
+const BASE_MAGIC: &[u8] = b"SUMSTORM-STORE/3\n";
+const MAGIC_V2: &[u8] = b"SUMSTORM-STORE/2\n";
 const MAGIC_V1: &[u8] = b"SUMSTORM-STORE/1\n";
+const LOG_MAGIC: &[u8] = b"SUMSTORM-STORELOG/1\n";
+const LOG_HEADER: u64 = (LOG_MAGIC.len() + 8) as u64;
+const FRAME_HEADER: usize = 12;
 /// The widest row a store has: the largest catalog.
 const MAX_STRIDE: usize = crate::site::catalog::MAX_UPDATES;
+/// Bytes of one state: time, changed, serial, state.
+const STATE_BYTES: usize = 21;
+/// Write-back of a base being compacted is forced this often, so it trickles to the disk
+/// instead of landing on it at once (and on the inbox's `fdatasync`).
+const COMPACT_SYNC_BYTES: usize = 32 << 20;
 
-/// Writes `store` to `path` atomically; `faults` may fail it before the sync.
-pub fn save(store: &Store, path: &Path, faults: &Faults) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut out = Crc(BufWriter::with_capacity(1 << 20, File::create(&tmp)?), crc32fast::Hasher::new());
-    out.put(MAGIC)?;
-    let stride = store.stride();
-    out.put(&(stride as u32).to_le_bytes())?;
-    out.put(&(store.clients() as u64).to_le_bytes())?;
-    let mut result = Ok(());
-    store.for_each(|c, row| {
-        if result.is_ok() {
-            result = write_client(&mut out, c, row, stride);
+/// What a checkpoint (one frame) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Saved {
+    /// Clients written.
+    pub clients: u64,
+    /// Bytes appended to the log.
+    pub bytes: u64,
+    /// What the compaction did, if anything happened to it.
+    pub compaction: Option<Compaction>,
+}
+
+/// News of the background compaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compaction {
+    Started { generation: u64 },
+    Done { generation: u64, bytes: u64, took: Duration },
+    Failed(String),
+}
+
+/// What loading found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// The base's generation (0 without one).
+    pub generation: u64,
+    /// Clients in the base.
+    pub base_clients: u64,
+    /// Frames replayed from the logs.
+    pub frames: u64,
+    /// Bytes read: base and logs.
+    pub bytes: u64,
+    pub took: Duration,
+}
+
+/// The store's durable form, open for checkpoints. One per data directory (the process holds
+/// its lock).
+pub struct Durable {
+    dir: PathBuf,
+    /// The generation of the log appended to.
+    generation: u64,
+    log: File,
+    /// The log's length up to its last whole frame.
+    log_bytes: u64,
+    /// A failed append may have left bytes past `log_bytes`.
+    torn: bool,
+    /// The last base's length (0: none yet).
+    base_bytes: u64,
+    /// Changes taken from the store that are not durable yet (an append failed): the next
+    /// checkpoint writes them first.
+    pending: Vec<u8>,
+    compaction: Option<JoinHandle<io::Result<(u64, Duration)>>>,
+    /// The log is not compacted before it holds this many bytes.
+    pub compact_min: u64,
+    /// A failed compaction is tried again once the log has grown past this.
+    retry_at: u64,
+    faults: Arc<Faults>,
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable")
+            .field("generation", &self.generation)
+            .field("log_bytes", &self.log_bytes)
+            .field("base_bytes", &self.base_bytes)
+            .field("compacting", &self.compaction.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn log_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("store.{generation:020}.log"))
+}
+
+/// The logs in `dir`, by generation.
+fn logs(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name();
+        let Some(generation) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("store.")?.strip_suffix(".log"))
+            .and_then(|g| g.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        out.push((generation, entry.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates the (empty) log of `generation`, durably.
+fn create_log(dir: &Path, generation: u64) -> io::Result<File> {
+    let path = log_path(dir, generation);
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+    let mut header = LOG_MAGIC.to_vec();
+    header.extend_from_slice(&generation.to_le_bytes());
+    file.write_all_at(&header, 0)?;
+    file.sync_all()?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+impl Durable {
+    /// Loads the store's durable form from `dir` into `store` (a new, empty one) and opens it
+    /// for checkpoints.
+    pub fn open(dir: &Path, store: &Store, faults: Arc<Faults>) -> Result<(Durable, Loaded), LoadError> {
+        let started = Instant::now();
+        fs::create_dir_all(dir)?;
+        match fs::remove_file(dir.join("store.tmp")) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
         }
-    });
-    result?;
+        let mut loaded = Loaded::default();
+        let base_bytes = match fs::read(dir.join("store.ckpt")) {
+            Ok(bytes) => {
+                let (generation, clients) = load_base(&bytes, store)?;
+                (loaded.generation, loaded.base_clients) = (generation, clients);
+                bytes.len() as u64
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e.into()),
+        };
+        loaded.bytes = base_bytes;
+        let mut tail = None;
+        for (generation, path) in logs(dir)? {
+            if generation < loaded.generation {
+                // The base covers it: a compaction ended before it could delete it.
+                fs::remove_file(&path)?;
+                continue;
+            }
+            let bytes = fs::read(&path)?;
+            let (frames, valid) = replay_log(&bytes, generation, store)?;
+            loaded.frames += frames;
+            loaded.bytes += bytes.len() as u64;
+            tail = Some((generation, path, valid));
+        }
+        let (generation, log, log_bytes) = match tail {
+            Some((generation, path, valid)) if valid >= LOG_HEADER => {
+                let log = OpenOptions::new().read(true).write(true).open(&path)?;
+                // A torn last frame goes: new frames follow the last whole one.
+                log.set_len(valid)?;
+                log.sync_all()?;
+                (generation, log, valid)
+            }
+            // A log whose header was cut short by a crash is begun again.
+            Some((generation, ..)) => (generation, create_log(dir, generation)?, LOG_HEADER),
+            None => (loaded.generation, create_log(dir, loaded.generation)?, LOG_HEADER),
+        };
+        loaded.took = started.elapsed();
+        let durable = Durable {
+            dir: dir.to_path_buf(),
+            generation,
+            log,
+            log_bytes,
+            torn: false,
+            base_bytes,
+            pending: Vec::new(),
+            compaction: None,
+            compact_min: 64 << 20,
+            retry_at: 0,
+            faults,
+        };
+        Ok((durable, loaded))
+    }
+
+    /// Whether changes taken from the store wait to be made durable (an append failed).
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The log's length now.
+    pub fn log_bytes(&self) -> u64 {
+        self.log_bytes
+    }
+
+    /// A checkpoint: appends what changed in `store` since the last one to the log and syncs
+    /// it; then starts (or collects) a compaction when one is due. On an error nothing is lost:
+    /// the changes are kept and written by the next checkpoint.
+    pub fn save(&mut self, store: &Arc<Store>) -> io::Result<Saved> {
+        let mut saved = Saved::default();
+        store.take_unsaved(|c, row, listed| {
+            saved.clients += 1;
+            let which = match listed {
+                Some(indexes) => Which::Listed(indexes),
+                None => Which::Unsaved,
+            };
+            encode_client(&mut self.pending, c, row, which);
+        });
+        if !self.pending.is_empty() {
+            let at = self.log_bytes;
+            let mut header = [0u8; FRAME_HEADER];
+            header[..8].copy_from_slice(&(self.pending.len() as u64).to_le_bytes());
+            header[8..].copy_from_slice(&crc32fast::hash(&self.pending).to_le_bytes());
+            let end = at + (FRAME_HEADER + self.pending.len()) as u64;
+            let written = (|| {
+                self.log.write_all_at(&header, at)?;
+                self.log.write_all_at(&self.pending, at + FRAME_HEADER as u64)?;
+                if self.torn {
+                    self.log.set_len(end)?;
+                }
+                self.faults.check(Disk::Checkpoint)?;
+                self.log.sync_data()
+            })();
+            if let Err(e) = written {
+                self.torn = true;
+                return Err(e);
+            }
+            self.torn = false;
+            saved.bytes = end - at;
+            self.log_bytes = end;
+            self.pending.clear();
+        }
+        saved.compaction = self.compact(store, false)?;
+        Ok(saved)
+    }
+
+    /// Collects a finished compaction; starts one when the log has outgrown half the base (or
+    /// `now`).
+    fn compact(&mut self, store: &Arc<Store>, now: bool) -> io::Result<Option<Compaction>> {
+        let mut news = None;
+        if self.compaction.as_ref().is_some_and(JoinHandle::is_finished)
+            && let Some(done) = self.compaction.take()
+        {
+            news = Some(match done.join() {
+                Ok(Ok((bytes, took))) => {
+                    self.base_bytes = bytes;
+                    Compaction::Done { generation: self.generation, bytes, took }
+                }
+                Ok(Err(e)) => {
+                    self.retry_at = self.log_bytes + self.compact_min;
+                    Compaction::Failed(e.to_string())
+                }
+                Err(_) => {
+                    self.retry_at = self.log_bytes + self.compact_min;
+                    Compaction::Failed("the compactor panicked".into())
+                }
+            });
+        }
+        let due = self.log_bytes >= (self.base_bytes / 2).max(self.compact_min).max(self.retry_at);
+        if self.compaction.is_none() && (due || now) {
+            let generation = self.generation + 1;
+            self.log = create_log(&self.dir, generation)?;
+            (self.generation, self.log_bytes, self.torn, self.retry_at) = (generation, LOG_HEADER, false, 0);
+            let (dir, store, faults) = (self.dir.clone(), Arc::clone(store), Arc::clone(&self.faults));
+            self.compaction = Some(
+                std::thread::Builder::new()
+                    .name("compactor".into())
+                    .spawn(move || write_base(&dir, generation, &store, &faults))?,
+            );
+            news = Some(Compaction::Started { generation });
+        }
+        Ok(news)
+    }
+
+    /// Writes a new base now, whatever the log's length, and waits for it (tests, benches).
+    pub fn compact_now(&mut self, store: &Arc<Store>) -> io::Result<Compaction> {
+        self.finish();
+        self.compact(store, true)?;
+        self.finish().ok_or_else(|| io::Error::other("no compaction ran"))
+    }
+
+    /// Waits for a compaction under way (at shutdown): what it did.
+    pub fn finish(&mut self) -> Option<Compaction> {
+        let running = self.compaction.take()?;
+        Some(match running.join() {
+            Ok(Ok((bytes, took))) => {
+                self.base_bytes = bytes;
+                Compaction::Done { generation: self.generation, bytes, took }
+            }
+            Ok(Err(e)) => Compaction::Failed(e.to_string()),
+            Err(_) => Compaction::Failed("the compactor panicked".into()),
+        })
+    }
+}
+
+/// The compactor: base `generation` from the live store, then the older logs deleted. Returns
+/// the base's length and how long it took.
+fn write_base(dir: &Path, generation: u64, store: &Store, faults: &Faults) -> io::Result<(u64, Duration)> {
+    let started = Instant::now();
+    let tmp = dir.join("store.tmp");
+    let mut out = Crc(BufWriter::with_capacity(1 << 20, File::create(&tmp)?), crc32fast::Hasher::new());
+    out.put(BASE_MAGIC)?;
+    out.put(&generation.to_le_bytes())?;
+    let (mut buf, mut clients, mut unsynced) = (Vec::new(), 0u64, 0usize);
+    for shard in 0..store.shard_count() {
+        buf.clear();
+        // Copied under the shard's lock, written after it.
+        store.for_each_in_shard(shard, |c, row| {
+            clients += 1;
+            encode_client(&mut buf, c, row, Which::Known);
+        });
+        out.put(&buf)?;
+        unsynced += buf.len();
+        if unsynced >= COMPACT_SYNC_BYTES {
+            out.0.flush()?;
+            out.0.get_ref().sync_data()?;
+            unsynced = 0;
+        }
+    }
+    out.put(&clients.to_le_bytes())?;
     let crc = out.1.clone().finalize();
     let Crc(mut file, _) = out;
     file.write_all(&crc.to_le_bytes())?;
     let file = file.into_inner().map_err(|e| e.into_error())?;
     faults.check(Disk::Checkpoint)?;
     file.sync_all()?;
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
+    let bytes = file.metadata()?.len();
+    fs::rename(&tmp, dir.join("store.ckpt"))?;
+    sync_dir(dir)?;
+    for (older, path) in logs(dir)? {
+        if older < generation {
+            fs::remove_file(path)?;
+        }
     }
-    Ok(())
+    Ok((bytes, started.elapsed()))
 }
 
 /// A writer that checksums what passes through it.
@@ -67,68 +393,111 @@ impl<W: Write> Crc<W> {
     }
 }
 
+/// Which entries of a row a client record carries.
+#[derive(Clone, Copy)]
+enum Which<'a> {
+    /// The ones the store listed as changed since the last checkpoint (a log frame), in order.
+    Listed(&'a [u32]),
+    /// The ones the store marked changed since the last checkpoint (a log frame).
+    Unsaved,
+    /// Every known one (a base).
+    Known,
+}
+
 /// A name as `len u16 + bytes`: the store keeps names far shorter (`protocol::names`); this
 /// bound only makes sure the length fits, and never cuts inside a character, so the loader's
 /// UTF-8 check always passes.
-fn put_text<W: Write>(out: &mut Crc<W>, text: &str) -> io::Result<()> {
+fn put_text(out: &mut Vec<u8>, text: &str) {
     let text = protocol::names::clip(text, u16::MAX as usize);
-    out.put(&(text.len() as u16).to_le_bytes())?;
-    out.put(text.as_bytes())
+    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
 }
 
-fn write_client<W: Write>(
-    out: &mut Crc<W>,
-    c: &Client,
-    row: &[UpdateState],
-    stride: usize,
-) -> io::Result<()> {
-    out.put(&c.id.0.to_le_bytes())?;
-    put_text(out, &c.netbios_name)?;
-    out.put(&c.last_seen.to_le_bytes())?;
-    out.put(&[u8::from(c.retired)])?;
+fn put_state(out: &mut Vec<u8>, u: &UpdateState) {
+    out.extend_from_slice(&u.time.to_le_bytes());
+    out.extend_from_slice(&u.changed.to_le_bytes());
+    out.extend_from_slice(&u.serial.to_le_bytes());
+    out.push(u.state);
+}
+
+fn encode_client(out: &mut Vec<u8>, c: &Client, row: &[UpdateState], which: Which<'_>) {
+    out.extend_from_slice(&c.id.0.to_le_bytes());
+    put_text(out, &c.netbios_name);
+    out.extend_from_slice(&c.last_seen.to_le_bytes());
+    out.push(u8::from(c.retired));
     match &c.location {
-        None => out.put(&[0])?,
+        None => out.push(0),
         Some(l) => {
-            out.put(&[1])?;
-            put_text(out, &l.ad_site)?;
-            out.put(&l.boundary_groups.to_le_bytes())?;
+            out.push(1);
+            put_text(out, &l.ad_site);
+            out.extend_from_slice(&l.boundary_groups.to_le_bytes());
         }
     }
     match c.scan {
-        None => out.put(&[0])?,
+        None => out.push(0),
         Some(s) => {
-            out.put(&[1])?;
-            out.put(&s.time.to_le_bytes())?;
-            out.put(&s.serial.to_le_bytes())?;
-            out.put(&[s.state])?;
-            out.put(&s.content_version.to_le_bytes())?;
+            out.push(1);
+            out.extend_from_slice(&s.time.to_le_bytes());
+            out.extend_from_slice(&s.serial.to_le_bytes());
+            out.push(s.state);
+            out.extend_from_slice(&s.content_version.to_le_bytes());
         }
     }
     match (c.serials.first(), c.serials.last()) {
         (Some(lo), Some(hi)) => {
-            out.put(&[1])?;
-            out.put(&lo.to_le_bytes())?;
-            out.put(&hi.to_le_bytes())?;
+            out.push(1);
+            out.extend_from_slice(&lo.to_le_bytes());
+            out.extend_from_slice(&hi.to_le_bytes());
         }
-        _ => out.put(&[0])?,
+        _ => out.push(0),
     }
-    out.put(&(c.serials.missing().len() as u16).to_le_bytes())?;
-    for &(a, b) in c.serials.missing() {
-        out.put(&a.to_le_bytes())?;
-        out.put(&b.to_le_bytes())?;
+    let gaps = c.serials.missing();
+    let gaps = &gaps[..gaps.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&(gaps.len() as u16).to_le_bytes());
+    for &(a, b) in gaps {
+        out.extend_from_slice(&a.to_le_bytes());
+        out.extend_from_slice(&b.to_le_bytes());
     }
-    let mut buf = Vec::with_capacity(stride * 21);
-    for i in 0..stride {
-        let u = row.get(i).copied().unwrap_or(UpdateState::EMPTY);
-        buf.extend_from_slice(&u.time.to_le_bytes());
-        buf.extend_from_slice(&u.changed.to_le_bytes());
-        buf.extend_from_slice(&u.serial.to_le_bytes());
-        buf.push(u.state);
+    let picked = |u: &UpdateState| match which {
+        Which::Unsaved | Which::Listed(_) => u.unsaved,
+        Which::Known => u.is_known(),
+    };
+    let count = match which {
+        Which::Listed(indexes) => indexes.len(),
+        _ => row.iter().filter(|u| picked(u)).count(),
+    };
+    // Dense when the row costs less than the entries with their indexes.
+    let dense = count > 0 && row.len() * STATE_BYTES <= count * (STATE_BYTES + 4);
+    if dense {
+        let len = row.iter().rposition(|u| picked(u) || u.is_known()).map_or(0, |i| i + 1);
+        out.push(1);
+        out.extend_from_slice(&(len as u32).to_le_bytes());
+        for u in &row[..len] {
+            put_state(out, u);
+        }
+    } else {
+        out.push(0);
+        out.extend_from_slice(&(count as u32).to_le_bytes());
+        let mut put = |i: usize, u: &UpdateState| {
+            out.extend_from_slice(&(i as u32).to_le_bytes());
+            put_state(out, u);
+        };
+        match which {
+            Which::Listed(indexes) => {
+                for &i in indexes {
+                    put(i as usize, &row[i as usize]);
+                }
+            }
+            _ => {
+                for (i, u) in row.iter().enumerate().filter(|(_, u)| picked(u)) {
+                    put(i, u);
+                }
+            }
+        }
     }
-    out.put(&buf)
 }
 
-/// Why a checkpoint could not be loaded.
+/// Why the store's durable form could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("reading the checkpoint: {0}")]
@@ -168,75 +537,200 @@ impl Reader<'_> {
         self.at += len;
         String::from_utf8(bytes.to_vec()).map_err(|_| LoadError::Damaged(what))
     }
+    fn left(&self) -> usize {
+        self.b.len().saturating_sub(self.at)
+    }
+    fn state(&mut self) -> Result<UpdateState, LoadError> {
+        Ok(UpdateState::new(self.i64()?, self.i64()?, self.u32()?, self.u8()?))
+    }
+    fn location(&mut self) -> Result<Option<Location>, LoadError> {
+        Ok(match self.u8()? {
+            0 => None,
+            _ => {
+                let len = self.u16()? as usize;
+                let ad_site = self.text(len, "AD site")?.into_boxed_str();
+                Some(Location { ad_site, boundary_groups: self.u64()? })
+            }
+        })
+    }
+    fn scan_and_serials(&mut self) -> Result<(Option<ScanState>, Serials), LoadError> {
+        let scan = match self.u8()? {
+            0 => None,
+            _ => Some(ScanState {
+                time: self.i64()?,
+                serial: self.u64()?,
+                state: self.u8()?,
+                content_version: self.u32()?,
+            }),
+        };
+        let span = match self.u8()? {
+            0 => None,
+            _ => Some((self.u64()?, self.u64()?)),
+        };
+        let gaps = (0..self.u16()?)
+            .map(|_| Ok((self.u64()?, self.u64()?)))
+            .collect::<Result<Vec<_>, LoadError>>()?;
+        let serials = Serials::from_parts(span, gaps).ok_or(LoadError::Damaged("serial ranges"))?;
+        Ok((scan, serials))
+    }
 }
 
-/// Loads a checkpoint into a new store of `2^shard_bits` shards.
-pub fn load(path: &Path, shard_bits: u32) -> Result<Store, LoadError> {
-    let bytes = fs::read(path)?;
+/// Reads one client record (format 3) and puts it into `store`. `row` and `sparse` are scratch.
+fn restore_client(
+    r: &mut Reader<'_>,
+    store: &Store,
+    row: &mut Vec<UpdateState>,
+    sparse: &mut Vec<(u32, UpdateState)>,
+) -> Result<(), LoadError> {
+    let id = Guid(u128::from_le_bytes(r.take()?));
+    let len = r.u16()? as usize;
+    let netbios_name = r.text(len, "client name")?;
+    let last_seen = r.i64()?;
+    let retired = r.u8()? != 0;
+    let location = r.location()?;
+    let (scan, serials) = r.scan_and_serials()?;
+    let client = Client { id, netbios_name, scan, serials, last_seen, location, retired };
+    let dense = r.u8()?;
+    let count = r.u32()? as usize;
+    // A count the record cannot hold is damage (and must not become a giant allocation).
+    let each = if dense == 1 { STATE_BYTES } else { STATE_BYTES + 4 };
+    if dense > 1 || count > MAX_STRIDE || count * each > r.left() {
+        return Err(LoadError::Damaged("update count"));
+    }
+    if dense == 1 {
+        row.clear();
+        for _ in 0..count {
+            row.push(r.state()?);
+        }
+        store.restore(client, row);
+    } else {
+        sparse.clear();
+        for _ in 0..count {
+            let index = r.u32()?;
+            if index as usize >= MAX_STRIDE {
+                return Err(LoadError::Damaged("update index"));
+            }
+            sparse.push((index, r.state()?));
+        }
+        store.restore_changes(client, sparse);
+    }
+    Ok(())
+}
+
+/// Loads a base into `store`: its generation and client count.
+fn load_base(bytes: &[u8], store: &Store) -> Result<(u64, u64), LoadError> {
     let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
         return Err(LoadError::Damaged("truncated"));
     };
     if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
         return Err(LoadError::Damaged("checksum mismatch"));
     }
-    let mut r = Reader { b: body, at: 0 };
-    let v1 = body.starts_with(MAGIC_V1);
-    if !v1 && !body.starts_with(MAGIC) {
+    if body.starts_with(MAGIC_V1) || body.starts_with(MAGIC_V2) {
+        return load_v2(body, store).map(|clients| (0, clients));
+    }
+    if !body.starts_with(BASE_MAGIC) {
         return Err(LoadError::Damaged("not a store checkpoint"));
     }
-    r.at = MAGIC.len();
+    let Some((records, count)) = body.split_last_chunk::<8>() else {
+        return Err(LoadError::Damaged("truncated"));
+    };
+    let mut r = Reader { b: records, at: BASE_MAGIC.len() };
+    let generation = r.u64()?;
+    let (mut row, mut sparse, mut clients) = (Vec::new(), Vec::new(), 0u64);
+    while r.left() > 0 {
+        restore_client(&mut r, store, &mut row, &mut sparse)?;
+        clients += 1;
+    }
+    if clients != u64::from_le_bytes(*count) {
+        return Err(LoadError::Damaged("client count"));
+    }
+    Ok((generation, clients))
+}
+
+/// Replays a log of `generation` into `store`: the frames replayed and the length up to the
+/// last whole one. A torn last frame is where the log ends; damage before it is an error.
+fn replay_log(bytes: &[u8], generation: u64, store: &Store) -> Result<(u64, u64), LoadError> {
+    if bytes.len() < LOG_HEADER as usize {
+        // Cut short while it was being created: nothing was ever appended.
+        return if LOG_MAGIC.starts_with(&bytes[..bytes.len().min(LOG_MAGIC.len())]) {
+            Ok((0, 0))
+        } else {
+            Err(LoadError::Damaged("not a store log"))
+        };
+    }
+    let mut r = Reader { b: bytes, at: 0 };
+    if !bytes.starts_with(LOG_MAGIC) {
+        return Err(LoadError::Damaged("not a store log"));
+    }
+    r.at = LOG_MAGIC.len();
+    if r.u64()? != generation {
+        return Err(LoadError::Damaged("log generation"));
+    }
+    let (mut row, mut sparse, mut frames) = (Vec::new(), Vec::new(), 0u64);
+    while r.left() > 0 {
+        let start = r.at;
+        let whole = r.left() >= FRAME_HEADER && {
+            let len = u64::from_le_bytes(bytes[start..start + 8].try_into().unwrap_or_default());
+            len <= (r.left() - FRAME_HEADER) as u64
+        };
+        if !whole {
+            break;
+        }
+        let len = r.u64()? as usize;
+        let crc = r.u32()?;
+        let body = &bytes[r.at..r.at + len];
+        if crc32fast::hash(body) != crc {
+            if r.at + len == bytes.len() {
+                // The last frame, torn by a crash mid-write.
+                return Ok((frames, start as u64));
+            }
+            return Err(LoadError::Damaged("log frame checksum"));
+        }
+        let mut fr = Reader { b: body, at: 0 };
+        while fr.left() > 0 {
+            restore_client(&mut fr, store, &mut row, &mut sparse)?;
+        }
+        r.at += len;
+        frames += 1;
+    }
+    Ok((frames, r.at as u64))
+}
+
+/// Loads a base of format 1 or 2 (one file, no log) into `store`: its client count.
+///
+/// ```text
+/// "SUMSTORM-STORE/2\n" | stride: u32 | clients: u64 | per client: id u128 | name len u16 +
+///   bytes | last_seen i64 | retired u8 | location | scan | serials | gaps |
+///   stride × (time i64, changed i64, serial u32, state u8)
+/// ```
+/// Format 1 has no `retired` and no `location`.
+fn load_v2(body: &[u8], store: &Store) -> Result<u64, LoadError> {
+    let v1 = body.starts_with(MAGIC_V1);
+    let mut r = Reader { b: body, at: MAGIC_V2.len() };
     let stride = r.u32()? as usize;
     let count = r.u64()?;
     // Every client holds 21 bytes per update: a stride the file cannot hold is damage (and must
     // not become an allocation of gigabytes).
-    if stride > MAX_STRIDE || (count > 0 && stride * 21 > body.len()) {
+    if stride > MAX_STRIDE || (count > 0 && stride * STATE_BYTES > body.len()) {
         return Err(LoadError::Damaged("update count"));
     }
-    let store = Store::new(shard_bits, stride);
     let mut row = vec![UpdateState::EMPTY; stride];
     for _ in 0..count {
         let id = Guid(u128::from_le_bytes(r.take()?));
         let len = r.u16()? as usize;
         let netbios_name = r.text(len, "client name")?;
         let last_seen = r.i64()?;
-        let (retired, location) = if v1 {
-            (false, None)
-        } else {
-            let retired = r.u8()? != 0;
-            let location = match r.u8()? {
-                0 => None,
-                _ => {
-                    let len = r.u16()? as usize;
-                    let ad_site = r.text(len, "AD site")?.into_boxed_str();
-                    Some(Location { ad_site, boundary_groups: r.u64()? })
-                }
-            };
-            (retired, location)
-        };
-        let scan = match r.u8()? {
-            0 => None,
-            _ => Some(ScanState {
-                time: r.i64()?,
-                serial: r.u64()?,
-                state: r.u8()?,
-                content_version: r.u32()?,
-            }),
-        };
-        let span = match r.u8()? {
-            0 => None,
-            _ => Some((r.u64()?, r.u64()?)),
-        };
-        let gaps = (0..r.u16()?).map(|_| Ok((r.u64()?, r.u64()?))).collect::<Result<Vec<_>, LoadError>>()?;
-        let serials = Serials::from_parts(span, gaps).ok_or(LoadError::Damaged("serial ranges"))?;
+        let (retired, location) = if v1 { (false, None) } else { (r.u8()? != 0, r.location()?) };
+        let (scan, serials) = r.scan_and_serials()?;
         for u in row.iter_mut() {
-            *u = UpdateState::new(r.i64()?, r.i64()?, r.u32()?, r.u8()?);
+            *u = r.state()?;
         }
         store.restore(Client { id, netbios_name, scan, serials, last_seen, location, retired }, &row);
     }
     if r.at != body.len() {
         return Err(LoadError::Damaged("trailing bytes"));
     }
-    Ok(store)
+    Ok(count)
 }
 
 #[cfg(test)]
@@ -245,7 +739,7 @@ mod tests {
     use crate::statesys::state::{Record, Target};
 
     /// Every client with its known states; rows compared without trailing empty entries (shards
-    /// widen independently, a checkpoint writes the widest stride).
+    /// widen independently).
     fn snapshot(store: &Store) -> Vec<(Client, Vec<UpdateState>)> {
         let mut all = Vec::new();
         store.for_each(|c, row| {
@@ -254,6 +748,10 @@ mod tests {
         });
         all.sort_by_key(|(c, _)| c.id);
         all
+    }
+
+    fn record(time: i64, serial: u64, index: u32, state: u8) -> Record {
+        Record { time, serial, target: Target::Update { index, state } }
     }
 
     fn populated() -> Store {
@@ -285,46 +783,194 @@ mod tests {
         store
     }
 
+    /// Opens `dir` into a new store.
+    fn reopen(dir: &Path) -> (Store, Loaded) {
+        let store = Store::new(1, 4);
+        let (_, loaded) = Durable::open(dir, &store, Arc::default()).unwrap();
+        (store, loaded)
+    }
+
     #[test]
-    fn a_checkpoint_loads_back_the_same_store() {
+    fn frames_then_a_compacted_base_load_back_the_same_store() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("store.ckpt");
-        let store = populated();
-        save(&store, &path, &Faults::default()).unwrap();
-        assert!(!path.with_extension("tmp").exists());
-        let loaded = load(&path, 1).unwrap();
-        let (a, b) = (snapshot(&loaded), snapshot(&store));
-        assert_eq!(a.len(), 51);
-        assert!(a.iter().any(|(c, _)| c.retired) && a.iter().any(|(c, _)| c.location.is_some()));
-        assert!(a == b, "the loaded store differs from the saved one");
-        assert!(b.iter().any(|(_, row)| row.len() > 8), "a widened row is covered");
-        // And it keeps working: a newer record still applies, a replay still does not.
+        let store = Arc::new(populated());
+        let (mut durable, loaded) = Durable::open(tmp.path(), &Store::new(0, 0), Arc::default()).unwrap();
+        assert_eq!(loaded, Loaded { took: loaded.took, ..Loaded::default() });
+        let first = durable.save(&store).unwrap();
+        assert_eq!(first.clients, 51);
+        assert!(!store.has_unsaved());
+        assert_eq!(durable.save(&store).unwrap().bytes, 0, "nothing changed, nothing written");
+
+        // One state of one client changes: the frame holds that client and that entry.
         let c = Guid(3 * 0x1234_5678_9ABC);
-        let r = Record { time: 1 << 40, serial: 1 << 20, target: Target::Update { index: 1, state: 3 } };
+        store.apply(c, "PC3", &[record(1 << 40, 1 << 20, 1, 3)]);
+        let second = durable.save(&store).unwrap();
+        assert_eq!(second.clients, 1);
+        assert!(
+            second.bytes * 20 < first.bytes,
+            "{} bytes for one change, {} for all",
+            second.bytes,
+            first.bytes
+        );
+
+        let (loaded, report) = reopen(tmp.path());
+        assert_eq!((report.generation, report.base_clients, report.frames), (0, 0, 2));
+        let (a, b) = (snapshot(&loaded), snapshot(&store));
+        assert!(a.iter().any(|(c, _)| c.retired) && a.iter().any(|(c, _)| c.location.is_some()));
+        assert!(b.iter().any(|(_, row)| row.len() > 8), "a widened row is covered");
+        assert!(a == b, "the loaded store differs from the saved one");
+
+        // Compacted: a base of generation 1, the older log gone, the same store.
+        assert!(matches!(durable.compact_now(&store).unwrap(), Compaction::Done { generation: 1, .. }));
+        assert_eq!(logs(tmp.path()).unwrap().iter().map(|(g, _)| *g).collect::<Vec<_>>(), vec![1]);
+        let (loaded, report) = reopen(tmp.path());
+        assert_eq!((report.generation, report.base_clients, report.frames), (1, 51, 0));
+        assert!(snapshot(&loaded) == b);
+
+        // And it keeps working: a newer record still applies, a replay still does not.
+        let r = record(1 << 41, 1 << 21, 1, 2);
         assert_eq!(loaded.apply(c, "PC3", &[r]).applied, 1);
         assert_eq!(loaded.apply(c, "PC3", &[r]).stale, 1);
+    }
+
+    /// Changes made while the compactor copies the store land in the new log: base and log
+    /// replayed give the store as it ended, whatever the interleaving. A log older than the base
+    /// (a compaction that ended before deleting it) is not replayed, and goes.
+    #[test]
+    fn a_fuzzy_base_and_its_log_give_the_live_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::new(4, 16));
+        let (mut durable, _) = Durable::open(tmp.path(), &Store::new(0, 0), Arc::default()).unwrap();
+        durable.compact_min = 0;
+        let mut serial = 0;
+        for round in 0..40i64 {
+            for c in 0..300u128 {
+                serial += 1;
+                let index = ((c as i64 + round) % 16) as u32;
+                store.apply(
+                    Guid(c + 1),
+                    "PC",
+                    &[record(round * 1_000 + c as i64, serial, index, (round % 4) as u8)],
+                );
+            }
+            if round % 7 == 3 {
+                store.retire_aged(round * 1_000 - 500);
+            }
+            durable.save(&store).unwrap();
+        }
+        durable.finish();
+        durable.save(&store).unwrap();
+        let (loaded, report) = reopen(tmp.path());
+        assert!(report.generation > 0, "compactions ran");
+        assert!(snapshot(&loaded) == snapshot(&store));
+        // An old log put back beside the newer base changes nothing and is deleted.
+        let stale = log_path(tmp.path(), 0);
+        let mut old = LOG_MAGIC.to_vec();
+        old.extend_from_slice(&0u64.to_le_bytes());
+        fs::write(&stale, old).unwrap();
+        let (again, _) = reopen(tmp.path());
+        assert!(snapshot(&again) == snapshot(&store));
+        assert!(!stale.exists());
+    }
+
+    /// A crash mid-append leaves a torn last frame: loading ends at the frame before, and the
+    /// next frame is appended after it. A failed append is written again by the next save.
+    #[test]
+    fn a_torn_last_frame_is_where_the_log_ends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::new(2, 8));
+        let faults = Arc::new(Faults::default());
+        let (mut durable, _) = Durable::open(tmp.path(), &Store::new(0, 0), Arc::clone(&faults)).unwrap();
+        store.apply(Guid(1), "A", &[record(10, 1, 0, 2)]);
+        durable.save(&store).unwrap();
+        let whole = snapshot(&store);
+        store.apply(Guid(2), "B", &[record(10, 1, 1, 3)]);
+        durable.save(&store).unwrap();
+        drop(durable);
+        let path = log_path(tmp.path(), 0);
+        let bytes = fs::read(&path).unwrap();
+        for cut in [1, 5, 13, 40] {
+            fs::write(&path, &bytes[..bytes.len() - cut]).unwrap();
+            let (loaded, report) = reopen(tmp.path());
+            assert_eq!(report.frames, 1, "cut {cut}");
+            assert!(snapshot(&loaded) == whole, "cut {cut}");
+        }
+        // Reopened for appends, then one fails (the disk is full) and the next one retries it.
+        let store = Arc::new(Store::new(2, 8));
+        let (mut durable, _) = Durable::open(tmp.path(), &store, Arc::clone(&faults)).unwrap();
+        store.apply(Guid(3), "C", &[record(20, 2, 2, 1)]);
+        faults.set(Disk::Checkpoint, crate::faults::Fault::parse("ENOSPC"));
+        assert!(durable.save(&store).is_err());
+        assert!(durable.has_pending());
+        faults.set(Disk::Checkpoint, None);
+        store.apply(Guid(1), "A", &[record(30, 3, 0, 3)]);
+        durable.save(&store).unwrap();
+        let (loaded, _) = reopen(tmp.path());
+        assert!(snapshot(&loaded) == snapshot(&store));
+        assert!(loaded.client(Guid(3)).is_some());
     }
 
     #[test]
     fn damage_is_detected_not_loaded() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("store.ckpt");
-        save(&populated(), &path, &Faults::default()).unwrap();
-        let good = fs::read(&path).unwrap();
-        for at in [0, MAGIC.len() + 2, good.len() / 2, good.len() - 1] {
+        let store = Arc::new(populated());
+        let (mut durable, _) = Durable::open(tmp.path(), &Store::new(0, 0), Arc::default()).unwrap();
+        durable.compact_now(&store).unwrap();
+        let base = tmp.path().join("store.ckpt");
+        let good = fs::read(&base).unwrap();
+        for at in [0, BASE_MAGIC.len() + 2, good.len() / 2, good.len() - 1] {
             let mut bad = good.clone();
             bad[at] ^= 0x40;
-            fs::write(&path, &bad).unwrap();
-            assert!(matches!(load(&path, 1), Err(LoadError::Damaged(_))), "flip at {at}");
+            fs::write(&base, &bad).unwrap();
+            let result = Durable::open(tmp.path(), &Store::new(0, 0), Arc::default());
+            assert!(matches!(result, Err(LoadError::Damaged(_))), "flip at {at}");
         }
-        fs::write(&path, &good[..good.len() - 9]).unwrap();
-        assert!(matches!(load(&path, 1), Err(LoadError::Damaged(_))));
-        assert!(matches!(load(&tmp.path().join("missing"), 1), Err(LoadError::Io(_))));
+        fs::write(&base, &good).unwrap();
+        // A frame damaged before the last one is damage, not a torn tail.
+        store.apply(Guid(1), "A", &[record(10, 1, 0, 2)]);
+        durable.save(&store).unwrap();
+        store.apply(Guid(2), "B", &[record(10, 1, 0, 2)]);
+        durable.save(&store).unwrap();
+        drop(durable);
+        let log = log_path(tmp.path(), 1);
+        let mut bytes = fs::read(&log).unwrap();
+        bytes[LOG_HEADER as usize + FRAME_HEADER + 3] ^= 1;
+        fs::write(&log, bytes).unwrap();
+        let result = Durable::open(tmp.path(), &Store::new(0, 0), Arc::default());
+        assert!(matches!(result, Err(LoadError::Damaged("log frame checksum"))));
     }
 
-    /// Whatever the writer takes, the loader loads: clients named anything (any script, any
+    /// A base of format 2 (one file, no log) still loads, as generation 0.
+    #[test]
+    fn a_format_2_base_loads() {
+        let mut body = MAGIC_V2.to_vec();
+        body.extend_from_slice(&2u32.to_le_bytes());
+        body.extend_from_slice(&1u64.to_le_bytes());
+        body.extend_from_slice(&7u128.to_le_bytes());
+        body.extend_from_slice(&2u16.to_le_bytes());
+        body.extend_from_slice(b"PC");
+        body.extend_from_slice(&50i64.to_le_bytes());
+        body.extend_from_slice(&[0, 0, 0, 0]); // not retired, no location, no scan, no serials
+        body.extend_from_slice(&0u16.to_le_bytes());
+        for (time, state) in [(i64::MIN, 0u8), (40, 3)] {
+            body.extend_from_slice(&time.to_le_bytes());
+            body.extend_from_slice(&time.to_le_bytes());
+            body.extend_from_slice(&9u32.to_le_bytes());
+            body.push(state);
+        }
+        body.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("store.ckpt"), body).unwrap();
+        let (store, loaded) = reopen(tmp.path());
+        assert_eq!((loaded.generation, loaded.base_clients), (0, 1));
+        let (c, row) = store.client(Guid(7)).unwrap();
+        assert_eq!((c.netbios_name.as_str(), row[1].state, row[0].is_known()), ("PC", 3, false));
+    }
+
+    /// Whatever the writers take, the loader loads: clients named anything (any script, any
     /// length, a name cut at 65,535 bytes falling inside a character), anywhere, with any
-    /// serials, states and times, at any stride up to the widest catalog.
+    /// serials, states and times, at any stride up to the widest catalog, in a base and in a
+    /// log frame.
     mod writer_and_loader_agree {
         use super::*;
         use proptest::prelude::*;
@@ -375,19 +1021,28 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+            #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
             #[test]
-            fn whatever_is_saved_loads(clients in proptest::collection::vec(client(), 0..6), stride in 0usize..50) {
-                let store = Store::new(2, stride);
+            fn whatever_is_saved_loads(
+                clients in proptest::collection::vec(client(), 0..6),
+                stride in 0usize..50,
+                base in any::<bool>(),
+            ) {
+                let store = Arc::new(Store::new(2, stride));
                 for (c, row) in &clients {
                     store.restore(c.clone(), row);
                 }
                 let tmp = tempfile::tempdir().unwrap();
-                let path = tmp.path().join("store.ckpt");
-                save(&store, &path, &Faults::default()).unwrap();
-                let loaded = load(&path, 1);
-                prop_assert!(loaded.is_ok(), "{:?}", loaded.err());
-                let loaded = loaded.unwrap();
+                let (mut durable, _) = Durable::open(tmp.path(), &Store::new(0, 0), Arc::default()).unwrap();
+                if base {
+                    durable.compact_now(&store).unwrap();
+                } else {
+                    store.mark_all_unsaved();
+                    durable.save(&store).unwrap();
+                }
+                let loaded = Store::new(1, 0);
+                let opened = Durable::open(tmp.path(), &loaded, Arc::default());
+                prop_assert!(opened.is_ok(), "{:?}", opened.err());
                 prop_assert_eq!(loaded.clients(), store.clients());
                 // The last client of each ID is the one kept.
                 let kept: std::collections::HashMap<Guid, &Client> = clients.iter().map(|(c, _)| (c.id, c)).collect();
@@ -396,6 +1051,9 @@ mod tests {
                     prop_assert!(c.netbios_name.starts_with(&back.netbios_name));
                     let room = c.netbios_name.len().min(u16::MAX as usize);
                     prop_assert!(back.netbios_name.len() <= room && back.netbios_name.len() + 4 > room);
+                    let (want, got) = (store.client(c.id).unwrap().1, loaded.client(c.id).unwrap().1);
+                    let known = |row: &[UpdateState]| row.iter().enumerate().filter(|(_, u)| u.is_known()).map(|(i, u)| (i, *u)).collect::<Vec<_>>();
+                    prop_assert_eq!(known(&want), known(&got));
                 }
             }
         }
@@ -403,55 +1061,64 @@ mod tests {
         /// The widest row a store can have (the largest catalog) is written and loaded.
         #[test]
         fn the_widest_catalog_loads() {
-            let store = Store::new(0, crate::site::catalog::MAX_UPDATES);
+            let store = Arc::new(Store::new(0, 4));
             let last = crate::site::catalog::MAX_UPDATES as u32 - 1;
-            let r = Record { time: 5, serial: 1, target: Target::Update { index: last, state: 3 } };
-            store.apply(Guid(1), "PC", &[r]);
+            store.apply(Guid(1), "PC", &[record(5, 1, last, 3)]);
             let tmp = tempfile::tempdir().unwrap();
-            let path = tmp.path().join("store.ckpt");
-            save(&store, &path, &Faults::default()).unwrap();
-            let loaded = load(&path, 0).unwrap();
+            let (mut durable, _) = Durable::open(tmp.path(), &Store::new(0, 0), Arc::default()).unwrap();
+            durable.save(&store).unwrap();
+            durable.compact_now(&store).unwrap();
+            let (loaded, _) = reopen(tmp.path());
             assert_eq!(loaded.client(Guid(1)).unwrap().1[last as usize].state, 3);
         }
     }
 
     /// What a loader sees past the checksum is whatever the file holds: any bytes after the
-    /// magic, with a valid CRC, and any byte changes of a real checkpoint with its CRC fixed up,
-    /// load or fail with `Damaged`; never a panic, never a giant allocation.
+    /// magic of a base (any format) or inside a log frame, with valid CRCs, and any byte changes
+    /// of a real base with its CRC fixed up, load or fail with `Damaged`; never a panic, never
+    /// a giant allocation.
     mod garbage {
         use super::*;
         use proptest::prelude::*;
 
-        fn load_bytes(body: &[u8]) -> Result<Store, LoadError> {
-            let tmp = tempfile::tempdir().unwrap();
-            let path = tmp.path().join("store.ckpt");
+        fn load_base_bytes(body: &[u8]) -> Result<(u64, u64), LoadError> {
             let mut bytes = body.to_vec();
             bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-            fs::write(&path, bytes).unwrap();
-            load(&path, 1)
+            load_base(&bytes, &Store::new(1, 0))
         }
 
         proptest! {
             #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
             #[test]
-            fn arbitrary_bodies(tail in proptest::collection::vec(any::<u8>(), 0..2048), v1 in any::<bool>()) {
-                let mut body = if v1 { MAGIC_V1.to_vec() } else { MAGIC.to_vec() };
+            fn arbitrary_bodies(tail in proptest::collection::vec(any::<u8>(), 0..2048), format in 1u8..4) {
+                let mut body = [MAGIC_V1, MAGIC_V2, BASE_MAGIC][format as usize - 1].to_vec();
                 body.extend_from_slice(&tail);
-                let _ = load_bytes(&body);
+                let _ = load_base_bytes(&body);
             }
 
             #[test]
-            fn changed_checkpoints(changes in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+            fn arbitrary_frames(frame in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                let mut log = LOG_MAGIC.to_vec();
+                log.extend_from_slice(&5u64.to_le_bytes());
+                log.extend_from_slice(&(frame.len() as u64).to_le_bytes());
+                log.extend_from_slice(&crc32fast::hash(&frame).to_le_bytes());
+                log.extend_from_slice(&frame);
+                let _ = replay_log(&log, 5, &Store::new(1, 0));
+            }
+
+            #[test]
+            fn changed_bases(changes in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
                 let tmp = tempfile::tempdir().unwrap();
-                let path = tmp.path().join("store.ckpt");
-                save(&populated(), &path, &Faults::default()).unwrap();
-                let bytes = fs::read(&path).unwrap();
+                let store = Arc::new(populated());
+                let (mut durable, _) = Durable::open(tmp.path(), &Store::new(0, 0), Arc::default()).unwrap();
+                durable.compact_now(&store).unwrap();
+                let bytes = fs::read(tmp.path().join("store.ckpt")).unwrap();
                 let mut body = bytes[..bytes.len() - 4].to_vec();
                 for (at, b) in changes {
-                    let i = MAGIC.len() + at.index(body.len() - MAGIC.len());
+                    let i = BASE_MAGIC.len() + at.index(body.len() - BASE_MAGIC.len());
                     body[i] = b;
                 }
-                let _ = load_bytes(&body);
+                let _ = load_base_bytes(&body);
             }
         }
     }

@@ -4,17 +4,21 @@
 //!   the pace, checkpoint cadence) and its counters; the process holds only its handle.
 //! - [`worker`]: the file loop: inboxes in name order, bad files to `corrupt/`, batch log lines,
 //!   checkpoint then delete, crash recovery.
+//! - [`handoff`]: co-located, the relay's scanned Reports handed to StateSys in memory, the
+//!   segment serving as the write-ahead log.
 //! - [`process`]: one Report into the store (scan, resolve against the catalog, judge
 //!   MessageTimes against the site clock, apply).
 //! - [`state`]: the data: the 24-byte (client, update) state, scan state, records, clients.
 //! - [`store`]: the sharded state store and the apply rule.
-//! - [`checkpoint`]: the store's durable form, written atomically and checksummed.
+//! - [`checkpoint`]: the store's durable form: a log of what changed at each checkpoint, and a
+//!   base compacted from it in the background.
 //! - [`serials`]: per-client serial numbers seen and the gaps between them.
 //! - [`summary`]: the incremental, sharded counting behind the summaries.
 //! - [`tasks`]: the five summarization tasks and the views they publish; [`schedule`]: the
 //!   thread that runs them on their site-clock schedules or on demand.
 
 pub mod checkpoint;
+pub mod handoff;
 pub mod process;
 pub mod schedule;
 pub mod serials;
@@ -54,9 +58,5 @@ impl Paths {
 
     pub fn corrupt(&self) -> PathBuf {
         self.statesys_box.join("corrupt")
-    }
-
-    pub fn checkpoint(&self) -> PathBuf {
-        self.state.join("store.ckpt")
     }
 }

@@ -1,6 +1,8 @@
-//! One Report into the store: scan it, resolve each valid record against the catalog, and apply
-//! the Report's records under one lock, only once the whole Report scanned well (a bad file
-//! applies nothing).
+//! One Report into the store: scan it ([`Scanned`]), resolve each valid record against the
+//! catalog, and apply the Report's records under one lock, only once the whole Report scanned
+//! well (a bad file applies nothing). The relay scans every Report it accepts into a
+//! [`Scanned`] too, and co-located it hands that to StateSys in memory ([`super::handoff`]), so a
+//! relayed Report is scanned once, not read back and scanned again.
 //!
 //! A record whose `MessageTime` is more than [`MAX_CLOCK_SKEW`] past the site time its Report
 //! was accepted at is invalid: a client's clock may be off by hours, but a record from the
@@ -65,73 +67,114 @@ impl std::ops::AddAssign for Processed {
     }
 }
 
-struct Resolve<'i, 'r> {
-    index: &'i UpdateIndex,
-    records: &'r mut Vec<Record>,
-    client: Option<Guid>,
-    netbios: String,
-    invalid: u64,
-    unknown: u64,
-    not_after: i64,
+/// One state message of a Report, as StateSys needs it: owned and small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Message {
+    /// Whether the record is usable (`StateMessage::is_valid`).
+    pub valid: bool,
+    pub time: i64,
+    pub serial: u64,
+    pub topic_type: u32,
+    pub topic_id: Guid,
+    pub state: u32,
+    /// The first Param of a scan state message (topic type 501): the content version.
+    pub content_version: u32,
 }
 
-impl<'a> ReportSink<'a> for Resolve<'_, '_> {
+/// A Report as one scan leaves it: who sent it and its state messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scanned {
+    pub client: Option<Guid>,
+    /// `NetBIOSName`, trimmed.
+    pub netbios: String,
+    pub messages: Vec<Message>,
+}
+
+impl<'a> ReportSink<'a> for Scanned {
     fn on_header(&mut self, h: &ReportHeader<'a>) {
         self.client = h.client;
-        self.netbios = h.netbios_name.as_deref().unwrap_or_default().trim().to_owned();
+        self.netbios.clear();
+        self.netbios.push_str(h.netbios_name.as_deref().unwrap_or_default().trim());
     }
 
     fn on_state_message(&mut self, m: &StateMessage<'a>) {
-        if !m.is_valid() || m.time.0 > self.not_after {
-            self.invalid += 1;
-            return;
-        }
-        let target = match m.topic_type {
-            TOPIC_UPDATE_DETECTION => match self.index.get(m.topic_id) {
-                Some(index) => Target::Update { index, state: m.state as u8 },
-                None => {
-                    self.unknown += 1;
-                    return;
-                }
-            },
-            TOPIC_SCAN => Target::Scan {
-                state: m.state as u8,
-                content_version: m.params.get(0).and_then(|p| p.trim().parse().ok()).unwrap_or(0),
-            },
-            _ => Target::Other,
+        let content_version = if m.topic_type == TOPIC_SCAN {
+            m.params.get(0).and_then(|p| p.trim().parse().ok()).unwrap_or(0)
+        } else {
+            0
         };
-        self.records.push(Record { time: m.time.0, serial: m.serial, target });
+        self.messages.push(Message {
+            valid: m.is_valid(),
+            time: m.time.0,
+            serial: m.serial,
+            topic_type: m.topic_type,
+            topic_id: m.topic_id,
+            state: m.state,
+            content_version,
+        });
     }
 }
 
-/// Scans `report` and applies it; records timed past `not_after` (µs, see [`not_after`]) are
-/// invalid. `scratch` is reused between Reports (no allocation per record). A malformed Report
-/// returns the scan error and applies nothing.
+impl Scanned {
+    /// Scans `report` into this one (its buffers reused).
+    pub fn scan(&mut self, report: &[u8]) -> Result<(), ScanError> {
+        self.client = None;
+        self.netbios.clear();
+        self.messages.clear();
+        report::scan(report, self).map(|_| ())
+    }
+}
+
+/// Applies a scanned Report; records timed past `not_after` (µs, see [`not_after`]) are
+/// invalid. `scratch` is reused between Reports (no allocation per record).
+pub fn apply_scanned(
+    store: &Store,
+    index: &UpdateIndex,
+    report: &Scanned,
+    scratch: &mut Vec<Record>,
+    not_after: i64,
+) -> Processed {
+    let records = report.messages.len() as u64;
+    let Some(client) = report.client else {
+        // Without a client ID no record can be attributed.
+        return Processed { records, invalid: records, ..Processed::default() };
+    };
+    scratch.clear();
+    let (mut invalid, mut unknown) = (0, 0);
+    for m in &report.messages {
+        if !m.valid || m.time > not_after {
+            invalid += 1;
+            continue;
+        }
+        let target = match m.topic_type {
+            TOPIC_UPDATE_DETECTION => match index.get(m.topic_id) {
+                Some(index) => Target::Update { index, state: m.state as u8 },
+                None => {
+                    unknown += 1;
+                    continue;
+                }
+            },
+            TOPIC_SCAN => Target::Scan { state: m.state as u8, content_version: m.content_version },
+            _ => Target::Other,
+        };
+        scratch.push(Record { time: m.time, serial: m.serial, target });
+    }
+    let applied = store.apply(client, &report.netbios, scratch);
+    Processed { records, invalid, unknown_updates: unknown, applied }
+}
+
+/// Scans `report` (into `scanned`, reused) and applies it (see [`apply_scanned`]). A malformed
+/// Report returns the scan error and applies nothing.
 pub fn process_report(
     store: &Store,
     index: &UpdateIndex,
     report: &[u8],
+    scanned: &mut Scanned,
     scratch: &mut Vec<Record>,
     not_after: i64,
 ) -> Result<Processed, ScanError> {
-    scratch.clear();
-    let mut sink = Resolve {
-        index,
-        records: scratch,
-        client: None,
-        netbios: String::new(),
-        invalid: 0,
-        unknown: 0,
-        not_after,
-    };
-    let summary = report::scan(report, &mut sink)?;
-    let (client, netbios, invalid, unknown) = (sink.client, sink.netbios, sink.invalid, sink.unknown);
-    let Some(client) = client else {
-        // Without a client ID no record can be attributed.
-        return Ok(Processed { records: summary.records, invalid: summary.records, ..Processed::default() });
-    };
-    let applied = store.apply(client, &netbios, scratch);
-    Ok(Processed { records: summary.records, invalid, unknown_updates: unknown, applied })
+    scanned.scan(report)?;
+    Ok(apply_scanned(store, index, scanned, scratch, not_after))
 }
 
 #[cfg(test)]
@@ -152,10 +195,16 @@ mod tests {
     fn fixtures_apply_as_their_readme_says() {
         let store = Store::new(2, 200);
         let index = index();
-        let mut scratch = Vec::new();
-        let three =
-            process_report(&store, &index, &fixture("report-three-messages.xml"), &mut scratch, i64::MAX)
-                .unwrap();
+        let (mut scanned, mut scratch) = (Scanned::default(), Vec::new());
+        let three = process_report(
+            &store,
+            &index,
+            &fixture("report-three-messages.xml"),
+            &mut scanned,
+            &mut scratch,
+            i64::MAX,
+        )
+        .unwrap();
         assert_eq!((three.records, three.invalid, three.applied.applied), (3, 0, 3));
         let client: Guid = "A1006D0E-CF56-41D1-A006-6330EFC39381".parse().unwrap();
         let (c, row) = store.client(client).unwrap();
@@ -163,22 +212,43 @@ mod tests {
         assert_eq!(c.scan.map(|s| (s.state, s.content_version)), Some((2, 38)));
         assert_eq!(c.netbios_name, "PS1WIN7X64");
 
-        let bad = process_report(&store, &index, &fixture("report-bad-records.xml"), &mut scratch, i64::MAX)
-            .unwrap();
+        let bad = process_report(
+            &store,
+            &index,
+            &fixture("report-bad-records.xml"),
+            &mut scanned,
+            &mut scratch,
+            i64::MAX,
+        )
+        .unwrap();
         assert_eq!((bad.records, bad.invalid, bad.applied.applied), (4, 3, 1));
         let other: Guid = "B2006D0E-CF56-41D1-A006-6330EFC39382".parse().unwrap();
         assert_eq!(store.client(other).unwrap().1[0].state, 3, "505fda07 installed for B2006D0E");
 
         let clients = store.clients();
         assert!(
-            process_report(&store, &index, &fixture("report-truncated.xml"), &mut scratch, i64::MAX).is_err()
+            process_report(
+                &store,
+                &index,
+                &fixture("report-truncated.xml"),
+                &mut scanned,
+                &mut scratch,
+                i64::MAX
+            )
+            .is_err()
         );
         assert_eq!(store.clients(), clients, "a bad file applies nothing");
 
         // Replaying a file changes nothing.
-        let again =
-            process_report(&store, &index, &fixture("report-three-messages.xml"), &mut scratch, i64::MAX)
-                .unwrap();
+        let again = process_report(
+            &store,
+            &index,
+            &fixture("report-three-messages.xml"),
+            &mut scanned,
+            &mut scratch,
+            i64::MAX,
+        )
+        .unwrap();
         assert_eq!((again.applied.applied, again.applied.stale), (0, 3));
     }
 
@@ -186,15 +256,23 @@ mod tests {
     fn unknown_updates_and_reports_without_a_client() {
         let store = Store::new(0, 200);
         let index = UpdateIndex::new(&Site::default_site().catalog);
-        let mut scratch = Vec::new();
-        let p = process_report(&store, &index, &fixture("report-one-message.xml"), &mut scratch, i64::MAX)
-            .unwrap();
+        let (mut scanned, mut scratch) = (Scanned::default(), Vec::new());
+        let p = process_report(
+            &store,
+            &index,
+            &fixture("report-one-message.xml"),
+            &mut scanned,
+            &mut scratch,
+            i64::MAX,
+        )
+        .unwrap();
         assert_eq!((p.records, p.unknown_updates, p.applied.applied), (1, 1, 0));
         let anonymous = String::from_utf8(fixture("report-one-message.xml")).unwrap().replace(
             "<ClientID>GUID: A1006D0E-CF56-41D1-A006-6330EFC39381</ClientID>",
             "<ClientID>not an id</ClientID>",
         );
-        let p = process_report(&store, &index, anonymous.as_bytes(), &mut scratch, i64::MAX).unwrap();
+        let p = process_report(&store, &index, anonymous.as_bytes(), &mut scanned, &mut scratch, i64::MAX)
+            .unwrap();
         assert_eq!((p.records, p.invalid), (1, 1));
     }
 }

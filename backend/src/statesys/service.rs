@@ -2,20 +2,24 @@
 //! checkpoints; and StateSys's counters.
 //!
 //! ```text
-//! wake: a sealed segment (notify) or the poll
+//! wake: Reports handed over in memory, a sealed segment, or the poll
 //!   coming out of idle: pause (site time, 10 s in the product) so files gather
 //!   new catalog (a sync)? take the new update index
-//!   run batches until the inboxes are empty (paced to `rate` state messages a second if set;
-//!     a long backlog breaks off for a checkpoint when one is due)
+//!   apply what the relay handed over in memory (co-located: [`super::handoff`]), then run
+//!     batches of files until the inboxes are empty (paced to `rate` state messages a second if
+//!     set; a long backlog breaks off for a checkpoint when one is due)
 //!   checkpoint when due and there is something to save (applied files, a task's changes)
 //! stop: process what is left, checkpoint, return
 //! ```
 //!
-//! [`StateSys::start`] opens the worker (recovery: the checkpoint, then every inbox file it does
-//! not cover) and starts the thread; [`StateSys::stop`] winds it down. The process sees only
+//! [`StateSys::start`] opens the worker (the store's base and log: the site waits for that) and
+//! starts the thread, which first recovers (every inbox file a previous run left, while the
+//! relay already takes new Reports; `Recovering` in the status until done, and the time it took
+//! in `RecoverySeconds` and the log); [`StateSys::stop`] winds it down. The process sees only
 //! the handle, the [`Counters`] and the store.
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -23,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::Paths;
+use super::handoff::{Handoff, Wake};
 use super::process::UpdateIndex;
 use super::store::Store;
 use super::worker::{Batch, Worker};
@@ -70,6 +75,13 @@ pub struct Counters {
     /// The last checkpoint failed (the relay answers 503 until one succeeds: acknowledged
     /// messages must not outgrow what StateSys can make durable).
     pub checkpoint_failing: AtomicBool,
+    /// Bytes appended to the store's log (checkpoint frames).
+    pub checkpoint_bytes: AtomicU64,
+    /// StateSys is still applying what a previous run left in the inbox.
+    pub recovering: AtomicBool,
+    /// How long loading the store took at start, and then the recovery, in µs.
+    pub load_us: AtomicU64,
+    pub recovery_us: AtomicU64,
 }
 
 impl Counters {
@@ -124,6 +136,22 @@ impl Counters {
                 "sumstorm_statesys_checkpoint_failing",
                 self.checkpoint_failing.load(Ordering::Relaxed),
             ),
+            Reading::counter(
+                &["CheckpointBytes"],
+                "sumstorm_statesys_checkpoint_bytes_total",
+                n(&self.checkpoint_bytes),
+            ),
+            Reading::flag(
+                &["Recovering"],
+                "sumstorm_statesys_recovering",
+                self.recovering.load(Ordering::Relaxed),
+            ),
+            Reading::seconds(&["LoadSeconds"], "sumstorm_statesys_load_seconds", n(&self.load_us)),
+            Reading::seconds(
+                &["RecoverySeconds"],
+                "sumstorm_statesys_recovery_seconds",
+                n(&self.recovery_us),
+            ),
         ]);
     }
 }
@@ -132,13 +160,18 @@ impl Counters {
 #[derive(Debug, Clone)]
 pub struct Notifier {
     counters: Arc<Counters>,
-    wake: Sender<()>,
+    wake: Sender<Wake>,
 }
 
 impl Notifier {
-    pub fn sealed(&self) {
+    /// A segment was sealed (at `path`, when known); `complete` when every record in it was
+    /// handed over in memory, so StateSys need not read it.
+    pub fn sealed(&self, path: Option<PathBuf>, complete: bool) {
         self.counters.files_waiting.fetch_add(1, Ordering::Relaxed);
-        let _ = self.wake.send(());
+        let _ = self.wake.send(match path {
+            Some(path) => Wake::Sealed { path, complete },
+            None => Wake::Look,
+        });
     }
 }
 
@@ -147,14 +180,16 @@ impl Notifier {
 pub struct StateSys {
     counters: Arc<Counters>,
     store: Arc<Store>,
-    wake: Sender<()>,
+    wake: Sender<Wake>,
+    /// Reports handed over in memory and not yet applied.
+    queued: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
 
 impl StateSys {
-    /// Opens StateSys over `paths` (recovering what a previous run left) and starts its thread.
-    /// Blocks for the recovery.
+    /// Opens StateSys over `paths` (the store's base and log loaded) and starts its thread,
+    /// which recovers what a previous run left in the inbox before anything else.
     pub fn start(
         paths: Paths,
         site: Arc<LiveSite>,
@@ -167,25 +202,42 @@ impl StateSys {
             let s = site.read();
             (site.version(), UpdateIndex::new(&s.catalog), s.catalog.len())
         };
-        let (mut worker, recovered) = Worker::open(paths, index, updates, log, clock)?;
+        let (mut worker, loaded) = Worker::open(paths, index, updates, log, clock, faults)?;
         worker.threads = options.threads.max(1);
         if options.rate.is_some() {
             // Small batches, so the pace is even rather than bursts and long sleeps.
             worker.chunk_bytes = 1 << 20;
         }
-        worker.faults = faults;
         let counters = Arc::new(Counters::default());
-        counters.count(&Batch { relayed: 0, ..recovered });
-        counters.reports_recovered.store(recovered.relayed, Ordering::Relaxed);
+        counters.load_us.store(loaded.took.as_micros() as u64, Ordering::Relaxed);
+        counters.recovering.store(true, Ordering::Release);
+        counters.files_waiting.store(worker.waiting()?.len() as u64, Ordering::Relaxed);
         let store = worker.store_handle();
         let (wake, woken) = channel();
         let stop = Arc::new(AtomicBool::new(false));
+        let queued = Arc::new(AtomicU64::new(0));
         let thread = {
-            let (counters, stop) = (Arc::clone(&counters), Arc::clone(&stop));
-            let run = Run { worker, woken, site, site_version, counters, stop, options, clock };
+            let (counters, stop, queued) = (Arc::clone(&counters), Arc::clone(&stop), Arc::clone(&queued));
+            let run = Run {
+                worker,
+                woken,
+                handed: Vec::new(),
+                queued,
+                site,
+                site_version,
+                counters,
+                stop,
+                options,
+                clock,
+            };
             std::thread::Builder::new().name("statesys".into()).spawn(move || run.run())?
         };
-        Ok(StateSys { counters, store, wake, stop, thread })
+        Ok(StateSys { counters, store, wake, queued, stop, thread })
+    }
+
+    /// What the co-located relay hands its durable Reports over with.
+    pub fn handoff(&self) -> Handoff {
+        Handoff::new(self.wake.clone(), Arc::clone(&self.queued))
     }
 
     pub fn counters(&self) -> Arc<Counters> {
@@ -205,7 +257,7 @@ impl StateSys {
     /// Processes what is in the inboxes now, checkpoints, and stops. Blocks until done.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Release);
-        let _ = self.wake.send(());
+        let _ = self.wake.send(Wake::Look);
         let _ = self.thread.join();
     }
 }
@@ -213,7 +265,10 @@ impl StateSys {
 /// The thread's state.
 struct Run {
     worker: Worker,
-    woken: Receiver<()>,
+    woken: Receiver<Wake>,
+    /// What the relay handed over, in the order it came, not yet applied.
+    handed: Vec<Wake>,
+    queued: Arc<AtomicU64>,
     site: Arc<LiveSite>,
     /// The site version the worker's update index was built from.
     site_version: u64,
@@ -224,7 +279,35 @@ struct Run {
 }
 
 impl Run {
+    /// What a previous run left in the inbox, applied before anything else.
+    fn recover(&mut self) {
+        let started = Instant::now();
+        match self.worker.recover() {
+            Ok(recovered) => {
+                self.counters.count(&Batch { relayed: 0, ..recovered });
+                self.counters.reports_recovered.store(recovered.relayed, Ordering::Relaxed);
+                self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+                if recovered.files > 0 {
+                    self.worker.log().info(&format!(
+                        "Recovered {} Reports from {} inbox files left by the previous run in {:.3} seconds.",
+                        recovered.reports,
+                        recovered.files,
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+            // What was not applied stays in the inbox: the file loop takes it next.
+            Err(e) => {
+                self.worker.log().log(Severity::Error, &format!("Cannot recover the inbox: {e}"));
+                eprintln!("sumstorm: StateSys cannot recover its inbox: {e}");
+            }
+        }
+        self.counters.recovery_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.counters.recovering.store(false, Ordering::Release);
+    }
+
     fn run(mut self) {
+        self.recover();
         let timing = self.options.clone();
         let mut last_checkpoint = Instant::now();
         // The pace: records applied since `paced_from`, which restarts whenever StateSys idles.
@@ -236,7 +319,10 @@ impl Run {
         loop {
             let wait = if more { Duration::ZERO } else { timing.poll };
             let (woken, stopping) = match self.woken.recv_timeout(wait) {
-                Ok(()) => (true, self.stop.load(Ordering::Acquire)),
+                Ok(wake) => {
+                    self.handed.push(wake);
+                    (true, self.stop.load(Ordering::Acquire))
+                }
                 Err(RecvTimeoutError::Timeout) => (false, self.stop.load(Ordering::Acquire)),
                 Err(RecvTimeoutError::Disconnected) => (false, true),
             };
@@ -260,7 +346,27 @@ impl Run {
                     more = true;
                     break;
                 }
-                match self.worker.run_batch() {
+                // What came in memory first: whatever it covers need not be read.
+                let handed = self.apply_handed();
+                if handed.reports > 0 || handed.files > 0 {
+                    idle = false;
+                    self.counters.count(&handed);
+                    if let Some(rate) = timing.rate.filter(|r| *r > 0) {
+                        paced += handed.processed.records;
+                        let due = Duration::from_secs_f64(paced as f64 / rate as f64);
+                        std::thread::sleep(due.saturating_sub(paced_from.elapsed()));
+                    }
+                }
+                let (woken, handed) = (&self.woken, &mut self.handed);
+                let refresh = |w: &mut Worker| {
+                    for wake in woken.try_iter() {
+                        if let Wake::Durable { segment, .. } = &wake {
+                            w.handing(segment);
+                        }
+                        handed.push(wake);
+                    }
+                };
+                match self.worker.run_batch(refresh) {
                     Ok(b) if b.files > 0 => {
                         idle = false;
                         if let Some(rate) = timing.rate.filter(|r| *r > 0) {
@@ -281,17 +387,47 @@ impl Run {
                     }
                 }
             }
-            if stopping || last_checkpoint.elapsed() >= timing.checkpoint_every {
-                // Taken before saving: a change made while saving is saved next time.
-                let task_changes = self.worker.store().take_task_changes();
-                if (self.worker.pending() > 0 || task_changes) && self.checkpoint() {
-                    last_checkpoint = Instant::now();
-                }
+            if (stopping || last_checkpoint.elapsed() >= timing.checkpoint_every)
+                && self.worker.needs_checkpoint()
+                && self.checkpoint()
+            {
+                last_checkpoint = Instant::now();
             }
             if stopping {
+                self.worker.finish();
                 return;
             }
         }
+    }
+
+    /// Applies what the relay handed over in memory (and what came since), in order: Reports
+    /// into the store, and sealed segments all of whose records came this way marked applied.
+    fn apply_handed(&mut self) -> Batch {
+        self.handed.extend(self.woken.try_iter());
+        let mut batch = Batch::default();
+        for wake in std::mem::take(&mut self.handed) {
+            match wake {
+                Wake::Durable { segment, opened, records } => {
+                    let b = self.worker.apply_handed(&segment, opened, &records);
+                    self.queued.fetch_sub(b.reports, Ordering::Relaxed);
+                    batch.reports += b.reports;
+                    batch.relayed += b.relayed;
+                    batch.processed += b.processed;
+                }
+                Wake::Sealed { path, complete } => {
+                    self.worker.sealed(path, complete);
+                    batch.files += u64::from(complete);
+                }
+                Wake::Look => {}
+            }
+        }
+        if batch.reports > 0 {
+            self.worker.log().info(&format!(
+                "CMessageProcessor - Processed {} records with {} invalid records.",
+                batch.processed.records, batch.processed.invalid
+            ));
+        }
+        batch
     }
 
     /// A sync changed the catalog: records for the new updates resolve from now on.
@@ -306,15 +442,15 @@ impl Run {
     /// Writes a checkpoint; whether it was written.
     fn checkpoint(&mut self) -> bool {
         match self.worker.checkpoint() {
-            Ok(()) => {
+            Ok(bytes) => {
                 self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+                self.counters.checkpoint_bytes.fetch_add(bytes, Ordering::Relaxed);
                 self.counters.checkpoint_failing.store(false, Ordering::Release);
                 true
             }
             Err(e) => {
-                // Tried again on the next wake-up; the old checkpoint and the inbox files it
-                // does not cover are untouched.
-                self.worker.store().keep_task_changes();
+                // Tried again on the next wake-up; what was durable stays so, the changes not
+                // yet written are kept, and the inbox files they come from are not deleted.
                 self.counters.checkpoint_errors.fetch_add(1, Ordering::Relaxed);
                 self.counters.checkpoint_failing.store(true, Ordering::Release);
                 self.worker.log().log(Severity::Error, &format!("Cannot write the checkpoint: {e}"));

@@ -26,11 +26,13 @@ pub struct UpdateState {
     /// Summarization's bookkeeping, not state: the summary bucket this entry had at the last
     /// summarization, and whether it has been marked changed since.
     pub(crate) seen: u8,
+    /// Changed since the last checkpoint wrote it (the store's change tracking, not state).
+    pub(crate) unsaved: bool,
 }
 
 const _: () = assert!(std::mem::size_of::<UpdateState>() == 24);
 
-/// Equal states: the summarization bookkeeping is not part of a state.
+/// Equal states: the summarization and checkpoint bookkeeping is not part of a state.
 impl PartialEq for UpdateState {
     fn eq(&self, o: &Self) -> bool {
         (self.time, self.changed, self.serial, self.state) == (o.time, o.changed, o.serial, o.state)
@@ -41,10 +43,10 @@ impl Eq for UpdateState {}
 
 impl UpdateState {
     pub const EMPTY: UpdateState =
-        UpdateState { time: NO_TIME, changed: NO_TIME, serial: 0, state: 0, seen: 0 };
+        UpdateState { time: NO_TIME, changed: NO_TIME, serial: 0, state: 0, seen: 0, unsaved: false };
 
     pub const fn new(time: i64, changed: i64, serial: u32, state: u8) -> UpdateState {
-        UpdateState { time, changed, serial, state, seen: 0 }
+        UpdateState { time, changed, serial, state, seen: 0, unsaved: false }
     }
 
     pub fn is_known(&self) -> bool {

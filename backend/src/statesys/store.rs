@@ -18,10 +18,14 @@
 //! counts and what changed since they were taken, marked as records apply (one byte per state,
 //! kept in the padding of [`UpdateState`]), so a summarization after a small change costs in
 //! proportion to the change.
+//!
+//! And each shard tracks what changed since the last checkpoint took it: the clients (a list of
+//! slots) and, in each row, the entries (a flag in the padding, and a list of them while they
+//! are few, so a checkpoint need not look through whole rows), so a checkpoint
+//! ([`super::checkpoint`]) costs in proportion to the change, never the whole store.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use protocol::Guid;
 
@@ -37,6 +41,14 @@ pub(super) struct Shard {
     pub(super) rows: Vec<UpdateState>,
     pub(super) stride: usize,
     pub(super) summary: ShardSummary,
+    /// Slots of the clients changed since the last checkpoint, each once...
+    unsaved: Vec<u32>,
+    /// ...as marked here, one flag per client.
+    listed: Vec<bool>,
+    /// The entries changed since the last checkpoint (slot, update index), each once, while
+    /// they are fewer than a sixteenth of the shard's states; past that (or after a task
+    /// changed entries wholesale), `None`: the rows' flags alone say.
+    entries: Option<Vec<(u32, u32)>>,
 }
 
 impl Shard {
@@ -67,12 +79,33 @@ impl Shard {
             retired: false,
         });
         self.summary.client_changed(i);
+        self.listed.push(false);
         if self.rows.len() + self.stride > self.rows.capacity() {
             // A quarter more at a time, not double: the slack stays under a quarter of a row set.
             self.rows.reserve_exact(self.stride.max(self.rows.len() / 4));
         }
         self.rows.resize(self.rows.len() + self.stride, UpdateState::EMPTY);
         i
+    }
+
+    /// Notes an entry newly marked `unsaved`.
+    fn note_entry(&mut self, slot: usize, index: usize) {
+        let cap = (self.rows.len() / 16).max(1024);
+        if let Some(list) = &mut self.entries {
+            if list.len() < cap {
+                list.push((slot as u32, index as u32));
+            } else {
+                self.entries = None;
+            }
+        }
+    }
+
+    /// Marks a client changed since the last checkpoint.
+    fn touch(&mut self, slot: usize) {
+        if !self.listed[slot] {
+            self.listed[slot] = true;
+            self.unsaved.push(slot as u32);
+        }
     }
 
     /// Widens every row to hold update `index` (the catalog grew with a sync).
@@ -92,9 +125,6 @@ impl Shard {
 pub struct Store {
     shards: Box<[Mutex<Shard>]>,
     shift: u32,
-    /// A task changed the store (status migrated or aged out) since StateSys last took note:
-    /// such changes come from no inbox file, so StateSys checkpoints for them on their own.
-    task_changes: AtomicBool,
 }
 
 impl std::fmt::Debug for Store {
@@ -120,10 +150,13 @@ impl Store {
                     rows: Vec::new(),
                     stride: updates,
                     summary: ShardSummary::default(),
+                    unsaved: Vec::new(),
+                    listed: Vec::new(),
+                    entries: Some(Vec::new()),
                 })
             })
             .collect();
-        Store { shards, shift: 64 - shard_bits, task_changes: AtomicBool::new(false) }
+        Store { shards, shift: 64 - shard_bits }
     }
 
     fn shard(&self, id: Guid) -> &Mutex<Shard> {
@@ -157,7 +190,12 @@ impl Store {
                             e.changed = r.time;
                         }
                         (e.time, e.serial, e.state) = (r.time, serial, state);
+                        let first = !e.unsaved;
+                        e.unsaved = true;
                         shard.summary.state_changed(slot, index, e);
+                        if first {
+                            shard.note_entry(slot, index);
+                        }
                     }
                     newer
                 }
@@ -180,6 +218,8 @@ impl Store {
                 done.stale += 1;
             }
         }
+        // Serials and last-seen moved with every record.
+        shard.touch(slot);
         done
     }
 
@@ -195,6 +235,7 @@ impl Store {
         let shard = &mut *guard;
         let known = shard.index.contains_key(&client);
         let slot = shard.slot(client, netbios);
+        shard.touch(slot);
         let c = &mut shard.clients[slot];
         c.last_seen = c.last_seen.max(now);
         if let Some(location) = location
@@ -224,14 +265,14 @@ impl Store {
                 c.scan = None;
                 for e in &mut shard.rows[slot * stride..(slot + 1) * stride] {
                     // What was summarized stays in `seen`, for the summarizer to take back.
-                    *e = UpdateState { seen: e.seen, ..UpdateState::EMPTY };
+                    let unsaved = e.unsaved || e.is_known();
+                    *e = UpdateState { seen: e.seen, unsaved, ..UpdateState::EMPTY };
                 }
                 shard.summary.client_changed(slot);
+                shard.touch(slot);
+                shard.entries = None;
                 dropped += 1;
             }
-        }
-        if dropped > 0 {
-            self.task_changes.store(true, Ordering::Release);
         }
         dropped
     }
@@ -248,28 +289,95 @@ impl Store {
                 for &i in indexes.iter().filter(|&&i| i < stride) {
                     let e = &mut shard.rows[slot * stride + i];
                     if e.is_known() {
-                        *e = UpdateState { seen: e.seen, ..UpdateState::EMPTY };
+                        *e = UpdateState { seen: e.seen, unsaved: true, ..UpdateState::EMPTY };
                         shard.summary.state_changed(slot, i, e);
+                        shard.touch(slot);
+                        shard.entries = None;
                         moved += 1;
                     }
                 }
             }
         }
-        if moved > 0 {
-            self.task_changes.store(true, Ordering::Release);
-        }
         moved
     }
 
-    /// Whether a task changed the store since the last call; clears the mark. A caller that
-    /// could not save the change puts the mark back with [`Store::keep_task_changes`].
-    pub fn take_task_changes(&self) -> bool {
-        self.task_changes.swap(false, Ordering::AcqRel)
+    /// Whether anything changed since the last [`Store::take_unsaved`].
+    pub fn has_unsaved(&self) -> bool {
+        self.shards.iter().any(|m| !lock(m).unsaved.is_empty())
     }
 
-    /// Marks the store as changed by a task (again): the next checkpoint must take it.
-    pub fn keep_task_changes(&self) {
-        self.task_changes.store(true, Ordering::Release);
+    /// Hands every client changed since the last call to `f`, with its row, whose entries
+    /// changed since are marked `unsaved`, and (when the shard kept the list) the indexes of
+    /// those entries, in order; then clears the marks. One shard locked at a time, `f` called
+    /// under its lock (so it should only copy).
+    pub fn take_unsaved(&self, mut f: impl FnMut(&Client, &[UpdateState], Option<&[u32]>)) {
+        let mut indexes = Vec::new();
+        for m in self.shards.iter() {
+            let mut guard = lock(m);
+            let shard = &mut *guard;
+            let stride = shard.stride;
+            shard.unsaved.sort_unstable();
+            let mut listed = shard.entries.take().map(|mut list| {
+                list.sort_unstable();
+                list.into_iter().peekable()
+            });
+            for &slot in &shard.unsaved {
+                let slot = slot as usize;
+                let row = &mut shard.rows[slot * stride..(slot + 1) * stride];
+                match &mut listed {
+                    Some(list) => {
+                        indexes.clear();
+                        while list.next_if(|&(s, _)| (s as usize) < slot).is_some() {}
+                        while let Some((_, i)) = list.next_if(|&(s, _)| s as usize == slot) {
+                            indexes.push(i);
+                        }
+                        f(&shard.clients[slot], row, Some(&indexes));
+                        for &i in &indexes {
+                            row[i as usize].unsaved = false;
+                        }
+                    }
+                    None => {
+                        f(&shard.clients[slot], row, None);
+                        for e in row.iter_mut() {
+                            e.unsaved = false;
+                        }
+                    }
+                }
+                shard.listed[slot] = false;
+            }
+            shard.unsaved.clear();
+            shard.entries = Some(Vec::new());
+        }
+    }
+
+    /// Marks every client and every known entry changed (tests of the log's format).
+    #[cfg(test)]
+    pub(super) fn mark_all_unsaved(&self) {
+        for m in self.shards.iter() {
+            let mut guard = lock(m);
+            let shard = &mut *guard;
+            for e in shard.rows.iter_mut().filter(|e| e.is_known()) {
+                e.unsaved = true;
+            }
+            for slot in 0..shard.clients.len() {
+                shard.touch(slot);
+            }
+            shard.entries = None;
+        }
+    }
+
+    /// The number of shards (for visiting them one at a time).
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Visits every client of shard `shard` with its row, under that shard's lock.
+    pub fn for_each_in_shard(&self, shard: usize, mut f: impl FnMut(&Client, &[UpdateState])) {
+        let Some(m) = self.shards.get(shard) else { return };
+        let shard = lock(m);
+        for (i, c) in shard.clients.iter().enumerate() {
+            f(c, &shard.rows[i * shard.stride..(i + 1) * shard.stride]);
+        }
     }
 
     /// Brings every shard's partial summary up to date with `plan` (incrementally where it
@@ -323,6 +431,24 @@ impl Store {
     /// Catalog entries per client row (the widest shard's).
     pub fn stride(&self) -> usize {
         self.shards.iter().map(|m| lock(m).stride).max().unwrap_or(0)
+    }
+
+    /// Puts back a client as a checkpoint's log recorded a change to it: the client as it was
+    /// then, and the entries that changed (`(index, state)`); other entries stay as they are.
+    pub fn restore_changes(&self, client: Client, entries: &[(u32, UpdateState)]) {
+        let mut shard = lock(self.shard(client.id));
+        let slot = shard.slot(client.id, "");
+        if let Some(widest) = entries.iter().map(|&(i, _)| i as usize).max()
+            && widest >= shard.stride
+        {
+            shard.widen(widest);
+        }
+        let stride = shard.stride;
+        for &(i, e) in entries {
+            shard.rows[slot * stride + i as usize] = UpdateState { unsaved: false, ..e };
+        }
+        shard.clients[slot] = client;
+        shard.summary.invalidate();
     }
 
     /// Puts back a client as a checkpoint recorded it (replacing any client with the same ID).

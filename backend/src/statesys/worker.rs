@@ -11,9 +11,12 @@
 //!   with the next checkpoint (so a crash before it replays them).
 //! - MessageTimes are judged against the site time the Report was accepted at (a segment's
 //!   opening time; for other files, now): see [`super::process::MAX_CLOCK_SKEW`].
-//! - Processed files stay until [`Worker::checkpoint`] has written the store durably; then they
-//!   are deleted. After a crash, [`Worker::open`] loads the last checkpoint and processes every
-//!   file still in the inbox again, which is harmless: applying a record twice changes nothing.
+//! - Processed files stay until [`Worker::checkpoint`] has made what they changed durable (a
+//!   frame of the store's log, [`super::checkpoint`]); then they are deleted. After a crash,
+//!   [`Worker::open`] loads the store's base and log, and [`Worker::recover`] processes every
+//!   file that was in the inbox again, which is harmless: applying a record twice changes
+//!   nothing. The relay may already be writing new segments while `recover` runs; those are
+//!   left to the file loop.
 //! - Each batch logs the product's lines: `Processed N records with M invalid records.` and
 //!   `Processed K message files in this batch, with B bad files.`
 
@@ -24,14 +27,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Paths;
-use super::checkpoint;
-use super::process::{Processed, UpdateIndex, not_after, process_report};
+use super::checkpoint::{Compaction, Durable, Loaded};
+use super::handoff::Parsed;
+use super::process::{Processed, Scanned, UpdateIndex, apply_scanned, not_after, process_report};
 use super::state::Record;
 use super::store::Store;
 use crate::clock::SiteClock;
+use crate::faults::Faults;
 use crate::inbox::discovery;
 use crate::inbox::segment::{self, SEALED};
-use crate::logs::ComponentLog;
+use crate::logs::{ComponentLog, Severity};
 
 /// What one batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,6 +59,9 @@ pub struct Batch {
 pub struct Worker {
     paths: Paths,
     store: Arc<Store>,
+    durable: Durable,
+    /// The files that were in the inboxes at open, for [`Worker::recover`].
+    backlog: Vec<PathBuf>,
     index: UpdateIndex,
     log: Arc<ComponentLog>,
     clock: SiteClock,
@@ -61,37 +69,52 @@ pub struct Worker {
     /// (bad ones moved to `corrupt/`).
     applied: HashSet<PathBuf>,
     condemned: HashSet<PathBuf>,
+    /// Segments (by name, without extension) the relay is handing over in memory: not read
+    /// while their records come that way, until they are sealed.
+    handing: HashSet<std::ffi::OsString>,
+    /// Reports applied in memory per segment not yet known to be complete: when such a segment
+    /// is read after all, those are not counted as relayed twice.
+    handed: std::collections::HashMap<std::ffi::OsString, u64>,
     /// At most this many bytes of files per batch.
     pub chunk_bytes: u64,
+    /// Each processing thread's buffers, kept from batch to batch.
+    scratch: Vec<Scratch>,
+    /// The records of a Report handed over in memory (reused).
+    records: Vec<Record>,
     /// Processing threads a batch's files are spread over (the store is sharded, so they rarely
     /// contend). Records of one update in files processed at the same time may apply in either
     /// order; only LastStatusChangeTime can tell (see `store`).
     pub threads: usize,
-    /// The fault-injection seam for checkpoints.
-    pub faults: Arc<crate::faults::Faults>,
 }
 
 impl Worker {
-    /// Opens StateSys's state: the last checkpoint if there is one (else an empty store with rows
-    /// for the catalog), then every file left in the inbox processed and checkpointed. `clock`
-    /// is the site's.
+    /// Opens StateSys's state: the store's base and log (else an empty store with rows for the
+    /// catalog), segments a crash left open sealed, and the files waiting noted for
+    /// [`Worker::recover`]. `clock` is the site's; `faults` the checkpoint's fault seam.
     pub fn open(
         paths: Paths,
         index: UpdateIndex,
         updates: usize,
         log: Arc<ComponentLog>,
         clock: SiteClock,
-    ) -> io::Result<(Worker, Batch)> {
+        faults: Arc<Faults>,
+    ) -> io::Result<(Worker, Loaded)> {
         for dir in paths.inboxes().iter().chain([&paths.corrupt(), &paths.state]) {
             fs::create_dir_all(dir)?;
         }
-        let store = match checkpoint::load(&paths.checkpoint(), 8) {
-            Ok(store) => store,
-            Err(checkpoint::LoadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
-                Store::new(8, updates)
-            }
-            Err(e) => return Err(io::Error::other(e.to_string())),
-        };
+        let store = Arc::new(Store::new(8, updates));
+        let (durable, loaded) =
+            Durable::open(&paths.state, &store, faults).map_err(|e| io::Error::other(e.to_string()))?;
+        if loaded.bytes > 0 {
+            log.info(&format!(
+                "Loaded the state store: {} clients, base generation {} and {} log frames ({:.1} MB) in {:.3} seconds.",
+                store.clients(),
+                loaded.generation,
+                loaded.frames,
+                loaded.bytes as f64 / 1e6,
+                loaded.took.as_secs_f64()
+            ));
+        }
         // Segments a crash left being written: cut back to their whole records and seal.
         for dir in paths.inboxes() {
             for path in list(&dir, "part")? {
@@ -100,31 +123,45 @@ impl Worker {
         }
         let mut worker = Worker {
             paths,
-            store: Arc::new(store),
+            store,
+            durable,
+            backlog: Vec::new(),
             index,
             log,
             clock,
             applied: HashSet::new(),
             condemned: HashSet::new(),
+            handing: HashSet::new(),
+            handed: Default::default(),
             chunk_bytes: 64 << 20,
+            scratch: Vec::new(),
+            records: Vec::new(),
             threads: 1,
-            faults: Arc::default(),
         };
+        worker.backlog = worker.waiting()?;
+        Ok((worker, loaded))
+    }
+
+    /// Processes the files that were waiting at open (what a previous run acknowledged and had
+    /// not made durable in the store), then checkpoints. Files the relay seals meanwhile are
+    /// left for [`Worker::run_batch`].
+    pub fn recover(&mut self) -> io::Result<Batch> {
         let mut recovered = Batch::default();
-        loop {
-            let batch = worker.run_batch()?;
-            if batch.files == 0 {
-                break;
-            }
+        let mut backlog = std::mem::take(&mut self.backlog);
+        while !backlog.is_empty() {
+            let take = self.chunk_len(&backlog);
+            let rest = backlog.split_off(take);
+            let batch = self.run_files(backlog, rest.len() as u64)?;
             recovered.files += batch.files;
             recovered.reports += batch.reports;
             recovered.relayed += batch.relayed;
             recovered.bad_files += batch.bad_files;
             recovered.bad_records += batch.bad_records;
             recovered.processed += batch.processed;
+            backlog = rest;
         }
-        worker.checkpoint()?;
-        Ok((worker, recovered))
+        self.checkpoint()?;
+        Ok(recovered)
     }
 
     pub fn store(&self) -> &Store {
@@ -151,44 +188,72 @@ impl Worker {
         self.applied.len()
     }
 
-    /// The files waiting in the inboxes, in processing order (not counting applied ones).
+    /// Whether a checkpoint has anything to save: files applied, or changes in the store (a
+    /// task's, or discovery's) or kept from a checkpoint that failed.
+    pub fn needs_checkpoint(&self) -> bool {
+        !self.applied.is_empty() || self.durable.has_pending() || self.store.has_unsaved()
+    }
+
+    /// The files waiting in the inboxes, in processing order (not counting applied ones, nor
+    /// segments being handed over in memory).
     pub fn waiting(&self) -> io::Result<Vec<PathBuf>> {
         let mut out = Vec::new();
         for dir in self.paths.inboxes() {
-            out.extend(list(&dir, SEALED)?.into_iter().filter(|p| !self.applied.contains(p)));
+            out.extend(list(&dir, SEALED)?.into_iter().filter(|p| !self.skipped(p)));
         }
         Ok(out)
     }
 
+    fn skipped(&self, path: &Path) -> bool {
+        self.applied.contains(path) || path.file_stem().is_some_and(|s| self.handing.contains(s))
+    }
+
     /// Processes one chunk of waiting files; `files == 0` means there was nothing to do.
-    pub fn run_batch(&mut self) -> io::Result<Batch> {
-        let waiting = self.waiting()?;
-        let mut chunk = Vec::new();
+    /// `refresh` runs after the inboxes are listed: there the caller notes what the relay
+    /// handed over meanwhile ([`Worker::handing`]), so a segment sealed just then is not read.
+    pub fn run_batch(&mut self, refresh: impl FnOnce(&mut Worker)) -> io::Result<Batch> {
+        let mut waiting = self.waiting()?;
+        refresh(self);
+        waiting.retain(|p| !self.skipped(p));
+        let rest = waiting.split_off(self.chunk_len(&waiting));
+        self.run_files(waiting, rest.len() as u64)
+    }
+
+    /// How many of `files` make one chunk: within `chunk_bytes`, at least one.
+    fn chunk_len(&self, files: &[PathBuf]) -> usize {
         let mut bytes = 0;
-        for path in &waiting {
+        for (i, path) in files.iter().enumerate() {
             let len = fs::metadata(path).map_or(0, |m| m.len());
-            if !chunk.is_empty() && bytes + len > self.chunk_bytes {
-                break;
+            if i > 0 && bytes + len > self.chunk_bytes {
+                return i;
             }
             bytes += len;
-            chunk.push(path.clone());
         }
+        files.len()
+    }
+
+    /// Processes `chunk`; `left` files wait after it.
+    fn run_files(&mut self, chunk: Vec<PathBuf>, left: u64) -> io::Result<Batch> {
         if chunk.is_empty() {
             return Ok(Batch::default());
         }
         // "chucks": the product's own spelling (seed, StateSys.log), kept so log readers match it.
         self.log.info(&format!("total chucks loaded ({})", chunk.len().div_ceil(64)));
-        let mut batch = Batch { left: (waiting.len() - chunk.len()) as u64, ..Batch::default() };
+        let mut batch = Batch { left, ..Batch::default() };
         let per_thread = chunk.len().div_ceil(self.threads.max(1));
+        let threads = chunk.len().div_ceil(per_thread);
+        if self.scratch.len() < threads {
+            self.scratch.resize_with(threads, Scratch::default);
+        }
         let (store, index, now) = (&*self.store, &self.index, self.clock.now().0);
         let results: Vec<(PathBuf, io::Result<FileOutcome>)> = std::thread::scope(|scope| {
             let workers: Vec<_> = chunk
                 .chunks(per_thread)
-                .map(|part| {
+                .zip(self.scratch.iter_mut())
+                .map(|(part, scratch)| {
                     scope.spawn(move || {
-                        let mut scratch = Vec::new();
                         part.iter()
-                            .map(|p| (p.clone(), process_file(store, index, p, &mut scratch, now)))
+                            .map(|p| (p.clone(), process_file(store, index, p, scratch, now)))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -200,7 +265,9 @@ impl Worker {
             batch.files += 1;
             batch.reports += reports;
             if segment {
-                batch.relayed += reports;
+                // Those handed over in memory already counted.
+                let handed = path.file_stem().and_then(|s| self.handed.remove(s)).unwrap_or(0);
+                batch.relayed += reports.saturating_sub(handed);
             }
             batch.processed += processed;
             batch.bad_records += bad_records;
@@ -230,9 +297,24 @@ impl Worker {
         Ok(batch)
     }
 
-    /// Writes the store durably, then deletes the files it covers.
-    pub fn checkpoint(&mut self) -> io::Result<()> {
-        checkpoint::save(&self.store, &self.paths.checkpoint(), &self.faults)?;
+    /// Makes what changed in the store durable (a frame of its log), then deletes the files it
+    /// covers. Returns the bytes appended to the log.
+    pub fn checkpoint(&mut self) -> io::Result<u64> {
+        let saved = self.durable.save(&self.store)?;
+        match saved.compaction {
+            Some(Compaction::Started { generation }) => self.log.info(&format!(
+                "Compacting the state store's log into base generation {generation} in the background."
+            )),
+            Some(Compaction::Done { generation, bytes, took }) => self.log.info(&format!(
+                "Wrote the state store's base generation {generation} ({:.1} MB) in {:.3} seconds.",
+                bytes as f64 / 1e6,
+                took.as_secs_f64()
+            )),
+            Some(Compaction::Failed(e)) => {
+                self.log.log(Severity::Error, &format!("Cannot compact the state store's log: {e}"))
+            }
+            None => {}
+        }
         for path in self.applied.drain() {
             let done = if self.condemned.remove(&path) {
                 fs::rename(&path, self.paths.corrupt().join(path.file_name().unwrap_or_default()))
@@ -244,7 +326,70 @@ impl Worker {
                 _ => {}
             }
         }
-        Ok(())
+        Ok(saved.bytes)
+    }
+
+    /// Applies Reports the relay handed over in memory, durable in `segment` opened at site
+    /// time `opened` (µs).
+    pub fn apply_handed(&mut self, segment: &Path, opened: i64, records: &[Parsed]) -> Batch {
+        let limit = not_after(opened);
+        let mut batch = Batch::default();
+        let scratch = &mut self.records;
+        for record in records {
+            if let Parsed::Report(report) = record {
+                batch.reports += 1;
+                batch.processed += apply_scanned(&self.store, &self.index, report, scratch, limit);
+            }
+        }
+        batch.relayed = batch.reports;
+        if let Some(stem) = segment.file_stem() {
+            self.handing.insert(stem.to_owned());
+            *self.handed.entry(stem.to_owned()).or_default() += batch.reports;
+        }
+        batch
+    }
+
+    /// The relay is handing over the records of `segment` in memory: it is not read (unless
+    /// [`Worker::sealed`] says it must be).
+    pub fn handing(&mut self, segment: &Path) {
+        if let Some(stem) = segment.file_stem() {
+            self.handing.insert(stem.to_owned());
+        }
+    }
+
+    /// A segment was sealed at `path`; `complete` when every record in it was applied another
+    /// way (handed over in memory, all of it applied before this call): it goes with the next
+    /// checkpoint, unread. Otherwise it is read.
+    pub fn sealed(&mut self, path: PathBuf, complete: bool) {
+        if let Some(stem) = path.file_stem() {
+            self.handing.remove(stem);
+            if complete {
+                self.handed.remove(stem);
+            }
+        }
+        if complete {
+            self.applied.insert(path);
+        }
+    }
+
+    /// Waits for a compaction of the store's log under way (at shutdown).
+    pub fn finish(&mut self) {
+        match self.durable.finish() {
+            Some(Compaction::Failed(e)) => {
+                self.log.log(Severity::Error, &format!("Cannot compact the state store's log: {e}"))
+            }
+            Some(Compaction::Done { generation, bytes, took }) => self.log.info(&format!(
+                "Wrote the state store's base generation {generation} ({:.1} MB) in {:.3} seconds.",
+                bytes as f64 / 1e6,
+                took.as_secs_f64()
+            )),
+            _ => {}
+        }
+    }
+
+    /// The store's durable form (benches and tests compact it on demand).
+    pub fn durable(&mut self) -> &mut Durable {
+        &mut self.durable
     }
 }
 
@@ -261,16 +406,29 @@ struct FileOutcome {
     bad_records: u64,
 }
 
+/// A processing thread's buffers, reused from file to file and Report to Report (no fresh pages
+/// per file).
+#[derive(Debug, Default)]
+struct Scratch {
+    bytes: Vec<u8>,
+    scanned: Scanned,
+    records: Vec<Record>,
+}
+
 /// Applies one file's Reports; `now` is the site time (µs) for files that do not say when they
 /// were accepted.
 fn process_file(
     store: &Store,
     index: &UpdateIndex,
     path: &Path,
-    scratch: &mut Vec<Record>,
+    scratch: &mut Scratch,
     now: i64,
 ) -> io::Result<FileOutcome> {
-    let bytes = fs::read(path)?;
+    use std::io::Read as _;
+    let Scratch { bytes, scanned, records: scratch } = scratch;
+    bytes.clear();
+    fs::File::open(path)?.read_to_end(bytes)?;
+    let bytes = &bytes[..];
     let outcome = |reports, segment, bad| FileOutcome {
         processed: Processed::default(),
         reports,
@@ -278,15 +436,15 @@ fn process_file(
         bad,
         bad_records: 0,
     };
-    if !segment::is_segment(&bytes) {
-        return Ok(match process_report(store, index, &bytes, scratch, not_after(now)) {
+    if !segment::is_segment(bytes) {
+        return Ok(match process_report(store, index, bytes, scanned, scratch, not_after(now)) {
             Ok(processed) => FileOutcome { processed, ..outcome(1, false, false) },
             Err(_) => outcome(1, false, true),
         });
     }
-    let limit = not_after(segment::created(&bytes).unwrap_or(now));
+    let limit = not_after(segment::created(bytes).unwrap_or(now));
     let mut outcome = outcome(0, true, false);
-    for record in segment::records(&bytes) {
+    for record in segment::records(bytes) {
         let Ok(record) = record else {
             // Corrupt before its end: what follows cannot be found.
             outcome.bad = true;
@@ -302,7 +460,7 @@ fn process_file(
             continue;
         }
         outcome.reports += 1;
-        match process_report(store, index, record, scratch, limit) {
+        match process_report(store, index, record, scanned, scratch, limit) {
             Ok(p) => outcome.processed += p,
             // The relay checked every Report; one that does not scan now was damaged on disk,
             // or written by hand. It alone is lost.
@@ -349,7 +507,10 @@ mod tests {
         let mut index = UpdateIndex::new(&Site::default_site().catalog);
         index.insert("505fda07-b4f3-45fb-83d9-8642554e2773".parse().unwrap(), 0);
         index.insert("4ae85c00-0eaa-4be0-b81b-dbd7053d5fae".parse().unwrap(), 1);
-        Worker::open(paths, index, 200, Arc::new(log), SiteClock::real_time()).unwrap()
+        let (mut w, _) =
+            Worker::open(paths, index, 200, Arc::new(log), SiteClock::real_time(), Arc::default()).unwrap();
+        let recovered = w.recover().unwrap();
+        (w, recovered)
     }
 
     const A: Guid = Guid(0xA1006D0E_CF56_41D1_A006_6330EFC39381);
@@ -387,7 +548,7 @@ mod tests {
         ])
         .unwrap();
         seg.seal().unwrap();
-        let batch = w.run_batch().unwrap();
+        let batch = w.run_batch(|_| {}).unwrap();
         assert_eq!((batch.files, batch.bad_files, batch.bad_records), (1, 0, 2));
         assert_eq!(batch.reports, 3);
         assert_eq!(w.store().client(A).unwrap().1[0].state, 2);
@@ -410,7 +571,7 @@ mod tests {
             let mut seg = SegmentWriter::create(&incoming, name, opened).unwrap();
             seg.append_all([fixture("report-three-messages.xml").as_slice()]).unwrap();
             seg.seal().unwrap();
-            let batch = w.run_batch().unwrap();
+            let batch = w.run_batch(|_| {}).unwrap();
             assert_eq!((batch.processed.records, batch.processed.invalid), (3, invalid), "segment {name}");
         }
     }
@@ -426,10 +587,10 @@ mod tests {
         seg.append_all([fixture("report-three-messages.xml").as_slice()]).unwrap();
         seg.seal().unwrap();
 
-        let batch = w.run_batch().unwrap();
+        let batch = w.run_batch(|_| {}).unwrap();
         assert_eq!((batch.files, batch.reports, batch.bad_files), (3, 3, 1));
         assert_eq!((batch.processed.records, batch.processed.invalid), (7, 3));
-        assert_eq!(w.run_batch().unwrap(), Batch::default(), "applied files are not taken twice");
+        assert_eq!(w.run_batch(|_| {}).unwrap(), Batch::default(), "applied files are not taken twice");
         assert_eq!(w.store().client(B).unwrap().1[0].state, 3);
         assert_eq!(w.store().client(A).unwrap().1[0].state, 2);
         assert_eq!(w.pending(), 3);
@@ -452,7 +613,7 @@ mod tests {
         {
             let (mut w, _) = open(tmp.path());
             fs::write(incoming.join("AAAAAAAA.SMX"), fixture("report-three-messages.xml")).unwrap();
-            w.run_batch().unwrap();
+            w.run_batch(|_| {}).unwrap();
             w.checkpoint().unwrap();
             fs::write(incoming.join("BBBBBBBB.SMX"), fixture("report-bad-records.xml")).unwrap();
             // A half-written segment: one whole Report, then a torn one.
@@ -464,7 +625,7 @@ mod tests {
             let mut bytes = fs::read(&part).unwrap();
             bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, b'<']);
             fs::write(&part, bytes).unwrap();
-            w.run_batch().unwrap();
+            w.run_batch(|_| {}).unwrap();
             // Crash: no checkpoint after the second batch.
         }
         let (w, recovered) = open(tmp.path());

@@ -18,6 +18,8 @@ use crate::inbox::discovery::Discovery;
 use crate::mp::{self, Dispatch};
 use crate::server::Shared;
 use crate::server::http::{Charge, Reply, busy, json_reply, read_body, reply, text};
+use crate::statesys::handoff::Parsed;
+use crate::statesys::process::Scanned;
 
 /// Location request bodies longer than this are logged as `<XML Body Truncated>`.
 const LOGGED_BODY_BYTES: usize = 4096;
@@ -117,7 +119,7 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
                         location: d.location,
                         time: now,
                     };
-                    if let Err(e) = durable(shared, record.encode(), || {}).await {
+                    if let Err(e) = durable(shared, record.encode(), Parsed::Applied, || {}).await {
                         return (e.answer(shared, shared.location_log.log(), "Discovery"), target);
                     }
                 }
@@ -128,7 +130,9 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
                 reply(StatusCode::OK, CCM_CONTENT_TYPE, envelope::build_sync_reply(&mut header, &xml))
             }
         }
-        Dispatch::Relay { records } => relay(shared, request.body.into_bytes(), records, plain).await,
+        Dispatch::Relay { records, scanned } => {
+            relay(shared, request.body.into_bytes(), records, scanned, plain).await
+        }
         Dispatch::BadRequest(why) => text(StatusCode::BAD_REQUEST, why),
         Dispatch::Unhandled => reply(StatusCode::OK, "text/plain", Bytes::new()),
     };
@@ -157,12 +161,14 @@ impl NotDurable {
     }
 }
 
-/// Writes `record` to the inbox and waits until it is on disk. `on_durable` runs when the
-/// record is on disk, in the writer's thread, whether or not this request is still waiting (a
-/// client that hung up has still had its record made durable, and StateSys will apply it).
+/// Writes `record` to the inbox and waits until it is on disk; `parsed` is the record as
+/// StateSys takes it in memory. `on_durable` runs when the record is on disk, in the writer's
+/// thread, whether or not this request is still waiting (a client that hung up has still had its
+/// record made durable, and StateSys will apply it).
 async fn durable(
     shared: &Shared,
     record: Vec<u8>,
+    parsed: Parsed,
     on_durable: impl FnOnce() + Send + 'static,
 ) -> Result<(), NotDurable> {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -172,7 +178,7 @@ async fn durable(
         }
         let _ = tx.send(r);
     });
-    if let Err(Busy { .. }) = shared.commit.submit(record, ack) {
+    if let Err(Busy { .. }) = shared.commit.submit(record, Some(parsed), ack) {
         return Err(NotDurable::Busy);
     }
     match rx.await {
@@ -183,7 +189,13 @@ async fn durable(
 }
 
 /// Makes the Report durable and only then answers `NoReply`.
-async fn relay(shared: &Arc<Shared>, report: Vec<u8>, records: u64, plain: bool) -> Reply {
+async fn relay(
+    shared: &Arc<Shared>,
+    report: Vec<u8>,
+    records: u64,
+    scanned: Box<Scanned>,
+    plain: bool,
+) -> Reply {
     let waiting = shared.statesys.files_waiting.load(Ordering::Relaxed);
     if waiting as usize > shared.limits.high_water_files {
         return busy(shared, "the inbox is past its high-water mark; retry later");
@@ -197,7 +209,7 @@ async fn relay(shared: &Arc<Shared>, report: Vec<u8>, records: u64, plain: bool)
         counted.relay.messages_accepted.fetch_add(records, Ordering::Relaxed);
         counted.relay.reports_accepted.fetch_add(1, Ordering::Release);
     };
-    match durable(shared, report, accepted).await {
+    match durable(shared, report, Parsed::Report(scanned), accepted).await {
         Ok(()) => {
             shared.relay_log.sample(|| {
                 let dir = shared.relay_dir.display();

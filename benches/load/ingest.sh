@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Durable-and-applied ingestion of one backend build: plain 150-message Reports from wrk
+# (benches/load/relay.lua, 64 connections) for DURATION seconds, then the time until StateSys
+# has applied every acknowledged Report. Prints one line:
+#   <label> acked_msgs_per_s=... applied_msgs_per_s=... drain_s=... checkpoints=...
+# applied_msgs_per_s = state messages applied / (wrk's time + the drain after it).
+#   cargo run --release -p benches --example write_report > /tmp/report.xml
+#   benches/load/ingest.sh target/release/backend after 20
+set -euo pipefail
+BIN=${1:?backend binary}; LABEL=${2:-run}; DURATION=${3:-20}; PORT=${PORT:-18790}
+EXTRA=${EXTRA:-}
+DIR=$(mktemp -d /tmp/ingest.XXXX)
+HERE=$(cd "$(dirname "$0")" && pwd)
+"$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$DIR/data" --statesys-pause 0 $EXTRA >"$DIR/backend.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR"' EXIT
+for _ in $(seq 50); do curl -sf 127.0.0.1:$PORT/api/v1/status >/dev/null && break; sleep 0.1; done
+status() { curl -sf 127.0.0.1:$PORT/api/v1/status; }
+field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d['$1'])"; }
+start=$(date +%s.%N)
+REPORT=${REPORT:-/tmp/report.xml} wrk -t1 -c64 -d${DURATION}s -s "$HERE/relay.lua" http://127.0.0.1:$PORT >"$DIR/wrk.txt" 2>&1
+wrk_end=$(date +%s.%N)
+accepted=$(status | field StateMessagesAccepted)
+# Applied: every acknowledged Report processed (bounded wait: 120 s).
+for _ in $(seq 1200); do
+  s=$(status)
+  relayed=$(echo "$s" | python3 -c "import json,sys; d=json.load(sys.stdin); print(d['RecordsProcessed'])")
+  [ "$relayed" -ge "$accepted" ] && break
+  sleep 0.1
+done
+done_at=$(date +%s.%N)
+ckpts=$(status | field Checkpoints)
+python3 - "$LABEL" "$start" "$wrk_end" "$done_at" "$accepted" "$relayed" "$ckpts" <<'PY'
+import sys
+label, start, wrk_end, done, accepted, applied, ckpts = sys.argv[1:]
+start, wrk_end, done = float(start), float(wrk_end), float(done)
+accepted, applied = int(accepted), int(applied)
+print(f"{label} acked_msgs_per_s={accepted/(wrk_end-start):.0f} applied_msgs_per_s={applied/(done-start):.0f} "
+      f"drain_s={done-wrk_end:.2f} applied={applied} accepted={accepted} checkpoints={ckpts}")
+PY
+grep -E "Requests/sec|Non-2xx|Latency" "$DIR/wrk.txt" | tr -s ' ' | tr '\n' ' '; echo
