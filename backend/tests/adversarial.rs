@@ -82,9 +82,17 @@ fn location(id: Guid, ad_site: &str) -> Vec<u8> {
     envelope_of("MP_LocationManager", &format!("GUID:{id}"), &request.to_xml())
 }
 
+/// One client's states; a backend that just started answers 503 until StateSys has loaded the
+/// store and replayed the inbox (bounded wait).
 fn client_json(addr: SocketAddr, id: Guid) -> (u16, serde_json::Value) {
-    let (status, _, body) = call(addr, "GET", &format!("/api/v1/clients/{id}"), &[], b"").unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or_default())
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _, body) = call(addr, "GET", &format!("/api/v1/clients/{id}"), &[], b"").unwrap();
+        if status != 503 || std::time::Instant::now() > deadline {
+            return (status, serde_json::from_slice(&body).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn drained(addr: SocketAddr) {

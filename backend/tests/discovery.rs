@@ -65,8 +65,15 @@ fn registrations_and_locations_survive_sigkill() {
     drop(server);
 
     let server = start(&data);
-    let (status, _, body) =
-        common::call(server.addr, "GET", &format!("/api/v1/clients/{id}"), &[], b"").unwrap();
+    // The store loads and the inbox replays after the MP answers: 503 until then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (status, _, body) = loop {
+        let answer = common::call(server.addr, "GET", &format!("/api/v1/clients/{id}"), &[], b"").unwrap();
+        if answer.0 != 503 || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     drop(server);
     assert_eq!(
@@ -77,4 +84,36 @@ fn registrations_and_locations_survive_sigkill() {
     );
     assert_eq!(json["NetBIOSName"], "PS1WIN10X64");
     assert_eq!(json["Location"]["ADSite"], "CM12-R2-PS1", "{json:#}");
+}
+
+/// A store that does not load (damaged) stops the process with an error that names it, after
+/// the MP may already have answered: nothing acknowledged is lost (it is in the inbox), and
+/// nothing runs on a store that is not the site's.
+#[test]
+fn a_damaged_store_stops_the_backend_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("state")).unwrap();
+    std::fs::write(data.join("state/store.ckpt"), b"SUMSTORM-STORE/3\nnot a store at all").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_backend"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the backend kept running on a damaged store");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("StateSys cannot load its store: the checkpoint is damaged"), "{stderr}");
 }

@@ -2,7 +2,9 @@
 //! 150-message state Report (`loadgen::messages::Report`) made into the HTTP request it sends
 //! (`loadgen::transport::mp_request`), on the faithful wire at several zlib levels and on the
 //! plain wire: `generator/state_report_150msgs/<wire>`. The bytes each puts on the wire are
-//! printed once.
+//! printed once. `generator/deflate_150msgs/<implementation>_l<level>` compresses that Report's
+//! UTF-16 body alone with zlib-rs (through flate2, what loadgen uses), miniz_oxide and libdeflate,
+//! to say whether another deflate would pay.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -50,6 +52,52 @@ fn state_report(c: &mut Criterion) {
     g.finish();
 }
 
+/// The body the faithful wire compresses: the Report's XML as UTF-16LE with a BOM.
+fn utf16_body() -> Vec<u8> {
+    let client = Guid(0x1F6E_4C4E_0A2D_4B6B_9C1D_0000_0000_0001);
+    let mut report = Report::begin(client, "PC000001", Timestamp(T0), 150);
+    for i in 0..150u64 {
+        let update = Guid(0x505f_da07_b4f3_45fb_83d9_8642_554e_0000 + u128::from(i));
+        report.update(update, 200, 1 + (i % 3) as u8, Timestamp(T0 + i as i64), 230 + i);
+    }
+    let xml = report.finish();
+    protocol::utf16::encode(&xml, true)
+}
+
+fn deflate(c: &mut Criterion) {
+    use std::io::Write as _;
+    let body = utf16_body();
+    let mut g = c.benchmark_group("generator/deflate_150msgs");
+    for level in [1u32, 6] {
+        let zlib_rs = move |body: &[u8]| {
+            let mut e = flate2::write::ZlibEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::new(level),
+            );
+            e.write_all(body).expect("in memory");
+            e.finish().expect("in memory")
+        };
+        let miniz = move |body: &[u8]| miniz_oxide::deflate::compress_to_vec_zlib(body, level as u8);
+        let mut compressor =
+            libdeflater::Compressor::new(libdeflater::CompressionLvl::new(level as i32).expect("level"));
+        let mut out = vec![0u8; compressor.zlib_compress_bound(body.len())];
+        let libdeflate_len = compressor.zlib_compress(&body, &mut out).expect("fits");
+        eprintln!(
+            "generator/deflate_150msgs level {level}: {} UTF-16 bytes -> zlib-rs {}, miniz_oxide {}, libdeflate {}",
+            body.len(),
+            zlib_rs(&body).len(),
+            miniz(&body).len(),
+            libdeflate_len
+        );
+        g.bench_function(format!("zlib_rs_l{level}"), |b| b.iter(|| zlib_rs(black_box(&body))));
+        g.bench_function(format!("miniz_oxide_l{level}"), |b| b.iter(|| miniz(black_box(&body))));
+        g.bench_function(format!("libdeflate_l{level}"), |b| {
+            b.iter(|| compressor.zlib_compress(black_box(&body), &mut out).expect("fits"))
+        });
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -57,5 +105,5 @@ fn config() -> Criterion {
         .sample_size(50)
 }
 
-criterion_group! { name = benches; config = config(); targets = state_report }
+criterion_group! { name = benches; config = config(); targets = state_report, deflate }
 criterion_main!(benches);

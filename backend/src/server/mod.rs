@@ -257,7 +257,7 @@ pub async fn run(
     )?);
     let statesys_log = Arc::new(site_log("StateSys.log", "SMS_STATE_SYSTEM")?);
     let faults = Arc::new(Faults::default());
-    let statesys = {
+    let mut statesys = {
         let options = service::Options {
             threads: config.statesys_threads,
             checkpoint_every: config.checkpoint_every,
@@ -338,8 +338,17 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(config.limits.max_connections));
     tokio::pin!(shutdown);
+    // A store that does not load stops the process (after the same orderly shutdown).
+    let mut fatal = statesys.take_fatal();
+    let mut failed = None;
     loop {
         tokio::select! {
+            why = async { match fatal.as_mut() { Some(f) => f.await, None => std::future::pending().await } } => {
+                match why {
+                    Ok(why) => { failed = Some(why); break; }
+                    Err(_) => fatal = None,
+                }
+            }
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
@@ -395,7 +404,10 @@ pub async fn run(
     closing.abort();
     let _ = closing.await;
     drop(lock);
-    Ok(())
+    match failed {
+        Some(why) => Err(io::Error::other(why)),
+        None => Ok(()),
+    }
 }
 
 fn now_utc() -> Timestamp {

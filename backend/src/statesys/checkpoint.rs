@@ -860,6 +860,8 @@ mod tests {
         }
         durable.finish();
         durable.save(&store).unwrap();
+        // One process owns the directory: the reader comes after the writer's compactor ends.
+        durable.finish();
         let (loaded, report) = reopen(tmp.path());
         assert!(report.generation > 0, "compactions ran");
         assert!(snapshot(&loaded) == snapshot(&store));

@@ -27,6 +27,9 @@ pub enum Parsed {
     Report(Box<Scanned>),
     /// A record the store already holds (discovery: the MP applies it before writing it).
     Applied,
+    /// A discovery record for StateSys to apply (the store was still loading when the MP heard
+    /// from the client).
+    Discovery(crate::inbox::discovery::Discovery),
 }
 
 /// What StateSys's thread is woken with.

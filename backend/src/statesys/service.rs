@@ -12,10 +12,12 @@
 //! stop: process what is left, checkpoint, return
 //! ```
 //!
-//! [`StateSys::start`] opens the worker (the store's base and log: the site waits for that) and
-//! starts the thread, which first recovers (every inbox file a previous run left, while the
-//! relay already takes new Reports; `Recovering` in the status until done, and the time it took
-//! in `RecoverySeconds` and the log); [`StateSys::stop`] winds it down. The process sees only
+//! [`StateSys::start`] opens the worker's inboxes and starts the thread, which first loads the
+//! store's base and log (`Loading` in the status; the MP already relays, and what it hears from
+//! clients meanwhile is applied after), then recovers (every inbox file a previous run left;
+//! `Recovering` until done, the times in `LoadSeconds` and `RecoverySeconds` and the log). A
+//! store that cannot be loaded (damaged) stops the process: [`StateSys::take_fatal`].
+//! [`StateSys::stop`] winds it down. The process sees only
 //! the handle, the [`Counters`] and the store.
 
 use std::io;
@@ -77,6 +79,8 @@ pub struct Counters {
     pub checkpoint_failing: AtomicBool,
     /// Bytes appended to the store's log (checkpoint frames).
     pub checkpoint_bytes: AtomicU64,
+    /// StateSys is still loading the store's base and log: the store is not whole yet.
+    pub loading: AtomicBool,
     /// StateSys is still applying what a previous run left in the inbox.
     pub recovering: AtomicBool,
     /// How long loading the store took at start, and then the recovery, in µs.
@@ -141,6 +145,7 @@ impl Counters {
                 "sumstorm_statesys_checkpoint_bytes_total",
                 n(&self.checkpoint_bytes),
             ),
+            Reading::flag(&["Loading"], "sumstorm_statesys_loading", self.loading.load(Ordering::Relaxed)),
             Reading::flag(
                 &["Recovering"],
                 "sumstorm_statesys_recovering",
@@ -185,11 +190,13 @@ pub struct StateSys {
     queued: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
+    /// Says why, if StateSys cannot go on (its store does not load).
+    fatal: Option<tokio::sync::oneshot::Receiver<String>>,
 }
 
 impl StateSys {
-    /// Opens StateSys over `paths` (the store's base and log loaded) and starts its thread,
-    /// which recovers what a previous run left in the inbox before anything else.
+    /// Opens StateSys's inboxes over `paths` and starts its thread, which loads the store and
+    /// recovers what a previous run left in the inbox before anything else.
     pub fn start(
         paths: Paths,
         site: Arc<LiveSite>,
@@ -202,15 +209,16 @@ impl StateSys {
             let s = site.read();
             (site.version(), UpdateIndex::new(&s.catalog), s.catalog.len())
         };
-        let (mut worker, loaded) = Worker::open(paths, index, updates, log, clock, faults)?;
+        let mut worker = Worker::open(paths, index, updates, log, clock, faults)?;
         worker.threads = options.threads.max(1);
         if options.rate.is_some() {
             // Small batches, so the pace is even rather than bursts and long sleeps.
             worker.chunk_bytes = 1 << 20;
         }
         let counters = Arc::new(Counters::default());
-        counters.load_us.store(loaded.took.as_micros() as u64, Ordering::Relaxed);
+        counters.loading.store(true, Ordering::Release);
         counters.recovering.store(true, Ordering::Release);
+        let (fatal_tx, fatal) = tokio::sync::oneshot::channel();
         counters.files_waiting.store(worker.waiting()?.len() as u64, Ordering::Relaxed);
         let store = worker.store_handle();
         let (wake, woken) = channel();
@@ -223,6 +231,7 @@ impl StateSys {
                 woken,
                 handed: Vec::new(),
                 queued,
+                fatal: Some(fatal_tx),
                 site,
                 site_version,
                 counters,
@@ -232,7 +241,13 @@ impl StateSys {
             };
             std::thread::Builder::new().name("statesys".into()).spawn(move || run.run())?
         };
-        Ok(StateSys { counters, store, wake, queued, stop, thread })
+        Ok(StateSys { counters, store, wake, queued, stop, thread, fatal: Some(fatal) })
+    }
+
+    /// Resolves, once, with why StateSys cannot go on (the process should stop); never, if it
+    /// can.
+    pub fn take_fatal(&mut self) -> Option<tokio::sync::oneshot::Receiver<String>> {
+        self.fatal.take()
     }
 
     /// What the co-located relay hands its durable Reports over with.
@@ -269,6 +284,7 @@ struct Run {
     /// What the relay handed over, in the order it came, not yet applied.
     handed: Vec<Wake>,
     queued: Arc<AtomicU64>,
+    fatal: Option<tokio::sync::oneshot::Sender<String>>,
     site: Arc<LiveSite>,
     /// The site version the worker's update index was built from.
     site_version: u64,
@@ -307,6 +323,20 @@ impl Run {
     }
 
     fn run(mut self) {
+        match self.worker.load() {
+            Ok(loaded) => {
+                self.counters.load_us.store(loaded.took.as_micros() as u64, Ordering::Relaxed);
+                self.counters.loading.store(false, Ordering::Release);
+            }
+            Err(e) => {
+                let why = format!("StateSys cannot load its store: {e}");
+                self.worker.log().log(Severity::Error, &why);
+                if let Some(fatal) = self.fatal.take() {
+                    let _ = fatal.send(why);
+                }
+                return;
+            }
+        }
         self.recover();
         let timing = self.options.clone();
         let mut last_checkpoint = Instant::now();

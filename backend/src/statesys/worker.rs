@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Paths;
-use super::checkpoint::{Compaction, Durable, Loaded};
+use super::checkpoint::{Compaction, Durable, LoadError, Loaded};
 use super::handoff::Parsed;
 use super::process::{Processed, Scanned, UpdateIndex, apply_scanned, not_after, process_report};
 use super::state::Record;
@@ -59,7 +59,9 @@ pub struct Batch {
 pub struct Worker {
     paths: Paths,
     store: Arc<Store>,
-    durable: Durable,
+    /// The store's durable form, once [`Worker::load`] has read it.
+    durable: Option<Durable>,
+    faults: Arc<Faults>,
     /// The files that were in the inboxes at open, for [`Worker::recover`].
     backlog: Vec<PathBuf>,
     index: UpdateIndex,
@@ -88,9 +90,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Opens StateSys's state: the store's base and log (else an empty store with rows for the
-    /// catalog), segments a crash left open sealed, and the files waiting noted for
-    /// [`Worker::recover`]. `clock` is the site's; `faults` the checkpoint's fault seam.
+    /// Opens StateSys's inboxes: segments a crash left open sealed, and the files waiting noted
+    /// for [`Worker::recover`]; the store is empty (rows for the catalog) until [`Worker::load`].
+    /// `clock` is the site's; `faults` the checkpoint's fault seam.
     pub fn open(
         paths: Paths,
         index: UpdateIndex,
@@ -98,23 +100,11 @@ impl Worker {
         log: Arc<ComponentLog>,
         clock: SiteClock,
         faults: Arc<Faults>,
-    ) -> io::Result<(Worker, Loaded)> {
+    ) -> io::Result<Worker> {
         for dir in paths.inboxes().iter().chain([&paths.corrupt(), &paths.state]) {
             fs::create_dir_all(dir)?;
         }
         let store = Arc::new(Store::new(8, updates));
-        let (durable, loaded) =
-            Durable::open(&paths.state, &store, faults).map_err(|e| io::Error::other(e.to_string()))?;
-        if loaded.bytes > 0 {
-            log.info(&format!(
-                "Loaded the state store: {} clients, base generation {} and {} log frames ({:.1} MB) in {:.3} seconds.",
-                store.clients(),
-                loaded.generation,
-                loaded.frames,
-                loaded.bytes as f64 / 1e6,
-                loaded.took.as_secs_f64()
-            ));
-        }
         // Segments a crash left being written: cut back to their whole records and seal.
         for dir in paths.inboxes() {
             for path in list(&dir, "part")? {
@@ -124,7 +114,8 @@ impl Worker {
         let mut worker = Worker {
             paths,
             store,
-            durable,
+            durable: None,
+            faults,
             backlog: Vec::new(),
             index,
             log,
@@ -139,7 +130,24 @@ impl Worker {
             threads: 1,
         };
         worker.backlog = worker.waiting()?;
-        Ok((worker, loaded))
+        Ok(worker)
+    }
+
+    /// Loads the store's base and log into the store (before anything else touches it).
+    pub fn load(&mut self) -> Result<Loaded, LoadError> {
+        let (durable, loaded) = Durable::open(&self.paths.state, &self.store, Arc::clone(&self.faults))?;
+        self.durable = Some(durable);
+        if loaded.bytes > 0 {
+            self.log.info(&format!(
+                "Loaded the state store: {} clients, base generation {} and {} log frames ({:.1} MB) in {:.3} seconds.",
+                self.store.clients(),
+                loaded.generation,
+                loaded.frames,
+                loaded.bytes as f64 / 1e6,
+                loaded.took.as_secs_f64()
+            ));
+        }
+        Ok(loaded)
     }
 
     /// Processes the files that were waiting at open (what a previous run acknowledged and had
@@ -191,7 +199,9 @@ impl Worker {
     /// Whether a checkpoint has anything to save: files applied, or changes in the store (a
     /// task's, or discovery's) or kept from a checkpoint that failed.
     pub fn needs_checkpoint(&self) -> bool {
-        !self.applied.is_empty() || self.durable.has_pending() || self.store.has_unsaved()
+        !self.applied.is_empty()
+            || self.durable.as_ref().is_some_and(Durable::has_pending)
+            || self.store.has_unsaved()
     }
 
     /// The files waiting in the inboxes, in processing order (not counting applied ones, nor
@@ -300,7 +310,10 @@ impl Worker {
     /// Makes what changed in the store durable (a frame of its log), then deletes the files it
     /// covers. Returns the bytes appended to the log.
     pub fn checkpoint(&mut self) -> io::Result<u64> {
-        let saved = self.durable.save(&self.store)?;
+        let Some(durable) = self.durable.as_mut() else {
+            return Err(io::Error::other("the state store was not loaded"));
+        };
+        let saved = durable.save(&self.store)?;
         match saved.compaction {
             Some(Compaction::Started { generation }) => self.log.info(&format!(
                 "Compacting the state store's log into base generation {generation} in the background."
@@ -336,9 +349,15 @@ impl Worker {
         let mut batch = Batch::default();
         let scratch = &mut self.records;
         for record in records {
-            if let Parsed::Report(report) = record {
-                batch.reports += 1;
-                batch.processed += apply_scanned(&self.store, &self.index, report, scratch, limit);
+            match record {
+                Parsed::Report(report) => {
+                    batch.reports += 1;
+                    batch.processed += apply_scanned(&self.store, &self.index, report, scratch, limit);
+                }
+                Parsed::Discovery(d) => {
+                    self.store.discover(d.client, &d.netbios_name, d.location.clone(), d.time);
+                }
+                Parsed::Applied => {}
             }
         }
         batch.relayed = batch.reports;
@@ -374,7 +393,7 @@ impl Worker {
 
     /// Waits for a compaction of the store's log under way (at shutdown).
     pub fn finish(&mut self) {
-        match self.durable.finish() {
+        match self.durable.as_mut().and_then(Durable::finish) {
             Some(Compaction::Failed(e)) => {
                 self.log.log(Severity::Error, &format!("Cannot compact the state store's log: {e}"))
             }
@@ -385,11 +404,6 @@ impl Worker {
             )),
             _ => {}
         }
-    }
-
-    /// The store's durable form (benches and tests compact it on demand).
-    pub fn durable(&mut self) -> &mut Durable {
-        &mut self.durable
     }
 }
 
@@ -507,8 +521,9 @@ mod tests {
         let mut index = UpdateIndex::new(&Site::default_site().catalog);
         index.insert("505fda07-b4f3-45fb-83d9-8642554e2773".parse().unwrap(), 0);
         index.insert("4ae85c00-0eaa-4be0-b81b-dbd7053d5fae".parse().unwrap(), 1);
-        let (mut w, _) =
+        let mut w =
             Worker::open(paths, index, 200, Arc::new(log), SiteClock::real_time(), Arc::default()).unwrap();
+        w.load().unwrap();
         let recovered = w.recover().unwrap();
         (w, recovered)
     }

@@ -114,8 +114,17 @@ impl Server {
         )
     }
 
+    /// A call that must answer 200 with JSON. A read the backend answers 503 (StateSys still
+    /// loading or recovering its store after a start) is tried again, for up to 30 s.
     pub(crate) fn json(&self, method: &str, path: &str, body: &[u8]) -> Value {
-        let (status, _, body) = self.call(method, path, &[], body);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let (status, _, body) = loop {
+            let answer = self.call(method, path, &[], body);
+            if answer.0 != 503 || method != "GET" || std::time::Instant::now() > deadline {
+                break answer;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
         assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
         serde_json::from_slice(&body).unwrap()
     }

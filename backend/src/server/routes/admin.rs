@@ -147,7 +147,9 @@ pub(super) async fn drain(shared: &Shared, query: &str) -> Reply {
         let accepted = shared.relay.reports_accepted.load(Ordering::Acquire);
         let relayed = shared.statesys.reports_relayed.load(Ordering::Acquire);
         let waiting = shared.statesys.files_waiting.load(Ordering::Acquire);
-        if relayed >= accepted && waiting == 0 {
+        let recovering = shared.statesys.loading.load(Ordering::Acquire)
+            || shared.statesys.recovering.load(Ordering::Acquire);
+        if relayed >= accepted && waiting == 0 && !recovering {
             return json_reply(StatusCode::OK, &super::site_api::status_json(shared));
         }
         if Instant::now() >= deadline {

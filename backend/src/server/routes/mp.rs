@@ -110,7 +110,10 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
         Dispatch::Reply { mut header, xml, discovered } => {
             if let Some(d) = discovered {
                 let now = shared.clock.now().0;
-                let learned = shared.store.discover(d.client, &d.netbios_name, d.location.clone(), now);
+                // While StateSys loads the store, it applies what the MP hears after loading.
+                let loading = shared.statesys.loading.load(Ordering::Acquire);
+                let learned =
+                    loading || shared.store.discover(d.client, &d.netbios_name, d.location.clone(), now);
                 // What the site learned is durable before the answer (a restart replays it).
                 if learned {
                     let record = Discovery {
@@ -119,7 +122,9 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
                         location: d.location,
                         time: now,
                     };
-                    if let Err(e) = durable(shared, record.encode(), Parsed::Applied, || {}).await {
+                    let encoded = record.encode();
+                    let parsed = if loading { Parsed::Discovery(record) } else { Parsed::Applied };
+                    if let Err(e) = durable(shared, encoded, parsed, || {}).await {
                         return (e.answer(shared, shared.location_log.log(), "Discovery"), target);
                     }
                 }

@@ -1,6 +1,9 @@
 //! The read-only site API (contract §2.4): the site and its catalog, StateSys's status, the
 //! state names, one client's states, and the summaries as of their tasks' last runs. Nothing
-//! here waits for StateSys or a running task: the summaries are snapshots behind an `Arc`.
+//! here waits for StateSys or a running task: the summaries are snapshots behind an `Arc`, and a
+//! client's states are 503 (retry) while StateSys is still loading or recovering the store.
+
+use std::sync::atomic::Ordering;
 
 use hyper::StatusCode;
 use protocol::{Guid, GuidStyle, statenames};
@@ -115,6 +118,11 @@ pub(super) fn client_json(shared: &Shared, id: &str) -> Reply {
     let Ok(id) = Guid::parse_sms_id(id) else {
         return text(StatusCode::BAD_REQUEST, "expected a client GUID");
     };
+    // Until StateSys has loaded the store and applied what the last run left, the store does
+    // not say what the site knows.
+    if shared.statesys.loading.load(Ordering::Acquire) || shared.statesys.recovering.load(Ordering::Acquire) {
+        return crate::server::http::busy(shared, "StateSys is recovering its store; retry later");
+    }
     let Some((client, row)) = shared.store.client(id) else {
         return text(StatusCode::NOT_FOUND, "no such client");
     };
