@@ -289,20 +289,7 @@ impl Durable {
         if self.compaction.as_ref().is_some_and(JoinHandle::is_finished)
             && let Some(done) = self.compaction.take()
         {
-            news = Some(match done.join() {
-                Ok(Ok((bytes, took))) => {
-                    self.base_bytes = bytes;
-                    Compaction::Done { generation: self.generation, bytes, took }
-                }
-                Ok(Err(e)) => {
-                    self.retry_at = self.log_bytes + self.compact_min;
-                    Compaction::Failed(e.to_string())
-                }
-                Err(_) => {
-                    self.retry_at = self.log_bytes + self.compact_min;
-                    Compaction::Failed("the compactor panicked".into())
-                }
-            });
+            news = Some(self.collect(done));
         }
         let due = self.log_bytes >= (self.base_bytes / 2).max(self.compact_min).max(self.retry_at);
         if self.compaction.is_none() && (due || now) {
@@ -330,14 +317,22 @@ impl Durable {
     /// Waits for a compaction under way (at shutdown): what it did.
     pub fn finish(&mut self) -> Option<Compaction> {
         let running = self.compaction.take()?;
-        Some(match running.join() {
+        Some(self.collect(running))
+    }
+
+    /// What a compaction that has ended did; a failed one is tried again once the log has
+    /// grown by another `compact_min`.
+    fn collect(&mut self, done: JoinHandle<io::Result<(u64, Duration)>>) -> Compaction {
+        let failed = match done.join() {
             Ok(Ok((bytes, took))) => {
                 self.base_bytes = bytes;
-                Compaction::Done { generation: self.generation, bytes, took }
+                return Compaction::Done { generation: self.generation, bytes, took };
             }
-            Ok(Err(e)) => Compaction::Failed(e.to_string()),
-            Err(_) => Compaction::Failed("the compactor panicked".into()),
-        })
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the compactor panicked".into(),
+        };
+        self.retry_at = self.log_bytes + self.compact_min;
+        Compaction::Failed(failed)
     }
 }
 

@@ -196,15 +196,9 @@ mod tests {
         let store = Store::new(2, 200);
         let index = index();
         let (mut scanned, mut scratch) = (Scanned::default(), Vec::new());
-        let three = process_report(
-            &store,
-            &index,
-            &fixture("report-three-messages.xml"),
-            &mut scanned,
-            &mut scratch,
-            i64::MAX,
-        )
-        .unwrap();
+        let mut process =
+            |name: &str| process_report(&store, &index, &fixture(name), &mut scanned, &mut scratch, i64::MAX);
+        let three = process("report-three-messages.xml").unwrap();
         assert_eq!((three.records, three.invalid, three.applied.applied), (3, 0, 3));
         let client: Guid = "A1006D0E-CF56-41D1-A006-6330EFC39381".parse().unwrap();
         let (c, row) = store.client(client).unwrap();
@@ -212,43 +206,17 @@ mod tests {
         assert_eq!(c.scan.map(|s| (s.state, s.content_version)), Some((2, 38)));
         assert_eq!(c.netbios_name, "PS1WIN7X64");
 
-        let bad = process_report(
-            &store,
-            &index,
-            &fixture("report-bad-records.xml"),
-            &mut scanned,
-            &mut scratch,
-            i64::MAX,
-        )
-        .unwrap();
+        let bad = process("report-bad-records.xml").unwrap();
         assert_eq!((bad.records, bad.invalid, bad.applied.applied), (4, 3, 1));
         let other: Guid = "B2006D0E-CF56-41D1-A006-6330EFC39382".parse().unwrap();
         assert_eq!(store.client(other).unwrap().1[0].state, 3, "505fda07 installed for B2006D0E");
 
         let clients = store.clients();
-        assert!(
-            process_report(
-                &store,
-                &index,
-                &fixture("report-truncated.xml"),
-                &mut scanned,
-                &mut scratch,
-                i64::MAX
-            )
-            .is_err()
-        );
+        assert!(process("report-truncated.xml").is_err());
         assert_eq!(store.clients(), clients, "a bad file applies nothing");
 
         // Replaying a file changes nothing.
-        let again = process_report(
-            &store,
-            &index,
-            &fixture("report-three-messages.xml"),
-            &mut scanned,
-            &mut scratch,
-            i64::MAX,
-        )
-        .unwrap();
+        let again = process("report-three-messages.xml").unwrap();
         assert_eq!((again.applied.applied, again.applied.stale), (0, 3));
     }
 

@@ -314,20 +314,7 @@ impl Worker {
             return Err(io::Error::other("the state store was not loaded"));
         };
         let saved = durable.save(&self.store)?;
-        match saved.compaction {
-            Some(Compaction::Started { generation }) => self.log.info(&format!(
-                "Compacting the state store's log into base generation {generation} in the background."
-            )),
-            Some(Compaction::Done { generation, bytes, took }) => self.log.info(&format!(
-                "Wrote the state store's base generation {generation} ({:.1} MB) in {:.3} seconds.",
-                bytes as f64 / 1e6,
-                took.as_secs_f64()
-            )),
-            Some(Compaction::Failed(e)) => {
-                self.log.log(Severity::Error, &format!("Cannot compact the state store's log: {e}"))
-            }
-            None => {}
-        }
+        self.log_compaction(saved.compaction);
         for path in self.applied.drain() {
             let done = if self.condemned.remove(&path) {
                 fs::rename(&path, self.paths.corrupt().join(path.file_name().unwrap_or_default()))
@@ -393,16 +380,25 @@ impl Worker {
 
     /// Waits for a compaction of the store's log under way (at shutdown).
     pub fn finish(&mut self) {
-        match self.durable.as_mut().and_then(Durable::finish) {
-            Some(Compaction::Failed(e)) => {
-                self.log.log(Severity::Error, &format!("Cannot compact the state store's log: {e}"))
-            }
+        let news = self.durable.as_mut().and_then(Durable::finish);
+        self.log_compaction(news);
+    }
+
+    /// StateSys.log's line for news of the compaction.
+    fn log_compaction(&self, news: Option<Compaction>) {
+        match news {
+            Some(Compaction::Started { generation }) => self.log.info(&format!(
+                "Compacting the state store's log into base generation {generation} in the background."
+            )),
             Some(Compaction::Done { generation, bytes, took }) => self.log.info(&format!(
                 "Wrote the state store's base generation {generation} ({:.1} MB) in {:.3} seconds.",
                 bytes as f64 / 1e6,
                 took.as_secs_f64()
             )),
-            _ => {}
+            Some(Compaction::Failed(e)) => {
+                self.log.log(Severity::Error, &format!("Cannot compact the state store's log: {e}"))
+            }
+            None => {}
         }
     }
 }
