@@ -7,9 +7,12 @@
 //! send time into per-arbiter HdrHistograms ([`metrics`]); at the end the backend drains and
 //! summarizes and its views are checked against what the clients know they reported
 //! ([`verify`]); [`results`] writes the run's files and [`report`] its HTML page. [`compare`]
-//! judges a run against a baseline of several runs; [`merge`] adds sharded runs together.
+//! judges a run against a baseline of several runs (as text, Markdown or JUnit XML); [`trends`]
+//! follows every key figure across commits from the run history and finds where one changed;
+//! [`merge`] adds sharded runs together.
 //!
-//! Also: [`open`], the open model (Reports at a fixed arrival rate); [`messages`], what a client
+//! Also: [`open`], the pacers (the open model, Reports at a fixed arrival rate; the closed model,
+//! Reports back to back for the target's saturation); [`messages`], what a client
 //! writes (message headers, Reports) for the clients, the open model and the crash harness;
 //! [`transport`], the clients' HTTP; [`crash`], the kill-and-restart harness; [`sink`], a null
 //! MP that measures the generator alone.
@@ -33,4 +36,5 @@ pub mod run;
 pub mod sim;
 pub mod sink;
 pub mod transport;
+pub mod trends;
 pub mod verify;

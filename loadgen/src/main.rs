@@ -64,6 +64,29 @@ enum Command {
         /// Tolerance beyond the baseline's spread, e.g. 10%.
         #[arg(long, default_value = "10%")]
         max_regression: String,
+        /// text (a table on stderr), markdown (GitHub-flavoured, with a Mermaid chart, on
+        /// stdout, for $GITHUB_STEP_SUMMARY or a pull request comment) or junit (XML on stdout:
+        /// each threshold, the verification and each compared figure a test case).
+        #[arg(long, default_value = "text")]
+        format: loadgen::compare::Format,
+    },
+    /// Key figures across commits from the run history: trends.html (self-contained) and
+    /// trends.json, with the commits where a figure changed (E-divisive means with a permutation
+    /// test), compared within one profile, machine description and target kind only.
+    Trends {
+        /// The history, a JSON line per run.
+        #[arg(long, default_value = "results/history.jsonl")]
+        history: PathBuf,
+        /// Where trends.html and trends.json go.
+        #[arg(long, default_value = "results/trends")]
+        out: PathBuf,
+        /// Link each change to its commit: a URL with {commit} in it, e.g.
+        /// https://github.com/OWNER/REPO/commit/{commit} (default: the page's commit list).
+        #[arg(long)]
+        commit_url: Option<String>,
+        /// Smallest change of a figure's median worth reporting, e.g. 5%.
+        #[arg(long, default_value = "5%")]
+        min_change: String,
     },
     /// Write report.html (self-contained, inline SVG plots) for a run folder.
     Report { run: PathBuf },
@@ -134,6 +157,23 @@ enum Command {
     },
 }
 
+/// "10%" (or "10") as 0.10; `None` unless a number at least 0.
+fn percent(text: &str) -> Option<f64> {
+    text.trim()
+        .trim_end_matches('%')
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t >= 0.0)
+        .map(|t| t / 100.0)
+}
+
+/// A command's output proper (Markdown, XML), on stdout; the console's tables go to stderr.
+#[allow(clippy::print_stdout, reason = "this is the command's output, meant for a pipe or a file")]
+fn output(text: &str) {
+    print!("{text}");
+}
+
 /// Bad arguments, a bad profile or input file: the message (with its causes), exit 2.
 fn usage(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("loadgen: {message:#}");
@@ -156,13 +196,10 @@ fn main() -> ExitCode {
         } => run_command(
             profile, target, clients, duration, time_scale, seed, out, shard, no_verify, allow_late,
         ),
-        Command::Compare { run, baseline, max_regression } => {
-            let Some(tolerance) =
-                max_regression.trim().trim_end_matches('%').parse::<f64>().ok().filter(|t| *t >= 0.0)
-            else {
+        Command::Compare { run, baseline, max_regression, format } => {
+            let Some(tolerance) = percent(&max_regression) else {
                 return usage("--max-regression: write a percentage such as 10%");
             };
-            let tolerance = tolerance / 100.0;
             let summary = match std::fs::read(run.join("summary.json")) {
                 Ok(b) => serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_default(),
                 Err(e) => return usage(format!("{}: {e}", run.display())),
@@ -176,9 +213,20 @@ fn main() -> ExitCode {
                 &baseline_runs,
                 tolerance,
             );
-            eprint!("{}", loadgen::compare::table(&rows, baseline_runs.len(), tolerance));
             let regressions =
                 rows.iter().filter(|r| r.verdict == loadgen::compare::Verdict::Regression).count();
+            match format {
+                loadgen::compare::Format::Markdown => {
+                    output(&loadgen::compare::markdown(&summary, &rows, baseline_runs.len(), tolerance));
+                    return ExitCode::from(u8::from(regressions > 0));
+                }
+                loadgen::compare::Format::Junit => {
+                    output(&loadgen::compare::junit(&summary, &rows, baseline_runs.len(), tolerance));
+                    return ExitCode::from(u8::from(regressions > 0));
+                }
+                loadgen::compare::Format::Text => {}
+            }
+            eprint!("{}", loadgen::compare::table(&rows, baseline_runs.len(), tolerance));
             eprintln!(
                 "verdict: {}",
                 if regressions == 0 {
@@ -231,6 +279,35 @@ fn main() -> ExitCode {
                     eprint!("{}", loadgen::crash::summary(&outcome));
                     eprintln!("results: {}", opts.out.join("crash.json").display());
                     ExitCode::from(if outcome.exact { 0 } else { loadgen::run::EXIT_VERIFY })
+                }
+                Err(e) => usage(e),
+            }
+        }
+        Command::Trends { history, out, commit_url, min_change } => {
+            let Some(min_change) = percent(&min_change) else {
+                return usage("--min-change: write a percentage such as 5%");
+            };
+            if commit_url.as_deref().is_some_and(|u| !u.contains("{commit}")) {
+                return usage("--commit-url: the URL needs {commit} where the commit goes");
+            }
+            let detect = loadgen::trends::Detect { min_change, ..loadgen::trends::Detect::default() };
+            match loadgen::trends::write(&history, &out, commit_url.as_deref(), &detect) {
+                Ok(w) => {
+                    for warning in &w.warnings {
+                        eprintln!("loadgen: {}: {warning}", history.display());
+                    }
+                    for change in &w.changes {
+                        eprintln!("{change}");
+                    }
+                    eprintln!(
+                        "{} runs in {} group(s), {} change(s): {} and {}",
+                        w.runs,
+                        w.groups,
+                        w.changes.len(),
+                        w.html.display(),
+                        w.json.display()
+                    );
+                    ExitCode::SUCCESS
                 }
                 Err(e) => usage(e),
             }

@@ -40,6 +40,10 @@
 //! rate = 2000                            # Reports per real second
 //! messages_per_report = 150
 //!
+//! [closed_model]                         # optional, instead: Reports back to back (saturation)
+//! reports_in_flight = 64                 # each sent when another is answered; default: connections
+//! messages_per_report = 150
+//!
 //! [backend]                             # optional: the embedded backend (not --target)
 //! statesys_rate = 20000                  # StateSys's pace, state messages/s (a site DB's)
 //! high_water_files = 20000               # inbox files waiting past which the relay says 503
@@ -92,6 +96,7 @@ struct ProfileFile {
     #[serde(default)]
     transport: TransportFile,
     open_model: Option<OpenModelFile>,
+    closed_model: Option<ClosedModelFile>,
     #[serde(default)]
     backend: BackendFile,
     #[serde(default)]
@@ -232,8 +237,28 @@ struct OpenModelFile {
     messages_per_report: usize,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClosedModelFile {
+    reports_in_flight: Option<usize>,
+    #[serde(default = "one_fifty")]
+    messages_per_report: usize,
+}
+
 fn one_fifty() -> usize {
     150
+}
+
+/// How the pacer's Reports arrive (`[open_model]` or `[closed_model]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arrivals {
+    /// A fixed rate of Reports per real second, whatever the answers: a slow server shows as
+    /// latency from each Report's intended time.
+    Open { rate: f64 },
+    /// A fixed number of Reports in flight, each sent when another is answered: the target's
+    /// saturation throughput. Latency is each request's own service time (there is no schedule
+    /// to fall behind).
+    Closed { in_flight: usize },
 }
 
 /// The wire the clients speak.
@@ -367,8 +392,9 @@ pub struct Plan {
     pub connections: usize,
     /// The deflate level of CCM bodies, 0-9.
     pub zlib_level: u32,
-    /// Open model: Reports per real second and messages per Report.
-    pub open_model: Option<(f64, usize)>,
+    /// Reports sent by a pacer instead of simulated clients' lives: how they arrive, and
+    /// messages per Report.
+    pub open_model: Option<(Arrivals, usize)>,
     /// The embedded backend's settings.
     pub backend: BackendFile,
     pub thresholds: Vec<Threshold>,
@@ -524,22 +550,34 @@ impl Plan {
         if t.zlib_level > 9 {
             return Err(invalid("transport.zlib_level", "a zlib level, 0 to 9"));
         }
-        let open_model = match &f.open_model {
-            None => None,
-            Some(o) => {
+        if (f.open_model.is_some() || f.closed_model.is_some()) && !f.event.is_empty() {
+            let key = if f.open_model.is_some() { "open_model" } else { "closed_model" };
+            return Err(invalid(key, "the pacer runs without site events (remove [[event]])"));
+        }
+        let messages_ok = |m: usize| (1..=10_000).contains(&m);
+        let open_model = match (&f.open_model, &f.closed_model) {
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(invalid("closed_model", "a profile has an open model or a closed one, not both"));
+            }
+            (Some(o), None) => {
                 if !(o.rate.is_finite() && o.rate > 0.0 && o.rate <= 1e6) {
                     return Err(invalid("open_model.rate", "Reports per second, above 0"));
                 }
-                if o.messages_per_report == 0 || o.messages_per_report > 10_000 {
+                if !messages_ok(o.messages_per_report) {
                     return Err(invalid("open_model.messages_per_report", "must be 1 to 10000"));
                 }
-                if !f.event.is_empty() {
-                    return Err(invalid(
-                        "open_model",
-                        "the open model runs without site events (remove [[event]])",
-                    ));
+                Some((Arrivals::Open { rate: o.rate }, o.messages_per_report))
+            }
+            (None, Some(c)) => {
+                let in_flight = c.reports_in_flight.unwrap_or(t.connections);
+                if !(1..=65_536).contains(&in_flight) {
+                    return Err(invalid("closed_model.reports_in_flight", "must be 1 to 65536"));
                 }
-                Some((o.rate, o.messages_per_report))
+                if !messages_ok(c.messages_per_report) {
+                    return Err(invalid("closed_model.messages_per_report", "must be 1 to 10000"));
+                }
+                Some((Arrivals::Closed { in_flight }, c.messages_per_report))
             }
         };
         if f.backend.statesys_rate == Some(0) {
@@ -666,10 +704,12 @@ mod tests {
                 clients in value("40"), time_scale in value("60.0"), duration in value("\"1h\""),
                 connections in value("8"), rate in value("100.0"), messages in value("20"),
                 fraction in value("0.25"), at in value("\"10m\""), threshold in value("\"< 500ms\""),
-                open in any::<bool>(),
+                pacer in 0..3u8,
             ) {
-                let open_model = if open {
+                let open_model = if pacer == 1 {
                     format!("[open_model]\nrate = {rate}\nmessages_per_report = {messages}\n")
+                } else if pacer == 2 {
+                    format!("[closed_model]\nreports_in_flight = {connections}\nmessages_per_report = {messages}\n")
                 } else {
                     format!("[[event]]\nat = {at}\nsync = {{ new_updates = 3, superseded = 1 }}\n")
                 };
@@ -683,8 +723,14 @@ mod tests {
                         prop_assert!((1..=65_536).contains(&p.connections));
                         prop_assert!(p.time_scale.is_finite() && p.time_scale > 0.0);
                         prop_assert!((0.0..=1.0).contains(&p.internet_fraction));
-                        if let Some((r, m)) = p.open_model {
-                            prop_assert!(r.is_finite() && r > 0.0 && (1..=10_000).contains(&m));
+                        match p.open_model {
+                            Some((Arrivals::Open { rate }, m)) => {
+                                prop_assert!(rate.is_finite() && rate > 0.0 && (1..=10_000).contains(&m));
+                            }
+                            Some((Arrivals::Closed { in_flight }, m)) => {
+                                prop_assert!((1..=65_536).contains(&in_flight) && (1..=10_000).contains(&m));
+                            }
+                            None => {}
                         }
                     }
                     Err(ProfileError::Invalid { key, why }) => prop_assert!(!key.is_empty() && !why.is_empty()),

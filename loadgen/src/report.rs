@@ -21,7 +21,7 @@ const RIGHT: f64 = 160.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 45.0;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -130,7 +130,7 @@ fn chart(
     svg
 }
 
-fn trim(x: f64) -> String {
+pub(crate) fn trim(x: f64) -> String {
     let s = format!("{x:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }

@@ -203,7 +203,12 @@ pub fn host_json() -> Value {
     let memory_kb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
         m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
     });
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| {
+        let line = c.lines().find(|l| l.starts_with("model name"))?;
+        Some(line.split_once(':')?.1.split_whitespace().collect::<Vec<_>>().join(" "))
+    });
     json!({
+        "cpu": cpu,
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "memory_gib": memory_kb.map(|k| (k as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0),
         "hostname": std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default(),
@@ -221,6 +226,12 @@ pub fn plan_json(plan: &Plan) -> Value {
         "wire": format!("{:?}", plan.wire).to_ascii_lowercase(),
         "zlib_level": plan.zlib_level,
         "connections": plan.connections,
+        "reports": plan.open_model.map(|(arrivals, messages)| match arrivals {
+            crate::profile::Arrivals::Open { rate } =>
+                json!({ "model": "open", "rate": rate, "messages_per_report": messages }),
+            crate::profile::Arrivals::Closed { in_flight } =>
+                json!({ "model": "closed", "in_flight": in_flight, "messages_per_report": messages }),
+        }),
     })
 }
 

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::client::{Arb, Finish, SimClient, SiteInfo, Truth};
 use crate::metrics::{self, Figures};
-use crate::profile::{Kind, Plan};
+use crate::profile::{Arrivals, Kind, Plan};
 use crate::results::{self, HlogWriter};
 use crate::sim::SimClock;
 use crate::transport::{Transport, call, get_json};
@@ -197,7 +197,10 @@ pub fn run(plan: Plan, profile_text: &str, opts: &Options) -> Result<Outcome, Ru
             "commit": summary["commit"],
             "host": summary["host"],
             "dir": dir.display().to_string(),
+            "target": if opts.target.is_some() { "remote" } else { "embedded" },
             "clients": plan.clients,
+            // Every key figure `loadgen compare` judges, for `loadgen trends`.
+            "figures": crate::compare::baseline_entry(&dir, &summary)["figures"],
             "state_messages_per_second": summary["state_messages"]["acknowledged_per_second"],
             "state_report_p99_ms": summary["requests"]["state_report"]["latency_ms"]["p99"],
             "backend_records_per_second": summary["backend"]["records_per_second"],
@@ -310,22 +313,32 @@ async fn setup(plan: &Arc<Plan>, base: &str, site: &Value, opts: &Options) -> an
             let share: Vec<u64> = mine.iter().skip(a).step_by(n).copied().collect();
             let count = share.len();
             let addrs: Vec<Addr<SimClient>> = match (plan.open_model, &open_catalog) {
-                (Some((rate, messages)), Some(catalog)) => {
+                (Some((arrivals, messages)), Some(catalog)) => {
                     let arb = Rc::clone(&arb);
                     let catalog = catalog.to_vec();
                     let (tx, rx) = tokio::sync::oneshot::channel();
                     *arb.all_done.borrow_mut() = Some(tx);
                     OPEN_DONE.with(|d| *d.borrow_mut() = Some(rx));
                     actix_rt::spawn(async move {
-                        crate::open::open_model(
-                            Rc::clone(&arb),
-                            share,
-                            rate / n as f64,
-                            messages,
-                            catalog,
-                            real_end_at,
-                        )
-                        .await;
+                        let pacer = Rc::clone(&arb);
+                        match arrivals {
+                            Arrivals::Open { rate } => {
+                                crate::open::open_model(
+                                    pacer,
+                                    share,
+                                    rate / n as f64,
+                                    messages,
+                                    catalog,
+                                    real_end_at,
+                                )
+                                .await;
+                            }
+                            Arrivals::Closed { in_flight } => {
+                                let mine = in_flight.div_ceil(n);
+                                crate::open::closed_model(pacer, share, mine, messages, catalog, real_end_at)
+                                    .await;
+                            }
+                        }
                         if let Some(tx) = arb.all_done.borrow_mut().take() {
                             let _ = tx.send(());
                         }

@@ -1,5 +1,5 @@
-//! The tools around a run: merge (4 shards = one run) and the HTML report rendered in headless
-//! Chromium. (Compare has its own test binary, so its runs do not share the machine with these.)
+//! The tools around a run: merge (4 shards = one run), the HTML report and the trends page
+//! rendered in headless Chromium, and the closed model feeding the history trends read. (Compare has its own test binary, so its runs do not share the machine with these.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,6 +72,145 @@ fn four_shards_merged_equal_one_run() {
         got.iter().map(|(k, v)| (k.clone(), v.values().sum())).collect();
     assert_eq!(merged_counts, whole_counts);
     assert!(out.join("report.html").exists() || loadgen::report::write(&out).is_ok());
+}
+
+/// Renders `page` in headless Chromium (when there is one) and returns the number of plots that
+/// drew their lines (`data-plots-rendered`), or `None` where Chromium is missing and not required.
+fn plots_rendered(page: &Path) -> Option<usize> {
+    let Some(chromium) = chromium() else {
+        // CI installs Chromium and sets this, so there the test cannot pass without it.
+        assert!(
+            std::env::var_os("SUMSTORM_REQUIRE_CHROMIUM").is_none(),
+            "chromium is required here but missing"
+        );
+        eprintln!("SKIPPED the Chromium check: no chromium on PATH (apt-get install chromium)");
+        return None;
+    };
+    let url = format!("file://{}", page.display());
+    let dom = Command::new(&chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        .args(["--virtual-time-budget=3000", "--dump-dom", &url])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let at = dom
+        .find("data-plots-rendered=\"")
+        .unwrap_or_else(|| panic!("no render count: {}", &dom[..dom.len().min(400)]));
+    let rest = &dom[at + "data-plots-rendered=\"".len()..];
+    Some(rest[..rest.find('"').unwrap()].parse().unwrap())
+}
+
+/// A closed-model run (Reports back to back) writes a history line with every key figure and a
+/// machine description; `loadgen trends` over that history and a synthetic one (a known step
+/// in noise, another machine, a broken line) finds the step at its commit, nothing else, and its
+/// page renders every plot in headless Chromium.
+#[test]
+fn a_closed_model_run_feeds_the_history_and_trends_find_a_step() {
+    use loadgen::profile::Plan;
+    use loadgen::run::{Options, run};
+    let tmp = tempfile::tempdir().unwrap();
+    let history = tmp.path().join("history.jsonl");
+    let profile = r#"
+        [population]
+        clients = 300
+        seed = 5
+        [run]
+        time_scale = 1
+        duration = "3s"
+        [transport]
+        connections = 8
+        [closed_model]
+        messages_per_report = 20
+        [backend]
+        statesys_pause = 0
+    "#;
+    let opts = Options {
+        target: None,
+        out: Some(tmp.path().join("run")),
+        shard: None,
+        verify: true,
+        progress: false,
+        history: Some(history.clone()),
+        arbiters: Some(2),
+        allow_late: true,
+    };
+    let outcome = run(Plan::parse("ingest", profile).unwrap(), profile, &opts).unwrap();
+    let s = &outcome.summary;
+    assert_eq!(outcome.exit, EXIT_OK, "{s:#}");
+    assert_eq!(s["verification"]["exact"], true, "{:#}", s["verification"]);
+    let acked = s["state_messages"]["acknowledged"].as_u64().unwrap();
+    assert!(acked >= 20 * 300, "every client reported at least once in 3 s: {acked}");
+    assert_eq!(s["backend"]["records_processed"].as_u64(), Some(acked), "durable and applied");
+    assert_eq!(s["profile"]["reports"]["model"], "closed");
+    let line: Value = serde_json::from_str(std::fs::read_to_string(&history).unwrap().trim()).unwrap();
+    for figure in ["backend_records_per_second", "state_messages_per_second", "state_report.p99"] {
+        assert!(line["figures"][figure]["value"].as_f64().is_some_and(|v| v > 0.0), "{figure}: {line}");
+    }
+    assert_eq!(line["target"], "embedded");
+
+    // Synthetic history: 24 commits of 3 runs each on one machine kind, ±3 % noise, the
+    // throughput 20 % lower from commit c14 on; the same profile on another machine, flat.
+    let noise = |i: u64| (loadgen::sim::mix(i) % 2000) as f64 / 1000.0 - 1.0;
+    let mut text = std::fs::read_to_string(&history).unwrap();
+    for c in 0..24u64 {
+        for r in 0..3u64 {
+            let rate = if c < 14 { 900_000.0 } else { 720_000.0 } * (1.0 + 0.03 * noise(c * 7 + r));
+            let p99 = 40.0 * (1.0 + 0.03 * noise(1000 + c * 7 + r));
+            for (cpu, rate) in
+                [("Synthetic CPU", rate), ("Other CPU", 500_000.0 * (1.0 + 0.03 * noise(c + 99 * r)))]
+            {
+                text.push_str(
+                    &serde_json::json!({
+                        "profile": "ingest", "commit": format!("c{c:02}"), "date": format!("2026-12-{:02}", 1 + c),
+                        "host": { "cpu": cpu, "cores": 2, "memory_gib": 23.5 }, "target": "embedded",
+                        "figures": { "backend_records_per_second": { "value": rate, "samples": 1 },
+                                     "state_report.p99": { "value": p99, "samples": 5000 } },
+                    })
+                    .to_string(),
+                );
+                text.push('\n');
+            }
+        }
+        if c == 5 {
+            text.push_str("{\"profile\": \"ingest\", truncated\n");
+        }
+    }
+    std::fs::write(&history, text).unwrap();
+    let out = tmp.path().join("trends");
+    let written = loadgen::trends::write(&history, &out, None, &loadgen::trends::Detect::default()).unwrap();
+    assert_eq!(written.warnings.len(), 1, "{:?}", written.warnings);
+    assert!(written.warnings[0].starts_with("line 38:"), "{:?}", written.warnings);
+    assert_eq!(written.groups, 3, "the real run's machine, and the two synthetic ones");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&written.json).unwrap()).unwrap();
+    let mut found = Vec::new();
+    for g in doc["groups"].as_array().unwrap() {
+        for f in g["figures"].as_array().unwrap() {
+            for c in f["changes"].as_array().unwrap() {
+                found.push((
+                    g["machine"].as_str().unwrap().to_owned(),
+                    f["name"].as_str().unwrap().to_owned(),
+                    c.clone(),
+                ));
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let (machine, figure, change) = &found[0];
+    assert!(machine.starts_with("Synthetic CPU") && figure == "backend_records_per_second");
+    assert_eq!((change["commit"].as_str(), change["direction"].as_str()), (Some("c14"), Some("regression")));
+    assert_eq!(change["link"], "#commit-c14");
+
+    let html = std::fs::read_to_string(&written.html).unwrap();
+    for fetch in ["src=", "<link", "@import", "url("] {
+        assert!(!html.contains(fetch), "trends.html must be self-contained, found {fetch:?}");
+    }
+    assert!(html.contains("id=\"commit-c14\"") && html.contains("href=\"#commit-c14\""));
+    let plots = html.matches("<svg class=\"plot\"").count();
+    let real = line["figures"].as_object().unwrap().len();
+    assert_eq!(plots, real + 2 + 2, "every figure of every group is plotted");
+    if let Some(rendered) = plots_rendered(&written.html) {
+        assert_eq!(rendered, plots, "every plot drew its lines");
+    }
 }
 
 fn chromium() -> Option<PathBuf> {
