@@ -1,5 +1,6 @@
 //! `loadgen compare` on real runs: three runs of the same build make a baseline; a fourth run
-//! is not a regression, the same run made 30 % slower is. This file is its own test binary so
+//! is not a regression at 20 %, the same run made 30 % slower is. (At 10 % a request median of
+//! this small site moved 12 % between identical runs here once in four.) This file is its own test binary so
 //! that nothing else loads the machine while these runs are measured.
 
 mod common;
@@ -19,10 +20,10 @@ fn a_thirty_percent_slowdown_is_flagged_and_a_rerun_is_not() {
     let (profile, runs) = compare::load_baseline(&baseline).unwrap();
     assert_eq!((profile.as_str(), runs.len()), ("small", 3));
     let rerun = run_small(&tmp.path().join("rerun"), None);
-    let rows = compare::compare(&compare::key_figures(&rerun), &runs, 0.10);
+    let rows = compare::compare(&compare::key_figures(&rerun), &runs, 0.20);
     let flagged: Vec<&str> =
         rows.iter().filter(|r| r.verdict == Verdict::Regression).map(|r| r.name.as_str()).collect();
-    assert!(flagged.is_empty(), "a rerun of the same build: {flagged:?}\n{}", compare::table(&rows, 3, 0.10));
+    assert!(flagged.is_empty(), "a rerun of the same build: {flagged:?}\n{}", compare::table(&rows, 3, 0.20));
     assert!(rows.iter().any(|r| r.verdict == Verdict::Ok), "something was judged");
 
     // The same run 30 % slower: every latency up 30 %, every rate down by the same factor.
@@ -42,9 +43,9 @@ fn a_thirty_percent_slowdown_is_flagged_and_a_rerun_is_not() {
             slow[path[0]][path[1]] = (v / 1.3).into();
         }
     }
-    let rows = compare::compare(&compare::key_figures(&slow), &runs, 0.10);
+    let rows = compare::compare(&compare::key_figures(&slow), &runs, 0.20);
     let flagged: Vec<&str> =
         rows.iter().filter(|r| r.verdict == Verdict::Regression).map(|r| r.name.as_str()).collect();
-    assert!(flagged.contains(&"state_messages_per_second"), "{}", compare::table(&rows, 3, 0.10));
-    assert!(flagged.iter().any(|f| f.ends_with(".p50")), "{}", compare::table(&rows, 3, 0.10));
+    assert!(flagged.contains(&"state_messages_per_second"), "{}", compare::table(&rows, 3, 0.20));
+    assert!(flagged.iter().any(|f| f.ends_with(".p50")), "{}", compare::table(&rows, 3, 0.20));
 }
