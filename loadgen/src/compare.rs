@@ -361,14 +361,15 @@ pub fn markdown(summary: &Value, rows: &[Row], baseline_runs: usize, tolerance: 
             r.verdict.word()
         );
     }
-    if !rows.is_empty() {
-        // Mermaid's bar chart: the change of each figure against the baseline median.
-        let bound = rows.iter().map(|r| r.change.abs()).fold(tolerance * 100.0, f64::max).ceil();
-        let names: Vec<String> = rows.iter().map(|r| format!("\"{}\"", r.name.replace('"', "'"))).collect();
-        let bars: Vec<String> = rows.iter().map(|r| format!("{:.1}", r.change)).collect();
+    // Mermaid's bar chart: the change of each judged figure against the baseline median.
+    let judged: Vec<&Row> = rows.iter().filter(|r| r.verdict != Verdict::FewSamples).collect();
+    if !judged.is_empty() {
+        let bound = judged.iter().map(|r| r.change.abs()).fold(tolerance * 100.0, f64::max).ceil();
+        let names: Vec<String> = judged.iter().map(|r| format!("\"{}\"", r.name.replace('"', "'"))).collect();
+        let bars: Vec<String> = judged.iter().map(|r| format!("{:.1}", r.change)).collect();
         let _ = writeln!(
             out,
-            "\n```mermaid\nxychart-beta\n    title \"Change against the baseline median (%)\"\n    \
+            "\n```mermaid\nxychart-beta\n    title \"Change against the baseline median (%), judged figures\"\n    \
              x-axis [{}]\n    y-axis \"change %\" -{bound} --> {bound}\n    bar [{}]\n```",
             names.join(", "),
             bars.join(", ")
@@ -579,9 +580,12 @@ mod tests {
         assert_eq!((checks[1][0].as_str(), checks[1][3].as_str()), ("error_rate", "FAIL"));
         assert_eq!((checks[2][0].as_str(), checks[2][3].as_str()), ("verification", "pass"));
         assert!(md.contains("1 regression(s): state_report.p99"), "{md}");
-        // The chart: one bar per figure, inside the y axis.
+        // The chart: one bar per judged figure.
         let bar = lines.iter().find(|l| l.trim_start().starts_with("bar [")).expect("a bar line");
-        assert_eq!(bar.matches(',').count() + 1, rows.len());
+        assert_eq!(
+            bar.matches(',').count() + 1,
+            rows.iter().filter(|r| r.verdict != Verdict::FewSamples).count()
+        );
         assert!(md.contains("```mermaid\nxychart-beta") && md.trim_end().ends_with("```"));
     }
 
