@@ -30,10 +30,32 @@ fn ticks(max: f64) -> Vec<f64> {
     if max <= 0.0 {
         return vec![0.0];
     }
-    let raw = max / 5.0;
+    ticks_between(0.0, max)
+}
+
+/// Round numbers for axis ticks covering [lo, hi], about five steps.
+pub(crate) fn ticks_between(lo: f64, hi: f64) -> Vec<f64> {
+    let span = (hi - lo).max(hi.abs() * 1e-6).max(1e-9);
+    let raw = span / 5.0;
     let mag = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(mag * 10.0);
-    (0..=((max / step).ceil() as usize)).map(|i| i as f64 * step).collect()
+    ((lo / step).floor() as i64..=(hi / step).ceil() as i64).map(|i| i as f64 * step).collect()
+}
+
+/// A plot's horizontal grid lines and their labels, for `ticks` placed by `sy`, across the plot
+/// area from `left`, `width` wide.
+pub(crate) fn y_grid(svg: &mut String, ticks: &[f64], left: f64, width: f64, sy: impl Fn(f64) -> f64) {
+    for &t in ticks {
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            left + width,
+            left - 6.0,
+            sy(t) + 4.0,
+            trim(t),
+            y = sy(t)
+        );
+    }
 }
 
 /// A line chart. `x_percentile`: x values are percentiles (0..1), drawn at log10(1/(1-p)).
@@ -59,17 +81,7 @@ fn chart(
         r#"<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11"><text x="{LEFT}" y="18" font-size="13" font-weight="bold">{}</text>"#,
         esc(title)
     );
-    for &t in &y_ticks {
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            LEFT + pw,
-            LEFT - 6.0,
-            sy(t) + 4.0,
-            trim(t),
-            y = sy(t)
-        );
-    }
+    y_grid(&mut svg, &y_ticks, LEFT, pw, sy);
     let x_ticks: Vec<(f64, String)> = if x_percentile {
         (0..=(x_max.ceil() as i32))
             .map(|d| {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
-use crate::report::{esc, trim};
+use crate::report::{esc, ticks_between, trim, y_grid};
 
 /// One run as the history holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -435,17 +435,6 @@ const RIGHT: f64 = 40.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 40.0;
 
-/// Round ticks covering [lo, hi].
-fn range_ticks(lo: f64, hi: f64) -> Vec<f64> {
-    let span = (hi - lo).max(hi.abs() * 1e-6).max(1e-9);
-    let raw = span / 5.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(mag * 10.0);
-    let first = (lo / step).floor() as i64;
-    let last = (hi / step).ceil() as i64;
-    (first..=last).map(|i| i as f64 * step).collect()
-}
-
 /// One figure's plot: each commit's median (the line), its runs' spread (a bar), and each
 /// change as a dashed line before its commit, linked to it.
 fn plot(s: &Series, link: &dyn Fn(&str) -> String) -> String {
@@ -462,7 +451,7 @@ fn plot(s: &Series, link: &dyn Fn(&str) -> String) -> String {
     let lo = stats.iter().map(|s| s.1).fold(f64::INFINITY, f64::min);
     let hi = stats.iter().map(|s| s.2).fold(f64::NEG_INFINITY, f64::max);
     let pad = ((hi - lo) * 0.1).max(hi.abs() * 0.01);
-    let ticks = range_ticks((lo - pad).max(if lo >= 0.0 { 0.0 } else { f64::MIN }), hi + pad);
+    let ticks = ticks_between((lo - pad).max(if lo >= 0.0 { 0.0 } else { f64::MIN }), hi + pad);
     let (y0, y1) = (ticks[0], ticks[ticks.len() - 1].max(ticks[0] + 1e-9));
     let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
     let sx = |i: f64| LEFT + if n > 1 { i / (n - 1) as f64 * pw } else { pw / 2.0 };
@@ -474,17 +463,7 @@ fn plot(s: &Series, link: &dyn Fn(&str) -> String) -> String {
         r##"<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11"><text x="{LEFT}" y="18" font-size="13" font-weight="bold">{} <tspan font-weight="normal" fill="#666">({better})</tspan></text>"##,
         esc(&s.name)
     );
-    for &t in &ticks {
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            LEFT + pw,
-            LEFT - 6.0,
-            sy(t) + 4.0,
-            trim(t),
-            y = sy(t)
-        );
-    }
+    y_grid(&mut svg, &ticks, LEFT, pw, sy);
     let _ = write!(
         svg,
         r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#888"/><text x="{}" y="{}" text-anchor="middle">commits, oldest to newest ({n})</text>"##,
