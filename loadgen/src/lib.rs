@@ -9,7 +9,8 @@
 //! ([`verify`]); [`results`] writes the run's files and [`report`] its HTML page. [`compare`]
 //! judges a run against a baseline of several runs (as text, Markdown or JUnit XML); [`trends`]
 //! follows every key figure across commits from the run history and finds where one changed;
-//! [`merge`] adds sharded runs together.
+//! [`merge`] adds sharded runs together; [`search`] finds the largest load that meets every SLO
+//! with trials that are runs; [`windows`] judges thresholds over windows and aborts a run live.
 //!
 //! Also: [`open`], the pacers (the open model, Reports at a fixed arrival rate; the closed model,
 //! Reports back to back for the target's saturation); [`messages`], what a client
@@ -33,8 +34,10 @@ pub mod profile;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod search;
 pub mod sim;
 pub mod sink;
 pub mod transport;
 pub mod trends;
 pub mod verify;
+pub mod windows;

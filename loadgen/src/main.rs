@@ -88,6 +88,47 @@ enum Command {
         #[arg(long, default_value = "5%")]
         min_change: String,
     },
+    /// The largest load at which the target meets every SLO (the profile's thresholds, error
+    /// rate, the site keeping up; a trial where the generator fell behind is void): trials are
+    /// runs of the profile, short ones bisecting the bounds, then full-length ones confirming each
+    /// goal (no failures; exceed ratio 0.5). Writes search.json, search-events.jsonl and
+    /// report.html. Exit 0 answered, 2 bounds that cannot be searched or a bad profile.
+    Search {
+        profile: PathBuf,
+        /// clients (the population, living the profile's client life) or rate (the open model's
+        /// Reports per second).
+        #[arg(long)]
+        over: loadgen::search::Over,
+        /// Smallest load to try (default: an eighth of the profile's).
+        #[arg(long)]
+        lower: Option<f64>,
+        /// Largest load to try (default: twice the profile's).
+        #[arg(long)]
+        upper: Option<f64>,
+        /// Stop when (upper - lower) / upper is within this.
+        #[arg(long, default_value = "2%")]
+        goal_width: String,
+        /// Real duration of the short trials ("0s": none).
+        #[arg(long, default_value = "20s")]
+        trial: String,
+        /// Real duration of the full-length trials.
+        #[arg(long, default_value = "60s")]
+        r#final: String,
+        /// Most full-length trials of one load (no-failures needs this many passes to call a load
+        /// a lower bound; exceed-ratio-0.5 needs more than half of them to fail to call it upper).
+        #[arg(long, default_value_t = 2)]
+        repeats: usize,
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long)]
+        target: Option<String>,
+        /// Search folder (default results/search/<profile>/<UTC timestamp>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Skip the short trials at 10, 50 and 90 % of the answer (the report's latency spectra).
+        #[arg(long)]
+        no_spectra: bool,
+    },
     /// Write report.html (self-contained, inline SVG plots) for a run folder.
     Report { run: PathBuf },
     /// Merge sharded runs (--shard I/N) into one: histograms added, counts summed, thresholds
@@ -145,6 +186,10 @@ enum Command {
         /// Runtime threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Take at most this many relayed Reports a second and answer the rest 503: an MP whose
+        /// capacity is known by construction.
+        #[arg(long)]
+        capacity: Option<f64>,
     },
     /// Add a run to results/baselines/<profile>.json (keeping the newest --keep runs).
     Promote {
@@ -312,6 +357,78 @@ fn main() -> ExitCode {
                 Err(e) => usage(e),
             }
         }
+        Command::Search {
+            profile,
+            over,
+            lower,
+            upper,
+            goal_width,
+            trial,
+            r#final,
+            repeats,
+            seed,
+            target,
+            out,
+            no_spectra,
+        } => {
+            let text = match std::fs::read_to_string(&profile) {
+                Ok(t) => t,
+                Err(e) => return usage(format!("{}: {e}", profile.display())),
+            };
+            let name = profile.file_stem().map_or("profile".into(), |s| s.to_string_lossy().into_owned());
+            let mut plan = match Plan::parse(&name, &text) {
+                Ok(p) => p,
+                Err(e) => return usage(e),
+            };
+            if let Some(s) = seed {
+                plan.seed = s;
+            }
+            let Some(goal_width) = percent(&goal_width).filter(|w| *w > 0.0 && *w < 1.0) else {
+                return usage("--goal-width: a percentage above 0 and below 100, such as 2%");
+            };
+            let (Some(short), Some(full)) = (parse_span(&trial), parse_span(&r#final)) else {
+                return usage("--trial, --final: spans such as \"20s\" or \"2m\"");
+            };
+            if full.is_zero() {
+                return usage("--final: full-length trials need a duration");
+            }
+            let load = match (over, plan.open_model) {
+                (loadgen::search::Over::Rate, Some((loadgen::profile::Arrivals::Open { rate }, _))) => rate,
+                _ => plan.clients as f64,
+            };
+            let cfg = loadgen::search::Config {
+                over,
+                lower: lower.unwrap_or(load / 8.0),
+                upper: upper.unwrap_or(load * 2.0),
+                goal_width,
+                short,
+                full,
+                repeats: repeats.clamp(1, 20),
+                target,
+                out: out.unwrap_or_else(|| {
+                    PathBuf::from(format!("results/search/{name}/{}", loadgen::run::utc_stamp()))
+                }),
+                progress: true,
+                arbiters: None,
+                spectra: !no_spectra,
+            };
+            match loadgen::search::search(&plan, &text, &cfg) {
+                Ok(found) => {
+                    eprint!("{}", loadgen::search::console(&found, over));
+                    eprintln!("results: {} and {}", found.json.display(), found.html.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e @ loadgen::search::SearchError::Unsearchable(_)) => {
+                    eprintln!("results so far: {}", cfg.out.join("search.json").display());
+                    usage(e)
+                }
+                Err(e) => {
+                    eprintln!("loadgen: {e:#}");
+                    eprintln!("results so far: {}", cfg.out.join("search.json").display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Report { run } => match loadgen::report::write(&run) {
             Ok(path) => {
                 eprintln!("{}", path.display());
@@ -328,13 +445,15 @@ fn main() -> ExitCode {
             }
             Err(e) => usage(e),
         },
-        Command::Sink { listen, threads } => match loadgen::sink::serve(listen, threads) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("loadgen: {e:#}");
-                ExitCode::FAILURE
+        Command::Sink { listen, threads, capacity } => {
+            match loadgen::sink::serve(listen, threads, capacity) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("loadgen: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Promote { run, baseline, keep } => {
             let name = std::fs::read(run.join("summary.json"))
                 .ok()
@@ -413,6 +532,7 @@ fn run_command(
         history: Some(PathBuf::from("results/history.jsonl")),
         arbiters: None,
         allow_late,
+        settle: true,
     };
     match run(plan, &text, &opts) {
         Ok(outcome) => {

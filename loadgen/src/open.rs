@@ -38,7 +38,7 @@ pub async fn open_model(
     let start = Instant::now();
     for k in 0u64.. {
         let intended = start + period.mul_f64(k as f64);
-        if intended >= end || clients.is_empty() {
+        if intended >= end || clients.is_empty() || arb.finishing.get() {
             break;
         }
         tokio::time::sleep_until(intended.into()).await;
@@ -76,7 +76,7 @@ pub async fn closed_model(
             actix_rt::spawn(async move {
                 loop {
                     let now = Instant::now();
-                    if now >= end {
+                    if now >= end || arb.finishing.get() {
                         break;
                     }
                     let k = next.get();

@@ -50,8 +50,9 @@
 //! retry_after = 5                        # seconds, in those 503s
 //! statesys_pause = 10                    # site seconds StateSys waits when woken from idle
 //!
-//! [thresholds]
+//! [thresholds]                           # over the whole run, or over windows; may abort the run
 //! "state_report.p99" = "< 500ms"
+//! "wsus_location.p99" = "< 1s in 99% of 10s windows after ramp-up, abort after 30s"
 //! "error_rate" = "< 1%"
 //! ```
 //!
@@ -335,6 +336,28 @@ pub struct Threshold {
     pub value: f64,
     /// The condition as written (`< 200ms`).
     pub text: String,
+    /// Held over windows instead of the whole run (`< 2s in 99% of 10s windows`).
+    pub window: Option<Window>,
+    /// Windows (and abort checks) before the ramp-up's end do not count (`... after ramp-up`).
+    pub after_ramp: bool,
+    /// Stop the run once the condition has failed this long without a break (`..., abort after
+    /// 30s`), judged each second over the threshold's window (10 s when it has none).
+    pub abort_after: Option<Duration>,
+}
+
+/// A threshold's windows: consecutive, `length` of real time each, and the share of them that
+/// must meet the condition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub length: Duration,
+    pub share: f64,
+}
+
+impl Threshold {
+    /// The window an abort is judged over: the threshold's own, or 10 s.
+    pub fn abort_window(&self) -> Duration {
+        self.window.map_or(Duration::from_secs(10), |w| w.length)
+    }
 }
 
 /// A simulated site event.
@@ -433,7 +456,36 @@ fn threshold(name: &str, text: &str) -> Result<Threshold, ProfileError> {
             }
         }
     };
-    let t = text.trim();
+    let written = text.trim();
+    // `<condition>[ in <share>% of <span> windows][ after ramp-up][, abort after <span>]`
+    let (t, abort_after) = match written.rsplit_once(", abort after ") {
+        Some((t, span)) => match parse_span(span.trim()).filter(|d| !d.is_zero()) {
+            Some(d) => (t.trim(), Some(d)),
+            None => return Err(invalid(&key, format!("{span:?}: abort after a span such as \"30s\""))),
+        },
+        None => (written, None),
+    };
+    let (t, after_ramp) = match t.strip_suffix("after ramp-up") {
+        Some(t) => (t.trim(), true),
+        None => (t, false),
+    };
+    let (t, window) = match t.split_once(" in ") {
+        Some((t, w)) => {
+            let bad = || invalid(&key, format!("{w:?}: write windows as \"in 99% of 10s windows\""));
+            let (share, rest) = w.split_once("% of ").ok_or_else(bad)?;
+            let share: f64 = share.trim().parse().map_err(|_| bad())?;
+            let length =
+                rest.trim().strip_suffix("windows").and_then(|l| parse_span(l.trim())).ok_or_else(bad)?;
+            if !(share > 0.0 && share <= 100.0) || length < Duration::from_secs(1) {
+                return Err(invalid(
+                    &key,
+                    "windows: a share above 0 and at most 100 %, windows of at least 1s",
+                ));
+            }
+            (t.trim(), Some(Window { length, share: share / 100.0 }))
+        }
+        None => (t, None),
+    };
     let (less_than, rest) = match (t.strip_prefix('<'), t.strip_prefix('>')) {
         (Some(r), _) => (true, r.trim()),
         (_, Some(r)) => (false, r.trim()),
@@ -451,7 +503,16 @@ fn threshold(name: &str, text: &str) -> Result<Threshold, ProfileError> {
         (Metric::StateMessagesPerSecond, "") => n,
         (_, unit) => return Err(invalid(&key, format!("{text:?}: unit {unit:?} does not fit this metric"))),
     };
-    Ok(Threshold { name: name.to_owned(), metric, less_than, value, text: t.to_owned() })
+    Ok(Threshold {
+        name: name.to_owned(),
+        metric,
+        less_than,
+        value,
+        text: written.to_owned(),
+        window,
+        after_ramp,
+        abort_after,
+    })
 }
 
 impl Plan {

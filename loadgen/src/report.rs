@@ -59,7 +59,7 @@ pub(crate) fn y_grid(svg: &mut String, ticks: &[f64], left: f64, width: f64, sy:
 }
 
 /// A line chart. `x_percentile`: x values are percentiles (0..1), drawn at log10(1/(1-p)).
-fn chart(
+pub(crate) fn chart(
     title: &str,
     x_label: &str,
     y_label: &str,
@@ -148,7 +148,7 @@ pub(crate) fn trim(x: f64) -> String {
 }
 
 /// (percentile, value ms) rows of an `.hgrm` file.
-fn hgrm_points(text: &str) -> Vec<(f64, f64)> {
+pub(crate) fn hgrm_points(text: &str) -> Vec<(f64, f64)> {
     text.lines()
         .skip(2)
         .take_while(|l| !l.starts_with('#'))

@@ -49,6 +49,9 @@ pub struct Options {
     pub arbiters: Option<usize>,
     /// Exit as the thresholds say even when the generator fell behind past the profile's bound.
     pub allow_late: bool,
+    /// At the end, let the backend drain and summarize (`false`: a search's trial, whose
+    /// figures are taken while it runs, ends at once; verification needs it).
+    pub settle: bool,
 }
 
 /// What a run produced.
@@ -239,7 +242,17 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
     let fleet = setup(&plan, &base, &site, &opts).await?;
     let observed = observe(&plan, &base, &fleet, opts.progress).await;
     let finished = finish(&fleet).await;
-    let settled = settle(&plan, &base, &finished.truths, opts.verify, &dir).await?;
+    let settled = if opts.settle || opts.verify {
+        settle(&plan, &base, &finished.truths, opts.verify, &dir).await?
+    } else {
+        Settled {
+            status: get_json(&base, "/api/v1/status").await.unwrap_or(Value::Null),
+            drain: Duration::ZERO,
+            tasks: Value::Null,
+            summarize: Duration::ZERO,
+            verification: None,
+        }
+    };
     let outcome = write_results(&plan, &base, &dir, &opts, &fleet, observed, finished, settled)?;
     System::current().stop();
     Ok(outcome)
@@ -367,6 +380,9 @@ struct Observed {
     peak_backlog: u64,
     /// From setup to the end of the loop.
     wall: Duration,
+    /// The windowed thresholds' windows, and the abort that ended the run early, if one did.
+    windows: crate::windows::Windows,
+    aborted: Option<crate::windows::Abort>,
 }
 
 /// The run: once a second, merge the arbiters' intervals into the interval logs and the
@@ -382,6 +398,9 @@ async fn observe(plan: &Plan, base: &str, fleet: &Fleet, progress: bool) -> Obse
     let mut last = Instant::now();
     let mut p99_so_far = metrics::histogram();
     let mut total_requests = 0u64;
+    let ramp_end = fleet.clock.real_at(plan.ramp_up).saturating_duration_since(fleet.started).as_secs_f64();
+    let mut windows = crate::windows::Windows::new(&plan.thresholds, ramp_end);
+    let mut aborted = None;
     loop {
         let now = Instant::now();
         let next = (last + Duration::from_secs(1)).min(real_end);
@@ -391,6 +410,9 @@ async fn observe(plan: &Plan, base: &str, fleet: &Fleet, progress: bool) -> Obse
         let since = last.saturating_duration_since(fleet.started);
         hlog.interval(since, length, &interval);
         service_hlog.interval_of(since, length, &interval, true);
+        if let Some(a) = windows.add(&interval, (since + length).as_secs_f64(), length.as_secs_f64()) {
+            aborted = Some(a);
+        }
         last = Instant::now();
         while let Some(e) = events.next_if(|e| fleet.clock.real_at(e.at) <= last) {
             let body = format!("{{\"new_updates\": {}, \"superseded\": {}}}", e.new_updates, e.superseded);
@@ -416,6 +438,10 @@ async fn observe(plan: &Plan, base: &str, fleet: &Fleet, progress: bool) -> Obse
             "messages_acknowledged": interval.messages_acked,
             "p99_ms": Kind::ALL.iter().filter_map(|k| results::stat_ms(&interval.kind(*k).corrected, "p99")).fold(0.0, f64::max),
             "backlog_files": backlog,
+            // State messages the MP has accepted, and StateSys applied, so far (our backend's
+            // counters; absent from other targets).
+            "accepted": status["StateMessagesAccepted"],
+            "applied": status["RecordsProcessed"],
         }));
         if progress {
             let all: u64 = interval.requests();
@@ -435,15 +461,27 @@ async fn observe(plan: &Plan, base: &str, fleet: &Fleet, progress: bool) -> Obse
                 interval.errors(),
             );
         }
+        if let Some(a) = &aborted {
+            if progress {
+                eprintln!();
+            }
+            eprintln!(
+                "loadgen: aborted at {:.0} s: threshold {} failed for its abort stretch ({})",
+                a.at,
+                a.threshold,
+                a.actual.map_or("nothing measured".to_owned(), |v| format!("{v:.3} over its last window"))
+            );
+            break;
+        }
         if last >= real_end {
             break;
         }
     }
-    if progress {
+    if progress && aborted.is_none() {
         eprintln!();
     }
     let wall = fleet.started.elapsed();
-    Observed { hlog, service_hlog, timeline, syncs, peak_backlog, wall }
+    Observed { hlog, service_hlog, timeline, syncs, peak_backlog, wall, windows, aborted }
 }
 
 /// What the clients handed back.
@@ -461,6 +499,12 @@ async fn finish(fleet: &Fleet) -> Finished {
     let finish_started = Instant::now();
     let waits = ask_all(&fleet.arbiters, || {
         if let Some(rx) = OPEN_DONE.with(|d| d.borrow_mut().take()) {
+            // A pacer stops at its end, or now when the run was cut short (an abort).
+            ARB.with(|a| {
+                if let Some(arb) = a.borrow().as_ref() {
+                    arb.finishing.set(true);
+                }
+            });
             return rx;
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -559,7 +603,7 @@ fn write_results(
     finished: Finished,
     settled: Settled,
 ) -> anyhow::Result<(Value, u8)> {
-    let Observed { hlog, service_hlog, timeline, syncs, peak_backlog, wall } = observed;
+    let Observed { hlog, service_hlog, timeline, syncs, peak_backlog, wall, windows, aborted } = observed;
     let Finished { totals, cpu, truths: _, flush } = finished;
     let Settled { status: backend_status, drain, tasks, summarize, verification } = settled;
     let (clients, n, startup) = (fleet.clients, fleet.arbiters.len(), fleet.startup);
@@ -572,7 +616,17 @@ fn write_results(
     std::fs::write(dir.join("latency.hlog"), &hlog.bytes)?;
     std::fs::write(dir.join("service-time.hlog"), &service_hlog.bytes)?;
     write_json(&dir.join("timeline.json"), &Value::Array(timeline))?;
-    let checked = results::check(&plan.thresholds, &totals, wall);
+    let mut checked = results::check(&plan.thresholds, &totals, wall);
+    // Windowed thresholds: the share of windows that met the condition.
+    for (i, share, passed) in windows.verdicts() {
+        (checked[i].actual, checked[i].passed) = (share, passed);
+    }
+    // The threshold that aborted the run failed, whatever its figure over the whole run.
+    if let Some(a) = &aborted {
+        for c in checked.iter_mut().filter(|c| c.threshold.name == a.threshold) {
+            c.passed = false;
+        }
+    }
     let records = backend_status["RecordsProcessed"].as_u64().unwrap_or(0);
     let lateness = &totals.lateness;
     let cpu_seconds: f64 = cpu.iter().flatten().sum();
@@ -638,6 +692,7 @@ fn write_results(
             Some(v) => json!({ "checked": true, "exact": v.exact, "differences": v.differences.len() }),
         },
         "thresholds": results::thresholds_json(&checked),
+        "aborted": aborted.as_ref().map(|a| json!({ "threshold": a.threshold, "at_seconds": a.at, "actual": a.actual })),
     });
     write_json(&dir.join("summary.json"), &summary)?;
     crate::report::write(dir)?;

@@ -10,6 +10,11 @@
 //!
 //! A run against it verifies nothing (run it with `--no-verify`): there is no StateSys. What it
 //! shows is what the generator can deliver on this machine, beside `wrk` against the same sink.
+//!
+//! With a capacity (`--capacity N`), it is an MP whose capacity is known by construction: it
+//! takes at most N relayed Reports a second (a token bucket holding 20 ms worth, at least 2) and
+//! answers the rest `503` with `Retry-After: 1`, as an MP past its inbox's high-water mark does.
+//! `loadgen search` is tested against it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -37,6 +42,8 @@ struct Sink {
     mp: MpIdentity,
     reports: AtomicU64,
     requests: AtomicU64,
+    /// Relayed Reports a second it takes, and its bucket: (tokens, when last filled).
+    capacity: Option<(f64, std::sync::Mutex<(f64, std::time::Instant)>)>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -111,6 +118,19 @@ impl Sink {
         let plain = !content_type.to_ascii_lowercase().starts_with("multipart/");
         let target = if plain { plain_target } else { target_endpoint(content_type, body) };
         if target.as_deref() == Some("MP_RelayEndpoint") {
+            if let Some((rate, bucket)) = &self.capacity {
+                let mut b = bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let now = std::time::Instant::now();
+                b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rate).min(burst(*rate));
+                b.1 = now;
+                if b.0 < 1.0 {
+                    let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "over capacity");
+                    r.headers_mut()
+                        .insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+                    return r;
+                }
+                b.0 -= 1.0;
+            }
             self.reports.fetch_add(1, Ordering::Relaxed);
             return if plain {
                 reply(StatusCode::OK, "text/plain", "NoReply\n")
@@ -151,8 +171,15 @@ impl Sink {
     }
 }
 
-/// Serves the sink on `listen` until the process ends, on `threads` runtime threads.
-pub fn serve(listen: SocketAddr, threads: usize) -> anyhow::Result<()> {
+/// The capacity's bucket: 20 ms of Reports at `rate`, at least 2 (evenly paced arrivals below
+/// the rate always find a token; a burst above it does not last).
+fn burst(rate: f64) -> f64 {
+    (rate * 0.02).max(2.0)
+}
+
+/// Serves the sink on `listen` until the process ends, on `threads` runtime threads, taking at
+/// most `capacity` relayed Reports a second when given.
+pub fn serve(listen: SocketAddr, threads: usize, capacity: Option<f64>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()
@@ -163,12 +190,18 @@ pub fn serve(listen: SocketAddr, threads: usize) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         eprintln!("loadgen sink: a null MP on http://{} (answers, keeps nothing)", listener.local_addr()?);
-        serve_on(listener).await
+        serve_on_with(listener, capacity).await
     })
 }
 
 /// Serves the sink on `listener` until the runtime ends.
 pub async fn serve_on(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    serve_on_with(listener, None).await
+}
+
+/// Serves the sink on `listener` until the runtime ends, taking at most `capacity` relayed
+/// Reports a second when given (the rest: 503, `Retry-After: 1`).
+pub async fn serve_on_with(listener: tokio::net::TcpListener, capacity: Option<f64>) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let sink = Arc::new(Sink {
         site: Site::default_site(),
@@ -180,6 +213,9 @@ pub async fn serve_on(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
         },
         reports: AtomicU64::new(0),
         requests: AtomicU64::new(0),
+        capacity: capacity
+            .filter(|c| c.is_finite() && *c > 0.0)
+            .map(|c| (c, std::sync::Mutex::new((burst(c), std::time::Instant::now())))),
     });
     loop {
         let (stream, _) = match listener.accept().await {

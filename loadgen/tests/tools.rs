@@ -133,6 +133,7 @@ fn a_closed_model_run_feeds_the_history_and_trends_find_a_step() {
         history: Some(history.clone()),
         arbiters: Some(2),
         allow_late: true,
+        settle: true,
     };
     let outcome = run(Plan::parse("ingest", profile).unwrap(), profile, &opts).unwrap();
     let s = &outcome.summary;
@@ -211,6 +212,63 @@ fn a_closed_model_run_feeds_the_history_and_trends_find_a_step() {
     if let Some(rendered) = plots_rendered(&written.html) {
         assert_eq!(rendered, plots, "every plot drew its lines");
     }
+}
+
+/// A threshold that fails for its abort stretch stops the run early: every result file is
+/// written up to then and readable, the run exits 1 naming the threshold; a windowed threshold
+/// that holds in its share of windows passes, scored by that share.
+#[test]
+fn an_abort_stops_the_run_and_leaves_readable_files() {
+    use loadgen::profile::Plan;
+    use loadgen::run::{EXIT_THRESHOLD, Options, run};
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = r#"
+        [population]
+        clients = 200
+        seed = 3
+        [client]
+        policy_poll = "1m"
+        [run]
+        time_scale = 60
+        duration = "40m"
+        ramp_up = "30s"
+        [thresholds]
+        "policy_assignments.p99" = "< 10s in 90% of 1s windows"
+        "policy_assignments.p50" = "< 1us in 50% of 1s windows, abort after 2s"
+    "#;
+    let opts = Options {
+        target: None,
+        out: Some(tmp.path().join("run")),
+        shard: None,
+        verify: true,
+        progress: false,
+        history: None,
+        arbiters: Some(2),
+        allow_late: true,
+        settle: true,
+    };
+    let outcome = run(Plan::parse("abort", profile).unwrap(), profile, &opts).unwrap();
+    let s = &outcome.summary;
+    assert_eq!(outcome.exit, EXIT_THRESHOLD, "{s:#}");
+    assert_eq!(s["aborted"]["threshold"], "policy_assignments.p50", "{s:#}");
+    let at = s["aborted"]["at_seconds"].as_f64().unwrap();
+    assert!((2.0..10.0).contains(&at), "aborted {at} s in");
+    assert!(s["wall_seconds"].as_f64().unwrap() < 15.0, "stopped long before its 40 s");
+    assert_eq!(s["verification"]["exact"], true, "what was acknowledged up to the abort is applied");
+    let by = |m: &str| s["thresholds"].as_array().unwrap().iter().find(|t| t["metric"] == m).unwrap().clone();
+    assert_eq!(by("policy_assignments.p50")["passed"], false);
+    let windowed = by("policy_assignments.p99");
+    assert_eq!(
+        (windowed["passed"].clone(), windowed["actual"].as_f64()),
+        (true.into(), Some(1.0)),
+        "{windowed}"
+    );
+    for file in ["summary.json", "timeline.json", "verify.json"] {
+        let _: Value = serde_json::from_slice(&std::fs::read(outcome.dir.join(file)).unwrap()).unwrap();
+    }
+    let intervals = read_hlog(&outcome.dir.join("latency.hlog")).unwrap();
+    assert!(!intervals.is_empty(), "the interval log up to the abort");
+    assert!(std::fs::read_to_string(outcome.dir.join("report.html")).unwrap().contains("<svg"));
 }
 
 fn chromium() -> Option<PathBuf> {

@@ -9,7 +9,7 @@
 //!     batches of files until the inboxes are empty (paced to `rate` state messages a second if
 //!     set; a long backlog breaks off for a checkpoint when one is due)
 //!   checkpoint when due and there is something to save (applied files, a task's changes)
-//! stop: process what is left, checkpoint, return
+//! stop: process what is left (unpaced: nobody waits on a stop), checkpoint, return
 //! ```
 //!
 //! [`StateSys::start`] opens the worker's inboxes and starts the thread, which first loads the
@@ -238,6 +238,8 @@ impl StateSys {
                 stop,
                 options,
                 clock,
+                paced_from: Instant::now(),
+                paced: 0,
             };
             std::thread::Builder::new().name("statesys".into()).spawn(move || run.run())?
         };
@@ -292,9 +294,22 @@ struct Run {
     stop: Arc<AtomicBool>,
     options: Options,
     clock: SiteClock,
+    /// The pace: records applied since `paced_from`, which restarts whenever StateSys idles.
+    paced_from: Instant,
+    paced: u64,
 }
 
 impl Run {
+    /// Holds StateSys to `options.rate` state messages a second (if set, and not stopping:
+    /// nobody waits on a stop), having just applied `records` more.
+    fn pace(&mut self, records: u64) {
+        if let Some(rate) = self.options.rate.filter(|r| *r > 0 && !self.stop.load(Ordering::Acquire)) {
+            self.paced += records;
+            let due = Duration::from_secs_f64(self.paced as f64 / rate as f64);
+            std::thread::sleep(due.saturating_sub(self.paced_from.elapsed()));
+        }
+    }
+
     /// What a previous run left in the inbox, applied before anything else.
     fn recover(&mut self) {
         let started = Instant::now();
@@ -340,9 +355,6 @@ impl Run {
         self.recover();
         let timing = self.options.clone();
         let mut last_checkpoint = Instant::now();
-        // The pace: records applied since `paced_from`, which restarts whenever StateSys idles.
-        let mut paced_from = Instant::now();
-        let mut paced = 0u64;
         let mut idle = true;
         // Files were left for after a checkpoint: look again at once.
         let mut more = false;
@@ -365,7 +377,7 @@ impl Run {
             }
             self.follow_the_catalog();
             if idle {
-                (paced_from, paced) = (Instant::now(), 0);
+                (self.paced_from, self.paced) = (Instant::now(), 0);
             }
             idle = true;
             more = false;
@@ -377,15 +389,10 @@ impl Run {
                     break;
                 }
                 // What came in memory first: whatever it covers need not be read.
+                // (Counted and paced Report by Report as they are applied.)
                 let handed = self.apply_handed();
                 if handed.reports > 0 || handed.files > 0 {
                     idle = false;
-                    self.counters.count(&handed);
-                    if let Some(rate) = timing.rate.filter(|r| *r > 0) {
-                        paced += handed.processed.records;
-                        let due = Duration::from_secs_f64(paced as f64 / rate as f64);
-                        std::thread::sleep(due.saturating_sub(paced_from.elapsed()));
-                    }
                 }
                 let (woken, handed) = (&self.woken, &mut self.handed);
                 let refresh = |w: &mut Worker| {
@@ -399,11 +406,7 @@ impl Run {
                 match self.worker.run_batch(refresh) {
                     Ok(b) if b.files > 0 => {
                         idle = false;
-                        if let Some(rate) = timing.rate.filter(|r| *r > 0) {
-                            paced += b.processed.records;
-                            let due = Duration::from_secs_f64(paced as f64 / rate as f64);
-                            std::thread::sleep(due.saturating_sub(paced_from.elapsed()));
-                        }
+                        self.pace(b.processed.records);
                         self.counters.files_waiting.store(b.left, Ordering::Relaxed);
                         self.counters.count(&b);
                     }
@@ -432,6 +435,8 @@ impl Run {
 
     /// Applies what the relay handed over in memory (and what came since), in order: Reports
     /// into the store, and sealed segments all of whose records came this way marked applied.
+    /// Each is counted as it is applied and paced (a paced StateSys applies at its rate Report
+    /// by Report, not in lumps of a whole queue).
     fn apply_handed(&mut self) -> Batch {
         self.handed.extend(self.woken.try_iter());
         let mut batch = Batch::default();
@@ -440,13 +445,17 @@ impl Run {
                 Wake::Durable { segment, opened, records } => {
                     let b = self.worker.apply_handed(&segment, opened, &records);
                     self.queued.fetch_sub(b.reports, Ordering::Relaxed);
+                    self.counters.count(&b);
+                    self.pace(b.processed.records);
                     batch.reports += b.reports;
                     batch.relayed += b.relayed;
                     batch.processed += b.processed;
                 }
                 Wake::Sealed { path, complete } => {
                     self.worker.sealed(path, complete);
-                    batch.files += u64::from(complete);
+                    let files = u64::from(complete);
+                    self.counters.count(&Batch { files, ..Batch::default() });
+                    batch.files += files;
                 }
                 Wake::Look => {}
             }

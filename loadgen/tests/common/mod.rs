@@ -41,6 +41,7 @@ pub(crate) fn run_small(dir: &Path, shard: Option<(u64, u64)>) -> Value {
         arbiters: Some(2),
         // What these tests check is not the generator's pace (a shared CI machine).
         allow_late: true,
+        settle: true,
     };
     let outcome = run(Plan::parse("small", SMALL).unwrap(), SMALL, &opts).unwrap();
     assert_eq!(outcome.exit, EXIT_OK, "{:#}", outcome.summary);
