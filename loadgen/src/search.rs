@@ -24,7 +24,8 @@
 //! Files: `search.json` (every trial with each SLO's figure and verdict, the bracket after each
 //! trial, the answer per goal with its precision; rewritten after every trial, so an interrupted
 //! search keeps what it finished), `search-events.jsonl` (a line per trial as it ends),
-//! `trials/<n>-<load>/` (each trial's run folder) and `report.html`.
+//! `trials/<n>-<load>/` (each trial's run folder; of the embedded backend's data, only its logs
+//! are kept) and `report.html`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -238,6 +239,13 @@ impl Search<'_> {
                 return Err(SearchError::Failed(e.context(format!("trial {n} at {load}"))));
             }
         };
+        if self.cfg.target.is_none() {
+            // The embedded backend's store and inboxes are of no further use (a search of large
+            // populations would fill the disk); its logs stay for reading.
+            for d in ["state", "inboxes", "mp"] {
+                let _ = std::fs::remove_dir_all(dir.join("backend-data").join(d));
+            }
+        }
         let timeline: Value = std::fs::read(dir.join("timeline.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -271,7 +279,35 @@ impl Search<'_> {
             );
         }
         self.trials.push(trial);
+        self.save(None, None)?;
         Ok(verdict)
+    }
+
+    /// Writes `search.json`: every trial so far and the bracket as it narrowed; the answer once
+    /// there is one (`complete`), or the error that ended the search.
+    fn save(&self, answer: Option<&[Bracket]>, error: Option<String>) -> anyhow::Result<PathBuf> {
+        let cfg = self.cfg;
+        let doc = json!({
+            "profile": self.plan.name,
+            "over": cfg.over.name(),
+            "bounds": { "lower": cfg.lower, "upper": cfg.upper },
+            "goal_width": cfg.goal_width,
+            "trial_seconds": { "short": cfg.short.as_secs_f64(), "full": cfg.full.as_secs_f64() },
+            "repeats": cfg.repeats,
+            "target": cfg.target.clone().unwrap_or_else(|| "embedded".into()),
+            "wall_seconds": self.started.elapsed().as_secs_f64(),
+            "complete": answer.is_some(),
+            "error": error,
+            "answer": answer.unwrap_or_default().iter().map(|b| bracket_json(b, cfg.goal_width)).collect::<Vec<_>>(),
+            "trials": self.trials.iter().enumerate().map(|(n, t)| trial_json(n, t)).collect::<Vec<_>>(),
+            "brackets": self.brackets,
+        });
+        let path = cfg.out.join("search.json");
+        // Written beside and renamed: an interrupted search never leaves half a file.
+        let tmp = cfg.out.join("search.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&doc)?).with_context(|| tmp.display().to_string())?;
+        std::fs::rename(&tmp, &path).with_context(|| path.display().to_string())?;
+        Ok(path)
     }
 
     /// The trials of `load` in `phase`: (passed, failed, void).
@@ -561,25 +597,8 @@ pub fn search(plan: &Plan, text: &str, cfg: &Config) -> Result<Found, SearchErro
         Search { plan, text, cfg, trials: Vec::new(), brackets: Vec::new(), started: Instant::now(), events };
     let outcome = find(&mut s);
     // Whatever happened, what was measured is written.
-    let brackets = outcome.as_ref().map(|b| b.clone()).unwrap_or_default();
-    let json_path = cfg.out.join("search.json");
-    let doc = json!({
-        "profile": plan.name,
-        "over": cfg.over.name(),
-        "bounds": { "lower": cfg.lower, "upper": cfg.upper },
-        "goal_width": cfg.goal_width,
-        "trial_seconds": { "short": cfg.short.as_secs_f64(), "full": cfg.full.as_secs_f64() },
-        "repeats": cfg.repeats,
-        "target": cfg.target.clone().unwrap_or_else(|| "embedded".into()),
-        "wall_seconds": s.started.elapsed().as_secs_f64(),
-        "complete": outcome.is_ok(),
-        "error": outcome.as_ref().err().map(|e| format!("{e:#}")),
-        "answer": brackets.iter().map(|b| bracket_json(b, cfg.goal_width)).collect::<Vec<_>>(),
-        "trials": s.trials.iter().enumerate().map(|(n, t)| trial_json(n, t)).collect::<Vec<_>>(),
-        "brackets": s.brackets,
-    });
-    std::fs::write(&json_path, serde_json::to_vec_pretty(&doc).unwrap_or_default())
-        .with_context(|| json_path.display().to_string())?;
+    let error = outcome.as_ref().err().map(|e| format!("{e:#}"));
+    let json_path = s.save(outcome.as_deref().ok(), error)?;
     let brackets = outcome?;
     let html = cfg.out.join("report.html");
     std::fs::write(&html, page(&s, &brackets)).with_context(|| html.display().to_string())?;

@@ -132,6 +132,7 @@ fn a_lower_bound_that_already_fails_is_refused_and_its_trial_kept() {
     }
     let doc = read(&tmp.path().join("search.json"));
     assert_eq!(doc["complete"], false);
+    assert!(doc["error"].as_str().unwrap().contains("lower bound"), "{doc:#}");
     assert_eq!(doc["trials"][0]["verdict"], "fail");
     // Bounds the wrong way round: refused before any trial.
     let cfg = config(&tmp.path().join("backwards"), target, 800.0, 400.0, 0.1);
