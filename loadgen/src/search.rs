@@ -20,6 +20,7 @@
 //!   narrows the bracket from the bounds to the goal width; then, for each goal, full-length trials
 //!   confirm its lower and upper bound (moving them when a full-length trial disagrees) and
 //!   narrow again until the relative width `(upper - lower) / upper` is within the goal width.
+//!   The looser goal starts from the stricter one's bracket.
 //!
 //! Files: `search.json` (every trial with each SLO's figure and verdict, the bracket after each
 //! trial, the answer per goal with its precision; rewritten after every trial, so an interrupted
@@ -612,9 +613,12 @@ fn find(s: &mut Search) -> Result<Vec<Bracket>, SearchError> {
         Bracket { goal, lower: s.cfg.lower, upper: s.cfg.upper, generator_bound: false, at_least: false };
     // One short trial a load: both goals classify it alike.
     let short = if s.cfg.short.is_zero() { start } else { s.narrow(goal, "short", 1, start)? };
-    let mut out = Vec::new();
+    let mut out: Vec<Bracket> = Vec::new();
     for goal in GOALS {
-        let b = s.narrow(goal, "full", s.cfg.repeats.max(1), Bracket { goal, ..short.clone() })?;
+        // The goals go from strict to loose: a looser goal starts where the stricter one ended
+        // (a load whose trials all passed meets it too), reusing the trials already run.
+        let start = out.last().cloned().unwrap_or_else(|| short.clone());
+        let b = s.narrow(goal, "full", s.cfg.repeats.max(1), Bracket { goal, ..start })?;
         out.push(b);
     }
     if s.cfg.spectra {
