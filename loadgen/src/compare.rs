@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 /// A run's key figures: name → (value, samples it was measured on).
 pub type Figures = BTreeMap<String, (f64, u64)>;
 
-/// A figure's direction.
-fn lower_is_better(name: &str) -> bool {
+/// A figure's direction: latencies are better lower, rates (`..._per_second`) higher.
+pub fn lower_is_better(name: &str) -> bool {
     !name.ends_with("per_second")
 }
 

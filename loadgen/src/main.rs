@@ -202,6 +202,15 @@ enum Command {
     },
 }
 
+/// A profile file's text and its plan (named after the file's stem); a usage error (exit 2)
+/// naming the file or the key when it cannot be read or is not a valid profile.
+fn load_profile(path: &std::path::Path) -> Result<(String, Plan), ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    let name = path.file_stem().map_or("profile".into(), |s| s.to_string_lossy().into_owned());
+    let plan = Plan::parse(&name, &text).map_err(usage)?;
+    Ok((text, plan))
+}
+
 /// "10%" (or "10") as 0.10; `None` unless a number at least 0.
 fn percent(text: &str) -> Option<f64> {
     text.trim()
@@ -371,15 +380,11 @@ fn main() -> ExitCode {
             out,
             no_spectra,
         } => {
-            let text = match std::fs::read_to_string(&profile) {
-                Ok(t) => t,
-                Err(e) => return usage(format!("{}: {e}", profile.display())),
+            let (text, mut plan) = match load_profile(&profile) {
+                Ok(loaded) => loaded,
+                Err(exit) => return exit,
             };
-            let name = profile.file_stem().map_or("profile".into(), |s| s.to_string_lossy().into_owned());
-            let mut plan = match Plan::parse(&name, &text) {
-                Ok(p) => p,
-                Err(e) => return usage(e),
-            };
+            let name = plan.name.clone();
             if let Some(s) = seed {
                 plan.seed = s;
             }
@@ -485,14 +490,9 @@ fn run_command(
     no_verify: bool,
     allow_late: bool,
 ) -> ExitCode {
-    let text = match std::fs::read_to_string(&profile) {
-        Ok(t) => t,
-        Err(e) => return usage(format!("{}: {e}", profile.display())),
-    };
-    let name = profile.file_stem().map_or("profile".into(), |s| s.to_string_lossy().into_owned());
-    let mut plan = match Plan::parse(&name, &text) {
-        Ok(p) => p,
-        Err(e) => return usage(e),
+    let (text, mut plan) = match load_profile(&profile) {
+        Ok(loaded) => loaded,
+        Err(exit) => return exit,
     };
     if let Some(n) = clients {
         if n == 0 {

@@ -21,6 +21,14 @@ const RIGHT: f64 = 160.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 45.0;
 
+/// The script every page of ours ends with: once laid out, it counts the plots that drew lines
+/// (`svg.plot` with a `path.series` of some extent) into `<body data-plots-rendered="N">`, which
+/// the Chromium tests read.
+pub(crate) const RENDER_CHECK: &str = "<script>addEventListener('load',function(){var n=0;\
+    document.querySelectorAll('svg.plot').forEach(function(s){var ok=false;\
+    s.querySelectorAll('path.series').forEach(function(p){var b=p.getBBox();if(b.width>0||b.height>0)ok=true});\
+    if(ok)n++});document.body.setAttribute('data-plots-rendered',String(n))});</script>";
+
 pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -298,11 +306,8 @@ pub fn write(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
         &[("backlog".to_owned(), backlog)],
         false,
     ));
-    html.push_str(
-        "<script>addEventListener('load',function(){var n=0;document.querySelectorAll('svg.plot').forEach(function(s){\
-         var ok=false;s.querySelectorAll('path.series').forEach(function(p){var b=p.getBBox();if(b.width>0||b.height>0)ok=true});\
-         if(ok)n++});document.body.setAttribute('data-plots-rendered',String(n))});</script></body></html>",
-    );
+    html.push_str(RENDER_CHECK);
+    html.push_str("</body></html>");
     let path = dir.join("report.html");
     std::fs::write(&path, html).with_context(|| path.display().to_string())?;
     Ok(path)

@@ -33,7 +33,9 @@ pub const EXIT_VERIFY: u8 = 3;
 /// generator, not the target.
 pub const EXIT_GENERATOR: u8 = 4;
 
-/// What `run` was asked.
+/// What `run` was asked. The default: the embedded backend, a folder under `results/runs`, the
+/// whole population, verified, settled, quiet, no history line, one arbiter per core, and an exit
+/// of its own when the generator falls behind.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub target: Option<String>,
@@ -52,6 +54,22 @@ pub struct Options {
     /// At the end, let the backend drain and summarize (`false`: a search's trial, whose
     /// figures are taken while it runs, ends at once; verification needs it).
     pub settle: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            target: None,
+            out: None,
+            shard: None,
+            verify: true,
+            progress: false,
+            history: None,
+            arbiters: None,
+            allow_late: false,
+            settle: true,
+        }
+    }
 }
 
 /// What a run produced.

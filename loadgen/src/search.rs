@@ -91,7 +91,7 @@ pub struct Config {
 }
 
 /// A search goal: the share of a load's trials that may fail while it still counts as met.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Goal {
     pub name: &'static str,
     pub exceed_ratio: f64,
@@ -155,12 +155,6 @@ pub struct Bracket {
     pub at_least: bool,
 }
 
-impl PartialEq for Goal {
-    fn eq(&self, other: &Goal) -> bool {
-        self.name == other.name
-    }
-}
-
 /// Why a search could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
@@ -221,14 +215,13 @@ impl Search<'_> {
         let opts = Options {
             target: self.cfg.target.clone(),
             out: Some(dir.clone()),
-            shard: None,
             verify: false,
-            progress: false,
-            history: None,
             arbiters: self.cfg.arbiters,
+            // Lateness makes a trial void here; the run itself need not say so by its exit.
             allow_late: true,
             // A target is drained before the next trial; an embedded backend is thrown away.
             settle: self.cfg.target.is_some(),
+            ..Options::default()
         };
         let started = self.started.elapsed().as_secs_f64();
         let outcome = match run(plan, self.text, &opts) {
@@ -299,7 +292,7 @@ impl Search<'_> {
             "wall_seconds": self.started.elapsed().as_secs_f64(),
             "complete": answer.is_some(),
             "error": error,
-            "answer": answer.unwrap_or_default().iter().map(|b| bracket_json(b, cfg.goal_width)).collect::<Vec<_>>(),
+            "answer": answer.into_iter().flatten().map(|b| bracket_json(b, cfg.goal_width)).collect::<Vec<_>>(),
             "trials": self.trials.iter().enumerate().map(|(n, t)| trial_json(n, t)).collect::<Vec<_>>(),
             "brackets": self.brackets,
         });
@@ -631,12 +624,6 @@ fn find(s: &mut Search) -> Result<Vec<Bracket>, SearchError> {
     Ok(out)
 }
 
-impl Default for Bracket {
-    fn default() -> Self {
-        Bracket { goal: GOALS[0], lower: 0.0, upper: 0.0, generator_bound: false, at_least: false }
-    }
-}
-
 /// The search's page: the answer, the loads tried and how the bracket narrowed, the latency
 /// spectra at 10, 50 and 90 % of the answer, and every trial.
 fn page(s: &Search, brackets: &[Bracket]) -> String {
@@ -734,11 +721,9 @@ fn page(s: &Search, brackets: &[Bracket]) -> String {
             slos.join("; ")
         );
     }
-    html.push_str(
-        "</table><script>addEventListener('load',function(){var n=0;document.querySelectorAll('svg.plot').forEach(function(s){\
-         var ok=false;s.querySelectorAll('path.series').forEach(function(p){var b=p.getBBox();if(b.width>0||b.height>0)ok=true});\
-         if(ok)n++});document.body.setAttribute('data-plots-rendered',String(n))});</script></body></html>",
-    );
+    html.push_str("</table>");
+    html.push_str(crate::report::RENDER_CHECK);
+    html.push_str("</body></html>");
     html
 }
 

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
+use crate::compare::lower_is_better;
 use crate::report::{esc, ticks_between, trim, y_grid};
 
 /// One run as the history holds it.
@@ -227,11 +228,6 @@ fn search(commits: &[Vec<f64>], offset: usize, detect: &Detect, out: &mut Vec<Ch
     out.push(Change { at: offset + at, before, after, p_value });
     search(&commits[..at], offset, detect, out);
     search(&commits[at..], offset + at, detect, out);
-}
-
-/// Whether a smaller value of the figure is better (latencies) or worse (rates).
-pub fn lower_is_better(name: &str) -> bool {
-    !name.ends_with("per_second")
 }
 
 /// One commit's runs of one figure.
@@ -621,11 +617,9 @@ fn page(
             );
         }
     }
-    html.push_str(
-        "</table><script>addEventListener('load',function(){var n=0;document.querySelectorAll('svg.plot').forEach(function(s){\
-         var ok=false;s.querySelectorAll('path.series').forEach(function(p){var b=p.getBBox();if(b.width>0||b.height>0)ok=true});\
-         if(ok)n++});document.body.setAttribute('data-plots-rendered',String(n))});</script></body></html>",
-    );
+    html.push_str("</table>");
+    html.push_str(crate::report::RENDER_CHECK);
+    html.push_str("</body></html>");
     html
 }
 

@@ -39,7 +39,7 @@ fn three_times_capacity_is_refused_retried_and_applied_in_the_end() {
         arbiters: Some(1),
         // What these tests check is not the generator's pace (a shared CI machine).
         allow_late: true,
-        settle: true,
+        ..Options::default()
     };
     let outcome = run(Plan::parse("overload", OVERLOAD).unwrap(), OVERLOAD, &opts).unwrap();
     let s = &outcome.summary;

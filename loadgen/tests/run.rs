@@ -55,7 +55,7 @@ fn options(out: &Path) -> Options {
         arbiters: Some(2),
         // What these tests check is not the generator's pace (a shared CI machine).
         allow_late: true,
-        settle: true,
+        ..Options::default()
     }
 }
 

@@ -63,7 +63,7 @@ fn options(out: &Path, target: SocketAddr) -> Options {
         history: None,
         arbiters: Some(1),
         allow_late: true,
-        settle: true,
+        ..Options::default()
     }
 }
 

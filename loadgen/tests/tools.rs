@@ -125,15 +125,11 @@ fn a_closed_model_run_feeds_the_history_and_trends_find_a_step() {
         statesys_pause = 0
     "#;
     let opts = Options {
-        target: None,
         out: Some(tmp.path().join("run")),
-        shard: None,
-        verify: true,
-        progress: false,
         history: Some(history.clone()),
         arbiters: Some(2),
         allow_late: true,
-        settle: true,
+        ..Options::default()
     };
     let outcome = run(Plan::parse("ingest", profile).unwrap(), profile, &opts).unwrap();
     let s = &outcome.summary;
@@ -237,15 +233,10 @@ fn an_abort_stops_the_run_and_leaves_readable_files() {
         "policy_assignments.p50" = "< 1us in 50% of 1s windows, abort after 2s"
     "#;
     let opts = Options {
-        target: None,
         out: Some(tmp.path().join("run")),
-        shard: None,
-        verify: true,
-        progress: false,
-        history: None,
         arbiters: Some(2),
         allow_late: true,
-        settle: true,
+        ..Options::default()
     };
     let outcome = run(Plan::parse("abort", profile).unwrap(), profile, &opts).unwrap();
     let s = &outcome.summary;

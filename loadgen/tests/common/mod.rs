@@ -32,16 +32,12 @@ connections = 4
 
 pub(crate) fn run_small(dir: &Path, shard: Option<(u64, u64)>) -> Value {
     let opts = Options {
-        target: None,
         out: Some(dir.to_owned()),
         shard,
-        verify: true,
-        progress: false,
-        history: None,
         arbiters: Some(2),
         // What these tests check is not the generator's pace (a shared CI machine).
         allow_late: true,
-        settle: true,
+        ..Options::default()
     };
     let outcome = run(Plan::parse("small", SMALL).unwrap(), SMALL, &opts).unwrap();
     assert_eq!(outcome.exit, EXIT_OK, "{:#}", outcome.summary);
