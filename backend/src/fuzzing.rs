@@ -28,6 +28,7 @@ const PATHS: &[&str] = &[
     "/api/v1/catalog",
     "/api/v1/status",
     "/api/v1/statenames",
+    "/api/v1/convergence",
     "/api/v1/clients/",
     "/api/v1/sync",
     "/api/v1/drain",

@@ -92,6 +92,8 @@ pub struct Truth {
     pub acked_version: Option<u32>,
     /// Open model: how many of the catalog's first updates an acknowledged Report carried.
     pub reported_first: u32,
+    /// The content version of the newest scan that completed (acknowledged or not).
+    pub scanned: Option<u32>,
 }
 
 /// Everything one arbiter's clients share.
@@ -106,6 +108,9 @@ pub struct Arb {
     /// Set when the run ends: timers stop, clients flush and report their truth.
     pub finishing: Cell<bool>,
     pub truths: RefCell<Vec<Truth>>,
+    /// Each time a client's acknowledged "Scan completed" moved to a newer content version
+    /// (what convergence is measured from).
+    pub acks: RefCell<Vec<crate::convergence::Ack>>,
     /// Open model: per client, how many catalog updates an acknowledged Report carried.
     pub open_acked: RefCell<HashMap<u64, u32>>,
     /// Open model: Reports sent and not yet answered.
@@ -140,14 +145,21 @@ enum Pending {
     Updates { time: Timestamp, first_serial: u64, from: Option<u32>, to: u32 },
 }
 
-/// The number of state messages a queue makes, and the newest scan version among them.
-fn report_shape(arb: &Arb, queue: &[Pending]) -> (u64, Option<u32>) {
+/// The number of state messages a queue makes, the newest scan version among them, and the
+/// newest version a "Scan completed" among them is for (0: none).
+fn report_shape(arb: &Arb, queue: &[Pending]) -> (u64, Option<u32>, u32) {
     let catalogs = arb.catalogs.borrow();
     let mut count = 0u64;
     let mut newest = None;
+    let mut completed = 0;
     for p in queue {
         match *p {
-            Pending::Scan { .. } => count += 1,
+            Pending::Scan { state, version, .. } => {
+                count += 1;
+                if state == 3 {
+                    completed = completed.max(version);
+                }
+            }
             Pending::Updates { from, to, .. } => {
                 let Some(view) = catalogs.get(&to) else { continue };
                 let from = from.and_then(|v| catalogs.get(&v).cloned());
@@ -156,7 +168,7 @@ fn report_shape(arb: &Arb, queue: &[Pending]) -> (u64, Option<u32>) {
             }
         }
     }
-    (count, newest)
+    (count, newest, completed)
 }
 
 /// A 500 (update detection) message: the state client `index`'s scan finds for `e`.
@@ -226,6 +238,8 @@ pub struct SimClient {
     /// Content version of the last completed scan, and of the last acknowledged one.
     scanned: Option<u32>,
     acked: Option<u32>,
+    /// The newest content version whose "Scan completed" was acknowledged (0: none).
+    acked_completed: u32,
     /// A scan is scheduled or running.
     scanning: bool,
     /// The scan under way: its content version and the simulated time it completes.
@@ -268,6 +282,7 @@ impl SimClient {
             content_version: 0,
             scanned: None,
             acked: None,
+            acked_completed: 0,
             scanning: false,
             completing: None,
             sup: None,
@@ -585,7 +600,7 @@ impl SimClient {
             return;
         }
         self.in_flight = true;
-        let (messages, newest) = report_shape(&self.arb, &self.queue[..sent]);
+        let (messages, newest, completed) = report_shape(&self.arb, &self.queue[..sent]);
         let (transport, header) = (Rc::clone(&self.arb.transport), self.header(messages::RELAY));
         // The Report is written once a connection is free: waiting sends hold only the queue.
         let (arb, index, client, queue) =
@@ -599,6 +614,17 @@ impl SimClient {
             if ok {
                 c.queue.drain(..sent);
                 c.acked = c.acked.max(newest);
+                if completed > c.acked_completed {
+                    let at = c.arb.clock.sim_elapsed(Instant::now()).as_secs_f64();
+                    let ack = crate::convergence::Ack {
+                        index: c.index,
+                        from: c.acked_completed,
+                        to: completed,
+                        at,
+                    };
+                    c.arb.acks.borrow_mut().push(ack);
+                    c.acked_completed = completed;
+                }
             }
             if let Some(then) = then {
                 then(c, ctx, ok && c.queue.is_empty());
@@ -621,6 +647,7 @@ impl SimClient {
                     located: c.located,
                     acked_version: c.acked,
                     reported_first: 0,
+                    scanned: c.scanned,
                 };
                 c.arb.done_one(truth);
                 ctx.stop();

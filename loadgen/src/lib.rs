@@ -10,7 +10,9 @@
 //! judges a run against a baseline of several runs (as text, Markdown or JUnit XML); [`trends`]
 //! follows every key figure across commits from the run history and finds where one changed;
 //! [`merge`] adds sharded runs together; [`search`] finds the largest load that meets every SLO
-//! with trials that are runs; [`windows`] judges thresholds over windows and aborts a run live.
+//! with trials that are runs; [`windows`] judges thresholds over windows and aborts a run live;
+//! [`convergence`] says how long after each sync the clients' results were acknowledged,
+//! applied and visible.
 //!
 //! Also: [`open`], the pacers (the open model, Reports at a fixed arrival rate; the closed model,
 //! Reports back to back for the target's saturation); [`messages`], what a client
@@ -25,6 +27,7 @@
 
 pub mod client;
 pub mod compare;
+pub mod convergence;
 pub mod crash;
 pub mod merge;
 pub mod messages;

@@ -170,5 +170,6 @@ async fn collect(arb: &Arb) {
         located: false,
         acked_version: None,
         reported_first: n,
+        scanned: None,
     }));
 }

@@ -49,11 +49,13 @@
 //! high_water_files = 20000               # inbox files waiting past which the relay says 503
 //! retry_after = 5                        # seconds, in those 503s
 //! statesys_pause = 10                    # site seconds StateSys waits when woken from idle
+//! update_status = "1h"                   # the SUM Update Status summarizer's schedule (site time)
 //!
 //! [thresholds]                           # over the whole run, or over windows; may abort the run
 //! "state_report.p99" = "< 500ms"
 //! "wsus_location.p99" = "< 1s in 99% of 10s windows after ramp-up, abort after 30s"
 //! "error_rate" = "< 1%"
+//! "convergence.t95" = "< 4h"             # site time from a sync to 95 % visible (one per run)
 //! ```
 //!
 //! `transport.zlib_level`: every level is valid zlib and the MP reads them all alike; the level
@@ -228,6 +230,8 @@ pub struct BackendFile {
     pub retry_after: Option<u32>,
     /// StateSys's pause after a notification finds it idle, site seconds (the product's 10).
     pub statesys_pause: Option<u32>,
+    /// How often the SUM Update Status summarizer runs, a span of site time (the product's 1h).
+    pub update_status: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -325,6 +329,10 @@ pub enum Metric {
     ErrorRate(Option<Kind>),
     /// State messages acknowledged per (real) second.
     StateMessagesPerSecond,
+    /// Site seconds from a sync until `percent` % of the clients that scanned after it reached
+    /// `stage` (`convergence.t95` is `visible`; `convergence.applied.t99`), the worst over the
+    /// run's syncs ([`crate::convergence`]).
+    Convergence { stage: &'static str, percent: u32 },
 }
 
 /// One threshold: `metric < value` or `metric > value`.
@@ -434,6 +442,23 @@ fn span(key: &str, value: &Option<String>, default: Duration) -> Result<Duration
 fn threshold(name: &str, text: &str) -> Result<Threshold, ProfileError> {
     let key = format!("thresholds.{name:?}");
     let metric = match name.split_once('.') {
+        Some(("convergence", rest)) => {
+            let (stage, t) = rest.split_once('.').unwrap_or(("visible", rest));
+            let stage = crate::convergence::STAGES.into_iter().find(|s| *s == stage);
+            let percent = t
+                .strip_prefix('t')
+                .and_then(|p| p.parse().ok())
+                .filter(|p| crate::convergence::PERCENTS.contains(p));
+            match (stage, percent) {
+                (Some(stage), Some(percent)) => Metric::Convergence { stage, percent },
+                _ => {
+                    return Err(invalid(
+                        key,
+                        "write convergence.t95 (visible) or convergence.<acknowledged|applied|visible>.t<50|90|95|99|100>",
+                    ));
+                }
+            }
+        }
         None if name == "error_rate" => Metric::ErrorRate(None),
         None if name == "state_messages_per_second" => Metric::StateMessagesPerSecond,
         None => return Err(invalid(key, "unknown metric")),
@@ -501,8 +526,17 @@ fn threshold(name: &str, text: &str) -> Result<Threshold, ProfileError> {
         (Metric::ErrorRate(_), "%") => n / 100.0,
         (Metric::ErrorRate(_), "") => n,
         (Metric::StateMessagesPerSecond, "") => n,
+        // Site seconds, written with a span's unit (`4h`).
+        (Metric::Convergence { .. }, unit) if let Some(one) = parse_span(&format!("1{unit}")) => {
+            n * one.as_secs_f64()
+        }
         (_, unit) => return Err(invalid(&key, format!("{text:?}: unit {unit:?} does not fit this metric"))),
     };
+    if matches!(metric, Metric::Convergence { .. })
+        && (window.is_some() || after_ramp || abort_after.is_some())
+    {
+        return Err(invalid(&key, "convergence is one figure per run: no windows, ramp-up or abort"));
+    }
     Ok(Threshold {
         name: name.to_owned(),
         metric,
@@ -644,6 +678,16 @@ impl Plan {
         if f.backend.statesys_rate == Some(0) {
             return Err(invalid("backend.statesys_rate", "state messages a second, above 0"));
         }
+        if f.backend
+            .update_status
+            .as_deref()
+            .is_some_and(|s| parse_span(s).is_none_or(|d| d < Duration::from_secs(60)))
+        {
+            return Err(invalid(
+                "backend.update_status",
+                "a span of site time of at least 1m, such as \"15m\"",
+            ));
+        }
         if f.backend.retry_after.is_some_and(|s| s == 0 || s > 3600) {
             return Err(invalid("backend.retry_after", "seconds, 1 to 3600"));
         }
@@ -706,6 +750,18 @@ mod tests {
             Metric::Latency { kind: Kind::Catalog, stat: "p50", uncorrected: true }
         );
         assert!(!by("state_messages_per_second").less_than);
+        let text = format!(
+            "{BASE}\n[backend]\nupdate_status = \"15m\"\n[thresholds]\n\"convergence.t95\" = \"< 4h\"\n\"convergence.applied.t100\" = \"< 90m\""
+        );
+        let p = Plan::parse("t", &text).unwrap();
+        let by = |n: &str| p.thresholds.iter().find(|t| t.name == n).unwrap().clone();
+        assert_eq!(by("convergence.t95").metric, Metric::Convergence { stage: "visible", percent: 95 });
+        assert_eq!(by("convergence.t95").value, 4.0 * 3600.0);
+        assert_eq!(
+            by("convergence.applied.t100").metric,
+            Metric::Convergence { stage: "applied", percent: 100 }
+        );
+        assert_eq!(by("convergence.applied.t100").value, 5400.0);
         assert_eq!(
             Subnet { network: Ipv4Addr::new(10, 0, 0, 0), prefix: 30 }.host(5),
             Ipv4Addr::new(10, 0, 0, 2)
@@ -730,6 +786,23 @@ mod tests {
             ),
             (format!("{BASE}\n[thresholds]\n\"bogus\" = \"< 1ms\""), "thresholds.\"bogus\""),
             (format!("{BASE}\n[thresholds]\n\"error_rate\" = \"< 1ms\""), "thresholds.\"error_rate\""),
+            (
+                format!("{BASE}\n[thresholds]\n\"convergence.t97\" = \"< 1h\""),
+                "thresholds.\"convergence.t97\"",
+            ),
+            (
+                format!("{BASE}\n[thresholds]\n\"convergence.seen.t50\" = \"< 1h\""),
+                "thresholds.\"convergence.seen.t50\"",
+            ),
+            (
+                format!("{BASE}\n[thresholds]\n\"convergence.t50\" = \"< 5%\""),
+                "thresholds.\"convergence.t50\"",
+            ),
+            (
+                format!("{BASE}\n[thresholds]\n\"convergence.t50\" = \"< 1h in 99% of 10s windows\""),
+                "thresholds.\"convergence.t50\"",
+            ),
+            (format!("{BASE}\n[backend]\nupdate_status = \"10s\""), "backend.update_status"),
         ];
         for (text, key) in cases {
             let err = Plan::parse("t", &text).unwrap_err();

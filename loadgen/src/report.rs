@@ -306,11 +306,64 @@ pub fn write(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
         &[("backlog".to_owned(), backlog)],
         false,
     ));
+    convergence(&mut html, &summary["convergence"]);
     html.push_str(RENDER_CHECK);
     html.push_str("</body></html>");
     let path = dir.join("report.html");
     std::fs::write(&path, html).with_context(|| path.display().to_string())?;
     Ok(path)
+}
+
+/// Compliance convergence: per sync, its figures and the share of clients at each stage over
+/// site time.
+fn convergence(html: &mut String, syncs: &Value) {
+    let Some(syncs) = syncs.as_array().filter(|s| !s.is_empty()) else { return };
+    html.push_str(
+        "<h2>Compliance convergence</h2><p>Site time from each sync until the clients that scanned after it had \
+         their results acknowledged by the MP, applied by StateSys and visible in the SUM Update Status view.</p>",
+    );
+    for c in syncs {
+        let n = c["clients"].as_f64().unwrap_or(0.0).max(1.0);
+        let _ = write!(
+            html,
+            "<h3>Sync to content version {}</h3><p>{} clients scanned after it.</p><table><tr><th>stage</th><th>clients</th>",
+            c["content_version"], c["clients"]
+        );
+        for p in crate::convergence::PERCENTS {
+            let _ = write!(html, "<th>t{p}</th>");
+        }
+        html.push_str("</tr>");
+        let mut series = Vec::new();
+        for stage in crate::convergence::STAGES {
+            let s = &c[stage];
+            if s.is_null() {
+                continue;
+            }
+            let _ = write!(html, "<tr><td>{stage}</td><td>{}</td>", s["clients"]);
+            for p in crate::convergence::PERCENTS {
+                let t = s[format!("t{p}")].as_f64().map_or("never".to_owned(), crate::convergence::span);
+                let _ = write!(html, "<td>{t}</td>");
+            }
+            html.push_str("</tr>");
+            // Steps: flat until each point, then up.
+            let mut points = vec![(0.0, 0.0)];
+            for pt in s["curve"].as_array().into_iter().flatten() {
+                let (t, k) =
+                    (pt[0].as_f64().unwrap_or(0.0) / 60.0, pt[1].as_f64().unwrap_or(0.0) * 100.0 / n);
+                let last = points.last().map_or(0.0, |p| p.1);
+                points.extend([(t, last), (t, k)]);
+            }
+            series.push((stage.to_owned(), points));
+        }
+        html.push_str("</table>");
+        html.push_str(&chart(
+            "Clients converged",
+            "site minutes after the sync",
+            "% of clients",
+            &series,
+            false,
+        ));
+    }
 }
 
 #[cfg(test)]

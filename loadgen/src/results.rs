@@ -155,6 +155,8 @@ pub fn check(thresholds: &[Threshold], f: &Figures, wall: Duration) -> Vec<Check
                 Metric::StateMessagesPerSecond => {
                     Some(f.messages_acked as f64 / wall.as_secs_f64().max(1e-9))
                 }
+                // Judged from the run's convergence once it has settled (`run`).
+                Metric::Convergence { .. } => None,
             };
             // A latency threshold on a kind with no requests cannot pass: nothing was measured.
             let passed = actual.is_some_and(|a| if t.less_than { a < t.value } else { a > t.value });
@@ -289,6 +291,9 @@ pub fn console_summary(s: &Value) -> String {
              figures include the generator's own delay.",
             s["generator"]["lateness_ms"]["p99"]
         );
+    }
+    for c in s["convergence"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "{}", crate::convergence::console_line(c));
     }
     let v = &s["verification"];
     let _ = write!(

@@ -78,6 +78,10 @@ pub struct Outcome {
     pub exit: u8,
     pub dir: PathBuf,
     pub summary: Value,
+    /// What each client knew at the end, in client order.
+    pub truths: Vec<Truth>,
+    /// The clients' acknowledged scan results, as convergence counts them.
+    pub acks: Vec<crate::convergence::Ack>,
 }
 
 thread_local! {
@@ -108,6 +112,9 @@ impl Embedded {
         }
         if let Some(s) = b.statesys_pause {
             config.statesys_pause = Duration::from_secs(u64::from(s));
+        }
+        if let Some(every) = b.update_status.as_deref().and_then(protocol::units::parse_span) {
+            config.site.schedules.update_status = every;
         }
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -210,7 +217,7 @@ pub fn run(plan: Plan, profile_text: &str, opts: &Options) -> Result<Outcome, Ru
     let system = actix_rt::System::new();
     let outcome = system.block_on(drive(Arc::clone(&plan), base.clone(), dir.clone(), opts.clone()));
     drop(embedded);
-    let (summary, exit) = outcome?;
+    let Driven { summary, exit, truths, acks } = outcome?;
     if let Some(history) = &opts.history {
         let line = json!({
             "profile": plan.name,
@@ -238,7 +245,15 @@ pub fn run(plan: Plan, profile_text: &str, opts: &Options) -> Result<Outcome, Ru
             .with_context(|| history.display().to_string())?;
         writeln!(f, "{line}").with_context(|| history.display().to_string())?;
     }
-    Ok(Outcome { exit, dir, summary })
+    Ok(Outcome { exit, dir, summary, truths, acks })
+}
+
+/// What a run hands back from its actix system.
+struct Driven {
+    summary: Value,
+    exit: u8,
+    truths: Vec<Truth>,
+    acks: Vec<crate::convergence::Ack>,
 }
 
 /// Why a run stopped short.
@@ -254,26 +269,28 @@ pub enum RunError {
 
 /// The run in stages: setup, the one-second loop, finish (the clients flush), settle (the
 /// backend drains and summarizes, verification), results.
-async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Result<(Value, u8), RunError> {
+async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Result<Driven, RunError> {
     let site =
         get_json(&base, "/api/v1/site").await.map_err(|why| RunError::Target { base: base.clone(), why })?;
     let fleet = setup(&plan, &base, &site, &opts).await?;
     let observed = observe(&plan, &base, &fleet, opts.progress).await;
     let finished = finish(&fleet).await;
     let settled = if opts.settle || opts.verify {
-        settle(&plan, &base, &finished.truths, opts.verify, &dir).await?
+        settle(&plan, &base, &finished.truths, &opts, &dir).await?
     } else {
         Settled {
             status: get_json(&base, "/api/v1/status").await.unwrap_or(Value::Null),
             drain: Duration::ZERO,
+            convergence: None,
             tasks: Value::Null,
             summarize: Duration::ZERO,
             verification: None,
         }
     };
-    let outcome = write_results(&plan, &base, &dir, &opts, &fleet, observed, finished, settled)?;
+    let (truths, acks) = (finished.truths.clone(), finished.acks.clone());
+    let (summary, exit) = write_results(&plan, &base, &dir, &opts, &fleet, observed, finished, settled)?;
     System::current().stop();
-    Ok(outcome)
+    Ok(Driven { summary, exit, truths, acks })
 }
 
 /// The arbiters and the clients living on them.
@@ -335,6 +352,7 @@ async fn setup(plan: &Arc<Plan>, base: &str, site: &Value, opts: &Options) -> an
                 catalogs: RefCell::default(),
                 finishing: std::cell::Cell::new(false),
                 truths: RefCell::default(),
+                acks: RefCell::default(),
                 open_acked: RefCell::default(),
                 open_in_flight: std::cell::Cell::new(0),
                 open_retrying: std::cell::Cell::new(0),
@@ -395,6 +413,8 @@ struct Observed {
     service_hlog: HlogWriter,
     timeline: Vec<Value>,
     syncs: Vec<Value>,
+    /// The syncs that took, for convergence.
+    fired: Vec<crate::convergence::Sync>,
     peak_backlog: u64,
     /// From setup to the end of the loop.
     wall: Duration,
@@ -412,6 +432,7 @@ async fn observe(plan: &Plan, base: &str, fleet: &Fleet, progress: bool) -> Obse
     let mut timeline = Vec::new();
     let mut events = plan.events.iter().peekable();
     let mut syncs = Vec::new();
+    let mut fired = Vec::new();
     let mut peak_backlog = 0u64;
     let mut last = Instant::now();
     let mut p99_so_far = metrics::histogram();
@@ -436,7 +457,15 @@ async fn observe(plan: &Plan, base: &str, fleet: &Fleet, progress: bool) -> Obse
             let body = format!("{{\"new_updates\": {}, \"superseded\": {}}}", e.new_updates, e.superseded);
             match call(base, Method::POST, "/api/v1/sync", body.as_bytes()).await {
                 Ok((status, reply)) if status.is_success() => {
-                    syncs.push(json!({ "at_simulated_seconds": e.at.as_secs_f64(), "reply": serde_json::from_slice::<Value>(&reply).unwrap_or(Value::Null) }));
+                    // Convergence counts from the sync's answer: the new policy is out.
+                    let at = fleet.clock.sim_elapsed(Instant::now()).as_secs_f64();
+                    let reply = serde_json::from_slice::<Value>(&reply).unwrap_or(Value::Null);
+                    if let Some(version) =
+                        reply["ContentVersion"].as_u64().and_then(|v| u32::try_from(v).ok())
+                    {
+                        fired.push(crate::convergence::Sync { version, at });
+                    }
+                    syncs.push(json!({ "at_simulated_seconds": e.at.as_secs_f64(), "answered_simulated_seconds": at, "reply": reply }));
                 }
                 Ok((status, _)) => eprintln!("loadgen: sync at {}: {status}", hms(e.at)),
                 Err(e2) => eprintln!("loadgen: sync at {}: {e2}", hms(e.at)),
@@ -499,7 +528,7 @@ async fn observe(plan: &Plan, base: &str, fleet: &Fleet, progress: bool) -> Obse
         eprintln!();
     }
     let wall = fleet.started.elapsed();
-    Observed { hlog, service_hlog, timeline, syncs, peak_backlog, wall, windows, aborted }
+    Observed { hlog, service_hlog, timeline, syncs, fired, peak_backlog, wall, windows, aborted }
 }
 
 /// What the clients handed back.
@@ -509,6 +538,8 @@ struct Finished {
     cpu: Vec<Option<f64>>,
     /// In client order.
     truths: Vec<Truth>,
+    /// The clients' acknowledged scan results (see [`crate::convergence`]).
+    acks: Vec<crate::convergence::Ack>,
     flush: Duration,
 }
 
@@ -552,22 +583,32 @@ async fn finish(fleet: &Fleet) -> Finished {
     let flush = finish_started.elapsed();
     let totals = merge(ask_all(&fleet.arbiters, metrics::total).await);
     let cpu: Vec<Option<f64>> = ask_all(&fleet.arbiters, metrics::thread_cpu_seconds).await;
-    let truths: Vec<Truth> = ask_all(&fleet.arbiters, || {
+    let handed: Vec<(Vec<Truth>, Vec<crate::convergence::Ack>)> = ask_all(&fleet.arbiters, || {
         CLIENTS.with(|c| c.borrow_mut().clear());
         ARB.with(|a| {
-            a.borrow_mut().take().map(|arb| std::mem::take(&mut *arb.truths.borrow_mut())).unwrap_or_default()
+            a.borrow_mut()
+                .take()
+                .map(|arb| {
+                    (
+                        std::mem::take(&mut *arb.truths.borrow_mut()),
+                        std::mem::take(&mut *arb.acks.borrow_mut()),
+                    )
+                })
+                .unwrap_or_default()
         })
     })
-    .await
-    .into_iter()
-    .flatten()
-    .collect();
+    .await;
+    let (mut truths, mut acks) = (Vec::new(), Vec::new());
+    for (t, a) in handed {
+        truths.extend(t);
+        acks.extend(a);
+    }
     for a in &fleet.arbiters {
         a.stop();
     }
-    let mut truths = truths;
     truths.sort_by_key(|t| t.index);
-    Finished { totals, cpu, truths, flush }
+    acks.sort_by(|a, b| a.at.total_cmp(&b.at));
+    Finished { totals, cpu, truths, acks, flush }
 }
 
 /// The backend's side of the end.
@@ -575,6 +616,9 @@ struct Settled {
     /// `/api/v1/status` as the drain left it.
     status: Value,
     drain: Duration,
+    /// Our backend's `GET /api/v1/convergence` after the drain, before the summarization the
+    /// run asks for (which is not the site's schedule).
+    convergence: Option<Value>,
     /// The summarization tasks' answer.
     tasks: Value,
     summarize: Duration,
@@ -587,13 +631,19 @@ async fn settle(
     plan: &Plan,
     base: &str,
     truths: &[Truth],
-    verify: bool,
+    opts: &Options,
     dir: &Path,
 ) -> anyhow::Result<Settled> {
     let drain_started = Instant::now();
     let drained = call(base, Method::POST, "/api/v1/drain?timeout=600", b"").await?;
     let drain = drain_started.elapsed();
     let backend_status: Value = serde_json::from_slice(&drained.1).unwrap_or(Value::Null);
+    // A shard's clients are not the site's: the backend's curves count them all.
+    let convergence = match opts.shard {
+        Some(_) => None,
+        None => get_json(base, "/api/v1/convergence").await.ok(),
+    };
+    let verify = opts.verify;
     let summarize_started = Instant::now();
     let summarized = call(base, Method::POST, "/api/v1/summarize", b"").await?;
     let summarize = summarize_started.elapsed();
@@ -605,7 +655,7 @@ async fn settle(
     } else {
         None
     };
-    Ok(Settled { status: backend_status, drain, tasks, summarize, verification })
+    Ok(Settled { status: backend_status, drain, convergence, tasks, summarize, verification })
 }
 
 /// The result files (histograms, interval logs, timeline, `summary.json`, `report.html`) and
@@ -621,9 +671,11 @@ fn write_results(
     finished: Finished,
     settled: Settled,
 ) -> anyhow::Result<(Value, u8)> {
-    let Observed { hlog, service_hlog, timeline, syncs, peak_backlog, wall, windows, aborted } = observed;
-    let Finished { totals, cpu, truths: _, flush } = finished;
-    let Settled { status: backend_status, drain, tasks, summarize, verification } = settled;
+    let Observed { hlog, service_hlog, timeline, syncs, fired, peak_backlog, wall, windows, aborted } =
+        observed;
+    let Finished { totals, cpu, truths, acks, flush } = finished;
+    let Settled { status: backend_status, drain, convergence, tasks, summarize, verification } = settled;
+    let convergence = crate::convergence::compute(&fired, &truths, &acks, convergence.as_ref());
     let (clients, n, startup) = (fleet.clients, fleet.arbiters.len(), fleet.startup);
     for kind in Kind::ALL {
         let h = &totals.kind(kind).corrected;
@@ -635,6 +687,14 @@ fn write_results(
     std::fs::write(dir.join("service-time.hlog"), &service_hlog.bytes)?;
     write_json(&dir.join("timeline.json"), &Value::Array(timeline))?;
     let mut checked = results::check(&plan.thresholds, &totals, wall);
+    for c in &mut checked {
+        if let crate::profile::Metric::Convergence { stage, percent } = c.threshold.metric {
+            c.actual = crate::convergence::worst(&convergence, stage, percent);
+            c.passed = c.actual.is_some_and(|a| {
+                if c.threshold.less_than { a < c.threshold.value } else { a > c.threshold.value }
+            });
+        }
+    }
     // Windowed thresholds: the share of windows that met the condition.
     for (i, share, passed) in windows.verdicts() {
         (checked[i].actual, checked[i].passed) = (share, passed);
@@ -683,6 +743,7 @@ fn write_results(
             "acknowledged_per_second": totals.messages_acked as f64 / wall.as_secs_f64().max(1e-9),
         },
         "syncs": syncs,
+        "convergence": convergence,
         "generator": {
             "late_sends_over_10ms": lateness.count_between(10_001, u64::MAX),
             "lateness_ms": results::latency_json(lateness),

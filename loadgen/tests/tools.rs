@@ -280,7 +280,8 @@ fn the_report_renders_in_headless_chromium() {
     for fetch in ["src=", "href=", "<link", "@import", "url("] {
         assert!(!html.contains(fetch), "report.html must be self-contained, found {fetch:?}");
     }
-    assert_eq!(html.matches("<svg class=\"plot\"").count(), 3);
+    // Spectrum, throughput, backlog, and the sync's convergence curves.
+    assert_eq!(html.matches("<svg class=\"plot\"").count(), 4);
     let Some(chromium) = chromium() else {
         // CI installs Chromium and sets this, so there the test cannot pass without it.
         assert!(
@@ -300,7 +301,7 @@ fn the_report_renders_in_headless_chromium() {
         .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert!(
-        dom.contains("data-plots-rendered=\"3\""),
+        dom.contains("data-plots-rendered=\"4\""),
         "every plot drew its lines: {}",
         &dom[..dom.len().min(400)]
     );

@@ -14,10 +14,13 @@
 //!   base compacted from it in the background.
 //! - [`serials`]: per-client serial numbers seen and the gaps between them.
 //! - [`summary`]: the incremental, sharded counting behind the summaries.
+//! - [`convergence`]: after each sync, when clients' results were applied and first shown in the
+//!   SUM Update Status view.
 //! - [`tasks`]: the five summarization tasks and the views they publish; [`schedule`]: the
 //!   thread that runs them on their site-clock schedules or on demand.
 
 pub mod checkpoint;
+pub mod convergence;
 pub mod handoff;
 pub mod process;
 pub mod schedule;

@@ -29,10 +29,14 @@ use std::sync::Mutex;
 
 use protocol::Guid;
 
+use super::convergence::{self, Convergence, Moves, Seen};
 use super::serials::Serials;
 use super::state::{Applied, Client, NO_TIME, Record, ScanState, Target, UpdateState};
 use super::summary::{ShardSummary, SummaryPlan, Tally};
 use crate::site::Location;
+
+/// Topic type 501's state "Scan completed".
+const SCAN_COMPLETED: u8 = 3;
 
 pub(super) struct Shard {
     index: HashMap<Guid, u32>,
@@ -49,6 +53,10 @@ pub(super) struct Shard {
     /// they are fewer than a sixteenth of the shard's states; past that (or after a task
     /// changed entries wholesale), `None`: the rows' flags alone say.
     entries: Option<Vec<(u32, u32)>>,
+    /// Per client slot, its convergence ([`super::convergence`]), not saved...
+    seen: Vec<Seen>,
+    /// ...and the slots whose newest completed scan no Update Status summarization counted yet.
+    uncounted: Vec<u32>,
 }
 
 impl Shard {
@@ -80,6 +88,7 @@ impl Shard {
         });
         self.summary.client_changed(i);
         self.listed.push(false);
+        self.seen.push(Seen::NEW);
         if self.rows.len() + self.stride > self.rows.capacity() {
             // A quarter more at a time, not double: the slack stays under a quarter of a row set.
             self.rows.reserve_exact(self.stride.max(self.rows.len() / 4));
@@ -125,6 +134,7 @@ impl Shard {
 pub struct Store {
     shards: Box<[Mutex<Shard>]>,
     shift: u32,
+    convergence: Convergence,
 }
 
 impl std::fmt::Debug for Store {
@@ -153,10 +163,24 @@ impl Store {
                     unsaved: Vec::new(),
                     listed: Vec::new(),
                     entries: Some(Vec::new()),
+                    seen: Vec::new(),
+                    uncounted: Vec::new(),
                 })
             })
             .collect();
-        Store { shards, shift: 64 - shard_bits }
+        let convergence = Convergence::new(crate::clock::SiteClock::real_time());
+        Store { shards, shift: 64 - shard_bits, convergence }
+    }
+
+    /// The store, stamping convergence on the site's clock.
+    pub fn with_clock(mut self, clock: crate::clock::SiteClock) -> Store {
+        self.convergence = Convergence::new(clock);
+        self
+    }
+
+    /// After each sync, when clients' results were applied and counted.
+    pub fn convergence(&self) -> &Convergence {
+        &self.convergence
     }
 
     fn shard(&self, id: Guid) -> &Mutex<Shard> {
@@ -204,6 +228,15 @@ impl Store {
                     let newer = c.scan.is_none_or(|s| (r.time, r.serial) > (s.time, s.serial));
                     if newer {
                         c.scan = Some(ScanState { time: r.time, serial: r.serial, state, content_version });
+                    }
+                    // Results for a newer content version, in force or not: convergence.
+                    let seen = &mut shard.seen[slot];
+                    if state == SCAN_COMPLETED && content_version > seen.version {
+                        if !seen.pending() {
+                            shard.uncounted.push(slot as u32);
+                        }
+                        seen.applied_at = self.convergence.applied(seen.version, content_version);
+                        seen.version = content_version;
                     }
                     newer
                 }
@@ -383,31 +416,58 @@ impl Store {
     /// Brings every shard's partial summary up to date with `plan` (incrementally where it
     /// can) on `threads` threads, and returns their sum.
     pub fn summarize(&self, plan: &SummaryPlan, threads: usize) -> Tally {
+        self.summarize_counting(plan, threads, None).0
+    }
+
+    /// [`Store::summarize`]; for the Update Status summarization `run` (of
+    /// [`Convergence::next_run`]), also the clients whose newest results it counts for the first
+    /// time (marking them counted in `run`).
+    pub fn summarize_counting(&self, plan: &SummaryPlan, threads: usize, run: Option<u32>) -> (Tally, Moves) {
         let threads = threads.clamp(1, self.shards.len());
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|t| {
                     scope.spawn(move || {
                         let mut sum = Tally::zero(plan);
+                        let mut moves = Moves::new();
                         for m in self.shards.iter().skip(t).step_by(threads) {
                             let mut guard = lock(m);
-                            let Shard { clients, rows, stride, summary, .. } = &mut *guard;
+                            let Shard { clients, rows, stride, summary, seen, uncounted, .. } = &mut *guard;
                             summary.update(clients, rows, *stride, plan);
                             sum.add(summary.tally());
+                            if let Some(run) = run {
+                                for slot in uncounted.drain(..) {
+                                    let s = &mut seen[slot as usize];
+                                    convergence::add_move(&mut moves, s.counted, s.version, 1);
+                                    (s.counted, s.counted_in) = (s.version, run);
+                                }
+                            }
                         }
-                        sum
+                        (sum, moves)
                     })
                 })
                 .collect();
             let mut total = Tally::zero(plan);
+            let mut moves = Moves::new();
             for w in workers {
                 match w.join() {
-                    Ok(t) => total.add(&t),
+                    Ok((t, m)) => {
+                        total.add(&t);
+                        for ((from, to), n) in m {
+                            convergence::add_move(&mut moves, from, to, n);
+                        }
+                    }
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
             }
-            total
+            (total, moves)
         })
+    }
+
+    /// A client's convergence, as this process saw it.
+    pub fn seen(&self, id: Guid) -> Option<Seen> {
+        let shard = lock(self.shard(id));
+        shard.index.get(&id).map(|&i| shard.seen[i as usize])
     }
 
     /// One client and its update states (a copy, taken under its shard's lock).
@@ -521,6 +581,48 @@ mod tests {
         let done = store.apply(c, "PC", &[Record { time: 30, serial: 4, target: Target::Other }]);
         assert_eq!(done, Applied::default());
         assert_eq!(store.client(c).unwrap().0.serials.last(), Some(4));
+    }
+
+    #[test]
+    fn convergence_counts_completed_scans_once_and_the_summarization_that_shows_them() {
+        let store = Store::new(2, 4).with_clock(crate::clock::SiteClock::new(protocol::Timestamp(0), 1.0));
+        let scan = |t, s, st, v| Record {
+            time: t,
+            serial: s,
+            target: Target::Scan { state: st, content_version: v },
+        };
+        store.convergence().synced(39);
+        // Client 1: running, then completed for 39; a replay changes nothing.
+        store.apply(Guid(1), "A", &[scan(10, 1, 2, 39)]);
+        assert_eq!(store.seen(Guid(1)).unwrap().version, 0, "a running scan is not results");
+        store.apply(Guid(1), "A", &[scan(20, 2, 3, 39)]);
+        let applied = store.seen(Guid(1)).unwrap().applied_at;
+        store.apply(Guid(1), "A", &[scan(20, 2, 3, 39)]);
+        // Client 2 completes for 38 (before the sync's version: not counted), then 39.
+        store.apply(Guid(2), "B", &[scan(10, 1, 3, 38)]);
+        let plan = SummaryPlan::new(&crate::site::Site::default_site(), 1);
+        let run = store.convergence().next_run();
+        let (_, moves) = store.summarize_counting(&plan, 2, Some(run));
+        let shown = store.convergence().published(run, &moves);
+        store.apply(Guid(2), "B", &[scan(30, 3, 3, 39)]);
+        let curves = store.convergence().curves();
+        assert_eq!(curves[0].applied.iter().map(|s| s.1).sum::<u64>(), 2);
+        assert_eq!(curves[0].applied[0], (applied, 1));
+        assert_eq!(curves[0].visible, [(shown, 1)], "client 2's 39 came after the summarization");
+        let seen = store.seen(Guid(1)).unwrap();
+        assert_eq!(
+            (seen.version, seen.counted, store.convergence().run_time(seen.counted_in)),
+            (39, 39, Some(shown))
+        );
+        assert!(store.seen(Guid(2)).unwrap().pending());
+        // A summarization that is not Update Status's counts nobody.
+        store.summarize(&plan, 1);
+        assert!(store.seen(Guid(2)).unwrap().pending());
+        let run = store.convergence().next_run();
+        let (_, moves) = store.summarize_counting(&plan, 1, Some(run));
+        assert_eq!(moves, [((38, 39), 1)]);
+        let later = store.convergence().published(run, &moves);
+        assert_eq!(store.convergence().curves()[0].visible, [(shown, 1), (later, 1)]);
     }
 
     #[test]

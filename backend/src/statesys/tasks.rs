@@ -264,6 +264,9 @@ impl Summarizer {
     pub fn run(&self, site: &LiveSite, tasks: &[Task], now: Timestamp) -> Vec<TaskRun> {
         let mut runs = Vec::new();
         let mut counted: Option<(Arc<SummaryPlan>, Tally)> = None;
+        // The Update Status summarization counts convergence: who it shows for the first time.
+        let visibility = tasks.contains(&Task::UpdateStatus).then(|| self.store.convergence().next_run());
+        let mut moves = Vec::new();
         for task in Task::ALL.into_iter().filter(|t| tasks.contains(t)) {
             self.log.info(&format!("Started task '{}'", task.name()));
             let started = Instant::now();
@@ -277,10 +280,15 @@ impl Summarizer {
                     let site = site.read();
                     let (plan, tally) = counted.get_or_insert_with(|| {
                         let plan = self.plan(&site);
-                        let tally = self.store.summarize(&plan, self.threads);
+                        let tally;
+                        (tally, moves) = self.store.summarize_counting(&plan, self.threads, visibility);
                         (plan, tally)
                     });
-                    self.publish(task, &site, plan, tally, now)
+                    let rows = self.publish(task, &site, plan, tally, now);
+                    if let (Task::UpdateStatus, Some(run)) = (task, visibility) {
+                        self.store.convergence().published(run, &moves);
+                    }
+                    rows
                 }
             };
             let duration = started.elapsed();

@@ -104,7 +104,7 @@ impl Worker {
         for dir in paths.inboxes().iter().chain([&paths.corrupt(), &paths.state]) {
             fs::create_dir_all(dir)?;
         }
-        let store = Arc::new(Store::new(8, updates));
+        let store = Arc::new(Store::new(8, updates).with_clock(clock));
         // Segments a crash left being written: cut back to their whole records and seal.
         for dir in paths.inboxes() {
             for path in list(&dir, "part")? {

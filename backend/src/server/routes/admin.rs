@@ -68,6 +68,8 @@ pub(super) async fn sync(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> Re
         Ok(Ok(synced)) => json_reply(
             StatusCode::OK,
             &json!({
+                // Convergence is measured from here: the new policy is out.
+                "SyncTime": shared.store.convergence().synced(synced.content_version).to_rfc3339(),
                 "ContentVersion": synced.content_version,
                 "PolicyVersion": synced.policy_version,
                 "Updates": synced.updates,

@@ -3,7 +3,7 @@
 //! | file | audience | paths |
 //! |---|---|---|
 //! | [`mp`] | clients (contract §2.3) | `/ccm_system*/request` (CCM), `/SMS_MP/.sms_pol`, `/SMS_MP/.sms_aut?MPLIST`, `/wsus/<SUP>/catalog` |
-//! | [`site_api`] | people and tools, read-only (§2.4) | `GET /api/v1/{site,catalog,status,statenames,clients/<id>,summary/<view>}` |
+//! | [`site_api`] | people and tools, read-only (§2.4) | `GET /api/v1/{site,catalog,status,statenames,convergence,clients/<id>,summary/<view>}` |
 //! | [`admin`] | operators (loopback or the token) | `POST /api/v1/{sync,drain,summarize}`, `/api/v1/faults` |
 //! | [`metrics`] | Prometheus | `GET /metrics` |
 //!
@@ -102,6 +102,7 @@ pub(super) async fn handle(
         }
         ("GET", "/api/v1/status") => json_reply(StatusCode::OK, &site_api::status_json(&shared)),
         ("GET", "/api/v1/statenames") => json_reply(StatusCode::OK, &site_api::statenames_json()),
+        ("GET", "/api/v1/convergence") => json_reply(StatusCode::OK, &site_api::convergence_json(&shared)),
         ("GET", p) if let Some(id) = p.strip_prefix("/api/v1/clients/") => site_api::client_json(&shared, id),
         ("POST", "/api/v1/sync" | "/api/v1/drain" | "/api/v1/summarize" | "/api/v1/faults")
             if !admin::allowed(shared.admin_token.as_deref(), peer, req.headers()) =>

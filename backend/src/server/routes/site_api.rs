@@ -160,9 +160,44 @@ pub(super) fn client_json(shared: &Shared, id: &str) -> Reply {
                     .filter_map(|g| site.boundary_groups.get(g).map(|b| b.name.clone()))
                     .collect::<Vec<_>>(),
             })),
+            // When this process applied its newest results and first showed them in the SUM
+            // Update Status view (site time in µs since the epoch, for exact comparisons).
+            "Convergence": shared.store.seen(client.id).filter(|s| s.version > 0).map(|s| json!({
+                "ContentVersion": s.version,
+                "AppliedMicros": s.applied_at,
+                "CountedVersion": s.counted,
+                "CountedMicros": shared.store.convergence().run_time(s.counted_in),
+            })),
             "LastSerialNumber": client.serials.last(),
             "MissingSerialRanges": client.serials.missing(),
             "Updates": updates,
         }),
     )
+}
+
+/// `GET /api/v1/convergence`: for each sync since the process started, when clients' results for
+/// it were applied and when the SUM Update Status view first counted them (steps of
+/// `[µs after the sync, clients]`).
+pub(super) fn convergence_json(shared: &Shared) -> Value {
+    let steps = |curve: &[(i64, u64)], from: i64| -> Value {
+        curve.iter().map(|&(at, n)| json!([at.saturating_sub(from), n])).collect()
+    };
+    let syncs: Vec<Value> = shared
+        .store
+        .convergence()
+        .curves()
+        .iter()
+        .map(|c| {
+            json!({
+                "ContentVersion": c.content_version,
+                "SyncTime": protocol::Timestamp(c.synced_at).to_rfc3339(),
+                "SyncMicros": c.synced_at,
+                "Applied": c.applied.iter().map(|s| s.1).sum::<u64>(),
+                "Visible": c.visible.iter().map(|s| s.1).sum::<u64>(),
+                "AppliedSteps": steps(&c.applied, c.synced_at),
+                "VisibleSteps": steps(&c.visible, c.synced_at),
+            })
+        })
+        .collect();
+    json!({ "SiteTime": shared.clock.now().to_rfc3339(), "Syncs": syncs })
 }
