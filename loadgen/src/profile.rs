@@ -13,6 +13,7 @@
 //! policy_poll = "60m"
 //! reporting_cycle = "15m"
 //! scan_window = "2h"                     # first scan: a random moment in this window
+//! scan_spread = "random"                # or "even": the population's moments spread evenly
 //! scan_duration = "5m"
 //!
 //! [scan]                                 # per-update outcome probabilities (sum to 1)
@@ -133,6 +134,7 @@ struct ClientFile {
     policy_poll: Option<String>,
     reporting_cycle: Option<String>,
     scan_window: Option<String>,
+    scan_spread: Option<String>,
     scan_duration: Option<String>,
 }
 
@@ -264,6 +266,19 @@ pub enum Arrivals {
     /// saturation throughput. Latency is each request's own service time (there is no schedule
     /// to fall behind).
     Closed { in_flight: usize },
+}
+
+/// How the population's scan moments fall in the scan window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScanSpread {
+    /// Each client at its own random moment, as real clients: the offered load has the
+    /// sampling noise of a random sample (about `1/sqrt(n)` for `n` scans in a stretch).
+    #[default]
+    Random,
+    /// The window cut into one slice per client (in a seeded order), each client at a random
+    /// moment of its slice: the same mean load without the sampling noise, so a capacity search
+    /// measures the site and not which clients the seed drew.
+    Even,
 }
 
 /// The wire the clients speak.
@@ -405,6 +420,7 @@ pub struct Plan {
     pub policy_poll: Duration,
     pub reporting_cycle: Duration,
     pub scan_window: Duration,
+    pub scan_spread: ScanSpread,
     pub scan_duration: Duration,
     /// Probabilities of states 3 (installed), 1 (not required), 2 (required), 0 (unknown).
     pub installed: f64,
@@ -593,6 +609,11 @@ impl Plan {
         let reporting_cycle = span("client.reporting_cycle", &c.reporting_cycle, Duration::from_secs(900))?;
         let scan_window = span("client.scan_window", &c.scan_window, Duration::from_secs(7200))?;
         let scan_duration = span("client.scan_duration", &c.scan_duration, Duration::from_secs(300))?;
+        let scan_spread = match c.scan_spread.as_deref() {
+            None | Some("random") => ScanSpread::Random,
+            Some("even") => ScanSpread::Even,
+            Some(_) => return Err(invalid("client.scan_spread", "\"random\" or \"even\"")),
+        };
         let s = &f.scan;
         for (key, v) in [
             ("scan.installed", s.installed),
@@ -702,6 +723,7 @@ impl Plan {
             policy_poll,
             reporting_cycle,
             scan_window,
+            scan_spread,
             scan_duration,
             installed: s.installed,
             not_required: s.not_required,

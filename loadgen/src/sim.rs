@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use protocol::{Guid, Timestamp};
 
-use crate::profile::Plan;
+use crate::profile::{Plan, ScanSpread};
 
 /// SplitMix64's finalizer: a well-mixed hash of a 64-bit value.
 pub fn mix(mut z: u64) -> u64 {
@@ -96,9 +96,35 @@ pub fn poll_offset(plan: &Plan, client: u64) -> Duration {
     part(plan, client, WHAT_POLL, 0, plan.policy_poll)
 }
 
-/// When, after a new policy arrives, the client scans: a random moment in the scan window.
+/// When, after a new policy arrives, the client scans: a random moment in the scan window (with
+/// [`ScanSpread::Even`], a random moment of the client's own slice of it).
 pub fn scan_delay(plan: &Plan, client: u64, policy_major: u64) -> Duration {
-    part(plan, client, WHAT_SCAN_AT, policy_major, plan.scan_window)
+    match plan.scan_spread {
+        ScanSpread::Random => part(plan, client, WHAT_SCAN_AT, policy_major, plan.scan_window),
+        ScanSpread::Even => {
+            let n = plan.clients.max(1);
+            let slice = permuted(client % n, n, mix(plan.seed ^ WHAT_SCAN_AT.rotate_left(40) ^ policy_major));
+            let u = unit(plan.seed, client, WHAT_SCAN_AT, policy_major);
+            plan.scan_window.mul_f64((slice as f64 + u) / n as f64)
+        }
+    }
+}
+
+/// `i`'s place in a permutation of `0..n` chosen by `key`: `(a·i + b) mod n` with `a` coprime
+/// to `n`.
+fn permuted(i: u64, n: u64, key: u64) -> u64 {
+    let gcd = |mut a: u64, mut b: u64| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let mut a = (key % n).max(1);
+    while gcd(a, n) != 1 {
+        a += 1;
+    }
+    let b = mix(key) % n;
+    ((u128::from(a) * u128::from(i) + u128::from(b)) % u128::from(n)) as u64
 }
 
 /// Which of `n` SUPs a client without affinity takes.
@@ -167,6 +193,38 @@ mod tests {
         assert_ne!(
             (0..50).map(|c| update_state(&plan, c, Guid(1))).collect::<Vec<_>>(),
             (0..50).map(|c| update_state(&other, c, Guid(1))).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn an_even_spread_puts_one_client_in_each_slice_whatever_the_seed() {
+        for (n, seed) in [(1u64, 1u64), (12, 3), (1000, 7), (24_000, 16), (24_000, 2)] {
+            let text = format!(
+                "[population]\nclients = {n}\nseed = {seed}\n[client]\nscan_window = \"8h\"\nscan_spread = \"even\"\n[run]\nduration = \"1h\""
+            );
+            let plan = Plan::parse("t", &text).unwrap();
+            assert_eq!(plan.scan_spread, ScanSpread::Even);
+            let slice = plan.scan_window.as_secs_f64() / n as f64;
+            let mut taken = vec![false; n as usize];
+            for c in 0..n {
+                let k = (scan_delay(&plan, c, 1).as_secs_f64() / slice) as usize;
+                assert!(!std::mem::replace(&mut taken[k.min(n as usize - 1)], true), "slice {k} twice");
+            }
+            // So every stretch of the window holds its share to within one client.
+            if n == 24_000 {
+                let in_half_hour =
+                    (0..n).filter(|&c| scan_delay(&plan, c, 1) < Duration::from_secs(1800)).count();
+                assert!((1499..=1501).contains(&in_half_hour), "{in_half_hour}");
+            }
+        }
+        let random = Plan::parse("t", "[population]\nclients = 10\n[run]\nduration = \"1h\"").unwrap();
+        assert_eq!(random.scan_spread, ScanSpread::Random);
+        assert!(
+            Plan::parse(
+                "t",
+                "[population]\nclients = 10\n[client]\nscan_spread = \"wide\"\n[run]\nduration = \"1h\""
+            )
+            .is_err()
         );
     }
 }
