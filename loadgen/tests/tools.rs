@@ -7,7 +7,7 @@ use std::process::Command;
 
 mod common;
 
-use common::run_small;
+use common::{chromium, plots_rendered, run_small};
 use loadgen::merge::{merge, read_hlog};
 use loadgen::run::EXIT_OK;
 use serde_json::Value;
@@ -72,32 +72,6 @@ fn four_shards_merged_equal_one_run() {
         got.iter().map(|(k, v)| (k.clone(), v.values().sum())).collect();
     assert_eq!(merged_counts, whole_counts);
     assert!(out.join("report.html").exists() || loadgen::report::write(&out).is_ok());
-}
-
-/// Renders `page` in headless Chromium (when there is one) and returns the number of plots that
-/// drew their lines (`data-plots-rendered`), or `None` where Chromium is missing and not required.
-fn plots_rendered(page: &Path) -> Option<usize> {
-    let Some(chromium) = chromium() else {
-        // CI installs Chromium and sets this, so there the test cannot pass without it.
-        assert!(
-            std::env::var_os("SUMSTORM_REQUIRE_CHROMIUM").is_none(),
-            "chromium is required here but missing"
-        );
-        eprintln!("SKIPPED the Chromium check: no chromium on PATH (apt-get install chromium)");
-        return None;
-    };
-    let url = format!("file://{}", page.display());
-    let dom = Command::new(&chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        .args(["--virtual-time-budget=3000", "--dump-dom", &url])
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&dom.stdout);
-    let at = dom
-        .find("data-plots-rendered=\"")
-        .unwrap_or_else(|| panic!("no render count: {}", &dom[..dom.len().min(400)]));
-    let rest = &dom[at + "data-plots-rendered=\"".len()..];
-    Some(rest[..rest.find('"').unwrap()].parse().unwrap())
 }
 
 /// A closed-model run (Reports back to back) writes a history line with every key figure and a
@@ -260,13 +234,6 @@ fn an_abort_stops_the_run_and_leaves_readable_files() {
     let intervals = read_hlog(&outcome.dir.join("latency.hlog")).unwrap();
     assert!(!intervals.is_empty(), "the interval log up to the abort");
     assert!(std::fs::read_to_string(outcome.dir.join("report.html")).unwrap().contains("<svg"));
-}
-
-fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| {
-        let out = Command::new("which").arg(name).output().ok()?;
-        out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-    })
 }
 
 #[test]

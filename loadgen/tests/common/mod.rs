@@ -1,7 +1,12 @@
 //! What the load-run test binaries share: a small site profile and a run of it against the
-//! embedded backend that must exit 0 with exact verification.
+//! embedded backend that must exit 0 with exact verification, and the check that a page's
+//! plots draw in headless Chromium.
 
-use std::path::Path;
+// Each test binary uses what it needs of this.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use loadgen::profile::Plan;
 use loadgen::run::{EXIT_OK, Options, run};
@@ -43,4 +48,38 @@ pub(crate) fn run_small(dir: &Path, shard: Option<(u64, u64)>) -> Value {
     assert_eq!(outcome.exit, EXIT_OK, "{:#}", outcome.summary);
     assert_eq!(outcome.summary["verification"]["exact"], true);
     outcome.summary
+}
+
+/// Renders `page` in headless Chromium (when there is one) and returns the number of plots that
+/// drew their lines (`data-plots-rendered`), or `None` where Chromium is missing and not required.
+pub(crate) fn plots_rendered(page: &Path) -> Option<usize> {
+    let Some(chromium) = chromium() else {
+        // CI installs Chromium and sets this, so there the test cannot pass without it.
+        assert!(
+            std::env::var_os("SUMSTORM_REQUIRE_CHROMIUM").is_none(),
+            "chromium is required here but missing"
+        );
+        eprintln!("SKIPPED the Chromium check: no chromium on PATH (apt-get install chromium)");
+        return None;
+    };
+    let url = format!("file://{}", page.display());
+    let dom = Command::new(&chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        .args(["--virtual-time-budget=3000", "--dump-dom", &url])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let at = dom
+        .find("data-plots-rendered=\"")
+        .unwrap_or_else(|| panic!("no render count: {}", &dom[..dom.len().min(400)]));
+    let rest = &dom[at + "data-plots-rendered=\"".len()..];
+    Some(rest[..rest.find('"').unwrap()].parse().unwrap())
+}
+
+/// Chromium on `PATH`, if any.
+pub(crate) fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| {
+        let out = Command::new("which").arg(name).output().ok()?;
+        out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    })
 }
