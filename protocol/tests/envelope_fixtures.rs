@@ -162,3 +162,16 @@ fn our_request_reads_like_the_fixture() {
         assert_eq!(header.body, fixture_req.header.body, "same Body Length as the Python sender");
     }
 }
+
+/// A sender whose uncompressed body runs one byte past its header's `Body Length` (an odd
+/// trailing byte): the MP reads what the header declares, as a real one does.
+#[test]
+fn an_odd_byte_past_the_declared_length_is_not_read() {
+    let bin = fixture("ccm-wsus-location-request-uncompressed.bin");
+    let end = bin.windows(8).rposition(|w| w == b"\0\0\r\n\r\n--").expect("the body's NUL and CRLF") + 2;
+    let mut odd = bin[..end].to_vec();
+    odd.push(b'Z');
+    odd.extend_from_slice(&bin[end..]);
+    let req = envelope::decode_request(CONTENT_TYPE, &odd, &Limits::default()).unwrap();
+    assert_eq!(req.body, fixture_text("wsus-location-request.xml"));
+}

@@ -72,7 +72,8 @@ pub enum Dispatch {
     Relay { records: u64, scanned: Box<Scanned> },
     /// A malformed message: HTTP 400 with this one-line reason, nothing written.
     BadRequest(String),
-    /// An endpoint this MP does not serve: HTTP 200, empty body.
+    /// An endpoint this MP does not serve: `NoReply` when the message is asynchronous, else HTTP
+    /// 200 with an empty body (what real MPs answer).
     Unhandled,
 }
 
@@ -121,7 +122,7 @@ pub fn dispatch(site: &Site, mp: &MpIdentity, request: &Request, now: Timestamp,
                 });
                 reply(site.locate(&req, &mp.base_url).to_xml(), discovered)
             }
-            // Other location requests (content, site information) are not served.
+            // Other location requests (content, site information) are not served yet.
             Err(BodyError::Missing("WSUSLocationRequest")) => Dispatch::Unhandled,
             Err(e) => bad("WSUSLocationRequest", e),
         },

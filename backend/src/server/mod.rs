@@ -159,6 +159,8 @@ pub(crate) struct Shared {
     /// `MP_Relay.log` and `MP_Location.log`: the walkthrough's lines, sampled (see [`SampledLog`]).
     pub relay_log: SampledLog,
     pub location_log: SampledLog,
+    /// Messages this MP does not process, and refused authentication (`MP_Framework.log`).
+    pub framework_log: SampledLog,
     /// Where the relay writes (for its log lines).
     pub relay_dir: PathBuf,
     pub started: Instant,
@@ -326,6 +328,7 @@ pub async fn run(
             mp_log("MP_Location.log", "MP_LocationManager")?,
             Duration::from_secs(1),
         ),
+        framework_log: SampledLog::new(mp_log("MP_Framework.log", "MP_Framework")?, Duration::from_secs(1)),
         relay_dir,
         started: Instant::now(),
         next_id: AtomicU64::new(1),

@@ -115,7 +115,10 @@ pub fn decode_request_charged(
         let hint = declared.map_or(0, |n| n.saturating_add(2));
         inflate(payload.body, hint, utf16_bound)?
     } else {
-        payload.body.to_vec()
+        // As a real MP, what the header declares is the body: a byte past it (an odd trailing
+        // byte some senders add) is not read.
+        let n = declared.filter(|&n| n <= payload.body.len()).unwrap_or(payload.body.len());
+        payload.body[..n].to_vec()
     };
     Ok(Request { header, body: body_text(&utf16_body)?, compressed })
 }

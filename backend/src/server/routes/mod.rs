@@ -2,7 +2,7 @@
 //!
 //! | file | audience | paths |
 //! |---|---|---|
-//! | [`mp`] | clients (contract §2.3) | `/ccm_system*/request` (CCM), `/SMS_MP/.sms_pol`, `/SMS_MP/.sms_aut?MPLIST`, `/wsus/<SUP>/catalog` |
+//! | [`mp`] | clients (contract §2.3) | `/ccm_system*/request` (CCM; `_windowsauth` answers 401), `/SMS_MP/.sms_pol`, `/SMS_MP/.sms_aut?MPLIST`, `/wsus/<SUP>/catalog` |
 //! | [`site_api`] | people and tools, read-only (§2.4) | `GET /api/v1/{site,catalog,status,statenames,convergence,clients/<id>,summary/<view>}` |
 //! | [`admin`] | operators (loopback or the token) | `POST /api/v1/{sync,drain,summarize}`, `/api/v1/faults` |
 //! | [`metrics`] | Prometheus | `GET /metrics` |
@@ -30,6 +30,22 @@ use hyper::{Request as HttpRequest, StatusCode};
 
 use super::Shared;
 use super::http::{Reply, json_reply, reply, text, transfer_codings_understood};
+
+/// `401` with `WWW-Authenticate: Negotiate` and `NTLM`, logged.
+fn windows_auth_required(shared: &Shared, peer: SocketAddr) -> Reply {
+    shared
+        .framework_log
+        .sample(|| [format!("Windows authentication requested by {peer}: not available on this MP (401)")]);
+    let mut r = text(
+        StatusCode::UNAUTHORIZED,
+        "Windows authentication is not available here; use /ccm_system/request",
+    );
+    for scheme in ["Negotiate", "NTLM"] {
+        r.headers_mut()
+            .append(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static(scheme));
+    }
+    r
+}
 
 /// The longest request line and headers taken.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -81,6 +97,9 @@ pub(super) async fn handle(
         _ if !transfer_codings_understood(req.headers()) => {
             text(StatusCode::NOT_IMPLEMENTED, "only the chunked transfer coding is understood")
         }
+        // Windows authentication is offered as IIS offers it, and never granted: there is no
+        // domain here to check an account against (clients use `/ccm_system/request`).
+        ("CCM_POST" | "POST", "/ccm_system_windowsauth/request") => windows_auth_required(&shared, peer),
         ("CCM_POST" | "POST", _) if ccm_path => {
             let (answer, target_endpoint) = mp::ccm(&shared, req).await;
             if let Some(t) = target_endpoint.or(target) {
@@ -88,7 +107,9 @@ pub(super) async fn handle(
             }
             answer
         }
-        ("GET" | "HEAD", "/SMS_MP/.sms_aut") if query.eq_ignore_ascii_case("MPLIST") => {
+        ("GET" | "HEAD", "/SMS_MP/.sms_aut")
+            if super::http::percent_decode(&query).eq_ignore_ascii_case("MPLIST") =>
+        {
             reply(StatusCode::OK, "text/xml", crate::mp::mp_list(&shared.mp).to_xml())
         }
         ("GET" | "HEAD", "/SMS_MP/.sms_pol") => mp::policy_body(&shared, &query, &req),

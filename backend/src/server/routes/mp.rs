@@ -139,10 +139,31 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
             relay(shared, request.body.into_bytes(), records, scanned, plain).await
         }
         Dispatch::BadRequest(why) => text(StatusCode::BAD_REQUEST, why),
-        Dispatch::Unhandled => reply(StatusCode::OK, "text/plain", Bytes::new()),
+        Dispatch::Unhandled => unhandled(shared, &request.header, plain),
     };
     drop(charge);
     (answer, target)
+}
+
+/// A message this MP does not process: asynchronous ones get `NoReply` (the sender is done), as
+/// a real MP answers them; synchronous ones an empty 200 (what real clients see for a message
+/// an MP could not handle). Logged either way.
+fn unhandled(shared: &Shared, header: &MsgHeader, plain: bool) -> Reply {
+    let asynchronous = header.reply_mode.eq_ignore_ascii_case("async");
+    shared.framework_log.sample(|| {
+        [format!(
+            "MP: message {} for {} ({}) is not processed by this MP; answered {}",
+            header.id,
+            header.target_endpoint,
+            if asynchronous { "ASync" } else { "Sync" },
+            if asynchronous { "NoReply" } else { "an empty reply" }
+        )]
+    });
+    match (asynchronous, plain) {
+        (true, true) => text(StatusCode::OK, "NoReply"),
+        (true, false) => reply(StatusCode::OK, CCM_CONTENT_TYPE, NO_REPLY),
+        (false, _) => reply(StatusCode::OK, "text/plain", Bytes::new()),
+    }
 }
 
 /// Why a record is not on disk.
@@ -242,7 +263,9 @@ async fn relay(
 /// `GET|HEAD /SMS_MP/.sms_pol?{PolicyID}.40_00`: the UpdateSource policy body, with ranges.
 pub(super) fn policy_body<B>(shared: &Shared, query: &str, req: &HttpRequest<B>) -> Reply {
     let site = shared.site.read();
-    let Some((id, version)) = parse_policy_query(query) else {
+    // Clients built on common HTTP libraries percent-encode the braces.
+    let query = crate::server::http::percent_decode(query);
+    let Some((id, version)) = parse_policy_query(&query) else {
         return text(StatusCode::BAD_REQUEST, "expected .sms_pol?{PolicyID}.<version>");
     };
     let body = mp::policy_body(&site);

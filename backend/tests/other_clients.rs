@@ -1,0 +1,100 @@
+//! What clients other than ours send, over real sockets: HTTP libraries that percent-encode the
+//! policy query, a body one byte past its declared length, asynchronous messages to endpoints
+//! this MP does not process (a real MP answers `NoReply`), and the Windows-authentication path.
+
+mod common;
+
+use common::{Server, fixture};
+use protocol::envelope::{self, CONTENT_TYPE, Limits, MsgHeader, Reply};
+
+#[test]
+fn percent_encoded_policy_and_mp_list_queries_are_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), |_| {});
+    let site = server.json("GET", "/api/v1/site", b"");
+    let id = site["PolicyID"].as_str().unwrap();
+    let version = site["PolicyVersion"].as_str().unwrap().replacen('.', "_", 1);
+    let raw = server.call("GET", &format!("/SMS_MP/.sms_pol?{id}.{version}"), &[], b"");
+    assert_eq!(raw.0, 200);
+    // Python's `requests` writes the braces as %7B and %7D.
+    let inner = id.trim_start_matches('{').trim_end_matches('}');
+    let encoded = server.call("GET", &format!("/SMS_MP/.sms_pol?%7B{inner}%7D.{version}"), &[], b"");
+    assert_eq!((encoded.0, &encoded.2), (200, &raw.2));
+    let ranged = server.call(
+        "GET",
+        &format!("/SMS_MP/.sms_pol?%7b{inner}%7d.{version}"),
+        &[("Range", "bytes=0-9")],
+        b"",
+    );
+    assert_eq!((ranged.0, ranged.2.as_slice()), (206, &raw.2[..10]));
+    let list = server.call("GET", "/SMS_MP/.sms_aut?%4DPLIST", &[], b"");
+    assert_eq!(list.0, 200);
+    assert!(String::from_utf8_lossy(&list.2).contains("<MPList>"));
+}
+
+#[test]
+fn an_odd_trailing_byte_is_read_as_the_header_declares() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), |_| {});
+    let bin = fixture("ccm-wsus-location-request-uncompressed.bin");
+    let end = bin.windows(8).rposition(|w| w == b"\0\0\r\n\r\n--").unwrap() + 2;
+    let odd = [&bin[..end], b"Z", &bin[end..]].concat();
+    let (status, _, body) = server.ccm(&odd);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let reply = envelope::decode_reply(CONTENT_TYPE, &body, &Limits::default()).unwrap();
+    assert!(matches!(&reply, Reply::Sync { body, .. } if body.contains("WSUSLocationReply")), "{reply:?}");
+}
+
+/// A message to `endpoint` with `mode`, in the faithful envelope.
+fn message(endpoint: &str, mode: &str, xml: &str) -> Vec<u8> {
+    let mut header = MsgHeader {
+        id: "{5EED0000-0000-0000-0000-000000000001}".into(),
+        source_id: "GUID:A1006D0E-CF56-41D1-A006-6330EFC39381".into(),
+        source_host: "PS1WIN7X64".into(),
+        target_endpoint: endpoint.into(),
+        target_address: format!("mp:{endpoint}"),
+        reply_to: "direct:PS1WIN7X64:Test".into(),
+        reply_mode: mode.into(),
+        ..MsgHeader::default()
+    };
+    envelope::build_request(&mut header, xml, Some(1))
+}
+
+#[test]
+fn messages_this_mp_does_not_process_are_answered_as_a_real_one_answers_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, |_| {});
+    // A DDR (asynchronous): NoReply, so the client is done with it.
+    let ddr = message("MP_DdrEndpoint", "ASync", "<Report><ReportHeader/></Report>");
+    let (status, _, body) = server.ccm(&ddr);
+    assert_eq!(status, 200);
+    assert_eq!(envelope::decode_reply(CONTENT_TYPE, &body, &Limits::default()), Ok(Reply::NoReply));
+    // A synchronous message to an endpoint not served: the empty 200 real clients see.
+    let (status, _, body) = server.ccm(&message("MP_Unknown", "Sync", "<Request/>"));
+    assert_eq!((status, body.len()), (200, 0));
+    // Both are in MP_Framework.log (one group a second at most: the first is there).
+    let log = std::fs::read_to_string(data.join("logs/MP_Framework.log")).unwrap();
+    assert!(
+        log.contains("for MP_DdrEndpoint (ASync) is not processed by this MP; answered NoReply"),
+        "{log}"
+    );
+}
+
+#[test]
+fn windows_authentication_is_offered_and_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), |_| {});
+    let ddr = message("MP_DdrEndpoint", "ASync", "<Report/>");
+    let (status, head, _) =
+        server.call("CCM_POST", "/ccm_system_windowsauth/request", &[("Content-Type", CONTENT_TYPE)], &ddr);
+    assert_eq!(status, 401);
+    assert!(
+        head.contains("www-authenticate: negotiate") && head.contains("www-authenticate: ntlm"),
+        "{head}"
+    );
+    // The other paths still take it.
+    let (status, _, _) =
+        server.call("CCM_POST", "/ccm_system_altauth/request", &[("Content-Type", CONTENT_TYPE)], &ddr);
+    assert_eq!(status, 200);
+}
