@@ -98,3 +98,37 @@ fn windows_authentication_is_offered_and_refused() {
         server.call("CCM_POST", "/ccm_system_altauth/request", &[("Content-Type", CONTENT_TYPE)], &ddr);
     assert_eq!(status, 200);
 }
+
+#[test]
+fn a_refused_message_is_logged_with_its_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, |_| {});
+    let (status, _, body) = server.ccm(&message("MP_ClientRegistration", "Sync", "<NotARegistration/>"));
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let log = std::fs::read_to_string(data.join("logs/MP_Framework.log")).unwrap();
+    assert!(
+        log.contains("from GUID:A1006D0E-CF56-41D1-A006-6330EFC39381 for MP_ClientRegistration refused (400): ClientRegistrationRequest"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_registration_is_logged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, |_| {});
+    let request = protocol::bodies::ClientRegistrationRequest {
+        agent_identity: "CCMSetup.exe".into(),
+        agent_version: "5.00.7958.1000".into(),
+        properties: vec![
+            ("Netbios Name".into(), "PC0042".into()),
+            ("FQ Name".into(), "PC0042.CONTOSO.COM".into()),
+        ],
+        ..Default::default()
+    };
+    let (status, _, _) = server.ccm(&message("MP_ClientRegistration", "Sync", &request.to_xml()));
+    assert_eq!(status, 200);
+    let log = std::fs::read_to_string(data.join("logs/MP_RegistrationManager.log")).unwrap();
+    assert!(log.contains("(PC0042), approval automatic") && log.contains("Completion state = 0"), "{log}");
+}

@@ -121,6 +121,11 @@ fn the_seed_flow_end_to_end_and_across_a_restart() {
     let assignments = ReplyAssignments::parse(&sync_reply(&body).1).unwrap();
     let policy = &assignments.assignments[0];
     assert_eq!(policy.policy_version, "41.00");
+    let policy_log = std::fs::read_to_string(tmp.path().join("logs/MP_Policy.log")).unwrap();
+    assert!(
+        policy_log.contains(&format!("machine policy assignments sent to GUID:{client}")),
+        "{policy_log}"
+    );
     // Policy body, whole and by range.
     let url = policy.location.replace("http://<mp>", "");
     let (status, _, body) = server.call("GET", &url, &[], b"");

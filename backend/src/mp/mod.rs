@@ -122,7 +122,7 @@ pub fn dispatch(site: &Site, mp: &MpIdentity, request: &Request, now: Timestamp,
                 });
                 reply(site.locate(&req, &mp.base_url).to_xml(), discovered)
             }
-            // Other location requests (content, site information) are not served yet.
+            // Other location requests (content, site information) are not served.
             Err(BodyError::Missing("WSUSLocationRequest")) => Dispatch::Unhandled,
             Err(e) => bad("WSUSLocationRequest", e),
         },

@@ -159,8 +159,13 @@ pub(crate) struct Shared {
     /// `MP_Relay.log` and `MP_Location.log`: the walkthrough's lines, sampled (see [`SampledLog`]).
     pub relay_log: SampledLog,
     pub location_log: SampledLog,
-    /// Messages this MP does not process, and refused authentication (`MP_Framework.log`).
+    /// Messages this MP does not process or refuses, and refused authentication
+    /// (`MP_Framework.log`).
     pub framework_log: SampledLog,
+    /// Registrations (`MP_RegistrationManager.log`).
+    pub registration_log: SampledLog,
+    /// Policy assignment requests and policy downloads (`MP_Policy.log`).
+    pub policy_log: SampledLog,
     /// Where the relay writes (for its log lines).
     pub relay_dir: PathBuf,
     pub started: Instant,
@@ -329,6 +334,11 @@ pub async fn run(
             Duration::from_secs(1),
         ),
         framework_log: SampledLog::new(mp_log("MP_Framework.log", "MP_Framework")?, Duration::from_secs(1)),
+        registration_log: SampledLog::new(
+            mp_log("MP_RegistrationManager.log", "MP_RegistrationManager")?,
+            Duration::from_secs(1),
+        ),
+        policy_log: SampledLog::new(mp_log("MP_Policy.log", "MP_PolicyManager")?, Duration::from_secs(1)),
         relay_dir,
         started: Instant::now(),
         next_id: AtomicU64::new(1),

@@ -106,6 +106,7 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
         let site = shared.site.read();
         mp::dispatch(&site, &shared.mp, &request, shared.clock.now(), shared.reply_id())
     };
+    log_decision(shared, &request.header, &decision);
     let answer = match decision {
         Dispatch::Reply { mut header, xml, discovered } => {
             if let Some(d) = discovered {
@@ -143,6 +144,31 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
     };
     drop(charge);
     (answer, target)
+}
+
+/// The per-message logs (one group a second at most, with a count of those between): what a
+/// failing client can be diagnosed from.
+fn log_decision(shared: &Shared, header: &MsgHeader, decision: &Dispatch) {
+    let (id, source) =
+        (&header.id, if header.source_id.is_empty() { "(unregistered)" } else { &header.source_id });
+    match (header.target_endpoint.as_str(), decision) {
+        ("MP_ClientRegistration", Dispatch::Reply { discovered: Some(d), .. }) => {
+            shared.registration_log.sample(|| {
+                [
+                    format!("MP Reg: Message ID: {id}"),
+                    format!("MP Reg: Registered GUID:{} ({}), approval automatic", d.client, d.netbios_name),
+                    "MP Reg: Processing completed. Completion state = 0".to_owned(),
+                ]
+            })
+        }
+        ("MP_PolicyManager", Dispatch::Reply { .. }) => shared
+            .policy_log
+            .sample(|| [format!("MP PA: Message ID: {id}; machine policy assignments sent to {source}")]),
+        (endpoint, Dispatch::BadRequest(why)) => shared
+            .framework_log
+            .sample(|| [format!("MP: message {id} from {source} for {endpoint} refused (400): {why}")]),
+        _ => {}
+    }
 }
 
 /// A message this MP does not process: asynchronous ones get `NoReply` (the sender is done), as
@@ -266,13 +292,18 @@ pub(super) fn policy_body<B>(shared: &Shared, query: &str, req: &HttpRequest<B>)
     // Clients built on common HTTP libraries percent-encode the braces.
     let query = crate::server::http::percent_decode(query);
     let Some((id, version)) = parse_policy_query(&query) else {
+        shared.policy_log.sample(|| {
+            [format!("MP Policy: download of {query:?} refused (400): not {{PolicyID}}.<version>")]
+        });
         return text(StatusCode::BAD_REQUEST, "expected .sms_pol?{PolicyID}.<version>");
     };
     let body = mp::policy_body(&site);
     let current = version == site.policy_version() || version == mp::policy_hash(&body);
     if !id.eq_ignore_ascii_case(&site.policy_id) || !current {
+        shared.policy_log.sample(|| [format!("MP Policy: no policy {id} version {version} (404)")]);
         return text(StatusCode::NOT_FOUND, "no such policy version");
     }
+    shared.policy_log.sample(|| [format!("MP Policy: policy {id} version {version} sent")]);
     let total = body.len();
     let range = req.headers().get("range").and_then(|v| v.to_str().ok()).and_then(|r| byte_range(r, total));
     let (status, slice) = match range {
