@@ -7,8 +7,10 @@
 //! Each stage of `shared/spec/flow.md` is a module that owns its thread, its counters and its
 //! on-disk format; [`server`] starts them, routes requests to them and stops them.
 //! - [`server`]: the process: configuration, the data-directory lock, accept loop and limits
-//!   (write deadline, request-memory budget), HTTP plumbing, shutdown; `server/routes/` answers
-//!   by audience (the MP's endpoints, the read-only site API, admin calls, metrics).
+//!   (write deadline, request-memory budget), HTTPS and PKI mode (`server::tls`), HTTP
+//!   plumbing, shutdown; `server/routes/` answers by audience (the MP's endpoints, the read-only
+//!   site API, admin calls, metrics).
+//! - [`pki`]: `backend pki init`, a test CA with server and client certificates.
 //! - [`mp`]: the MP's message handling over the site model (registration, policy assignments
 //!   and body, location, relay check, MP list), without I/O, and the relay's counters.
 //! - [`inbox`]: durable SMX files between the relay and StateSys: checksummed segments of many
@@ -16,7 +18,7 @@
 //!   records, crash recovery.
 //! - [`statesys`]: StateSys's thread and counters (`service`), the file loop (`worker`),
 //!   per-Report processing, the sharded store and its data types, checkpoints, serials, and the
-//!   summarization tasks with their schedule's thread.
+//!   summarization tasks with their schedule's thread, and compliance convergence.
 //! - [`site`]: the site model (site file, default site, catalog and syncs, boundary groups), the
 //!   running site (`live`: syncs through WSyncMgr → SMSDBMON → Policy Provider, and the Policy
 //!   Provider's polling thread), and the WSUS location decision.
@@ -46,6 +48,7 @@ pub mod fuzzing;
 pub mod inbox;
 pub mod logs;
 pub mod mp;
+pub mod pki;
 pub mod server;
 pub mod site;
 pub mod statesys;

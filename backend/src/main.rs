@@ -22,6 +22,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the MP (CCM messaging), the site API and StateSys until SIGINT or SIGTERM.
@@ -82,11 +84,43 @@ enum Command {
         /// (ENOSPC, EIO): for reliability tests, never in production.
         #[arg(long)]
         fault_injection: bool,
+        /// Serve HTTPS with this certificate (PEM, then any intermediates), instead of HTTP.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// PKI mode: client certificates from this CA (PEM) are required on the client paths
+        /// (403 without one), except /ccm_system_altauth/request.
+        #[arg(long, requires = "tls_cert")]
+        client_ca: Option<PathBuf>,
     },
     /// Read the inbox's files.
     Inbox {
         #[command(subcommand)]
         command: InboxCommand,
+    },
+    /// Certificates for HTTPS and PKI mode.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PkiCommand {
+    /// Write a test CA, a server certificate and client certificates (PEM, keys unencrypted:
+    /// for labs and tests).
+    Init {
+        /// Where the files go.
+        #[arg(long, default_value = "./pki")]
+        out: PathBuf,
+        /// Names the server certificate holds besides localhost and 127.0.0.1.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Client certificates to make.
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
     },
 }
 
@@ -153,10 +187,33 @@ fn main() -> ExitCode {
         retry_after,
         max_request_mib,
         write_timeout,
+        tls_cert,
+        tls_key,
+        client_ca,
     } = command
     else {
-        let Command::Inbox { command: InboxCommand::Dump { file } } = command else { unreachable!() };
-        return dump(&file);
+        return match command {
+            Command::Inbox { command: InboxCommand::Dump { file } } => dump(&file),
+            Command::Pki { command: PkiCommand::Init { out, hosts, clients } } => {
+                match backend::pki::init(&out, &hosts, clients.min(100_000)) {
+                    Ok(pki) => {
+                        eprintln!(
+                            "backend: wrote {}, {} and {} client certificates under {}",
+                            pki.ca.display(),
+                            pki.server_cert.display(),
+                            pki.clients.len(),
+                            out.display()
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("backend: {}: {e}", out.display());
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Command::Serve { .. } => unreachable!("handled above"),
+        };
     };
     if !(write_timeout.is_finite() && write_timeout > 0.0 && write_timeout <= 3600.0) {
         eprintln!("backend: --write-timeout must be a number of seconds from 0 to 3600");
@@ -194,6 +251,9 @@ fn main() -> ExitCode {
     config.fault_injection = fault_injection;
     config.statesys_rate = statesys_rate;
     config.statesys_pause = Duration::from_secs_f64(statesys_pause.clamp(0.0, 3600.0));
+    if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
+        config.tls = Some(backend::server::tls::TlsSettings { cert, key, client_ca });
+    }
     if let Some(n) = statesys_threads {
         config.statesys_threads = n.clamp(1, 64);
     }
@@ -212,7 +272,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         eprintln!(
-            "backend: serving http://{} (data in {})",
+            "backend: serving {}://{} (data in {})",
+            if config.tls.is_some() { "https" } else { "http" },
             listener.local_addr()?,
             config.data_dir.display()
         );

@@ -2,8 +2,8 @@
 //! the stages' threads started and stopped in order, and graceful shutdown.
 //!
 //! ```text
-//! TcpListener ─► accept (connection cap) ─► hyper http1 (header timeout, write deadline)
-//!   ─► routes::handle ─► routes/{mp, site_api, admin, metrics}.rs
+//! TcpListener ─► accept (connection cap) ─► [TLS handshake, tls.rs] ─► hyper http1 (header
+//!   timeout, write deadline) ─► routes::handle ─► routes/{mp, site_api, admin, metrics}.rs
 //! started here, each owning its thread:
 //!   inbox::commit::GroupCommit   the relay's durable writer (seals segments, notifies StateSys)
 //!   statesys::service::StateSys  applies inbox files to the store, checkpoints
@@ -16,9 +16,11 @@ mod counters;
 mod deadline;
 mod http;
 mod routes;
+pub mod tls;
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use protocol::{Guid, Timestamp};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -118,6 +120,8 @@ pub struct Config {
     pub statesys_rate: Option<u64>,
     /// Serve `POST /api/v1/faults` (disk trouble on demand, for tests); off in production.
     pub fault_injection: bool,
+    /// Serve HTTPS instead of HTTP on the listener (and PKI mode, with a client CA).
+    pub tls: Option<tls::TlsSettings>,
 }
 
 impl Config {
@@ -135,6 +139,7 @@ impl Config {
             statesys_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             summarize_at_start: true,
             fault_injection: false,
+            tls: None,
             statesys_rate: None,
         }
     }
@@ -348,6 +353,10 @@ pub async fn run(
         request_memory: Arc::new(Semaphore::new((config.limits.max_request_memory >> 10).max(1))),
     });
 
+    let acceptor = match &config.tls {
+        Some(settings) => Some((tls::acceptor(settings)?, settings.client_ca.is_some())),
+        None => None,
+    };
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(config.limits.max_connections));
     tokio::pin!(shutdown);
@@ -376,21 +385,28 @@ pub async fn run(
                 let _ = stream.set_nodelay(true);
                 let shared = Arc::clone(&shared);
                 let stream = deadline::WriteDeadline::new(stream, shared.limits.write_timeout);
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(shared.limits.header_timeout)
-                    .max_buf_size(64 * 1024)
-                    // A client that half-closes after its request still gets its answer.
-                    .half_close(true)
-                    .serve_connection(
-                        TokioIo::new(stream),
-                        service_fn(move |req| routes::handle(Arc::clone(&shared), peer, req)),
-                    );
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                    drop(permit);
-                });
+                let watcher = graceful.watcher();
+                match &acceptor {
+                    None => {
+                        tokio::spawn(async move {
+                            serve(stream, shared, peer, tls::Channel::Http, watcher).await;
+                            drop(permit);
+                        });
+                    }
+                    Some((acceptor, pki)) => {
+                        let (acceptor, pki) = (acceptor.clone(), *pki);
+                        tokio::spawn(async move {
+                            // A handshake gets as long as a request head.
+                            let handshake = tokio::time::timeout(shared.limits.header_timeout, acceptor.accept(stream));
+                            if let Ok(Ok(stream)) = handshake.await {
+                                let client_certificate = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                                let channel = tls::Channel::Https { client_certificate, pki };
+                                serve(stream, shared, peer, channel, watcher).await;
+                            }
+                            drop(permit);
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
@@ -421,6 +437,24 @@ pub async fn run(
         Some(why) => Err(io::Error::other(why)),
         None => Ok(()),
     }
+}
+
+/// One connection, HTTP/1.1, within the limits, until it closes or the shutdown ends it.
+async fn serve<S>(stream: S, shared: Arc<Shared>, peer: SocketAddr, channel: tls::Channel, watcher: Watcher)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.limits.header_timeout)
+        .max_buf_size(64 * 1024)
+        // A client that half-closes after its request still gets its answer.
+        .half_close(true)
+        .serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req| routes::handle(Arc::clone(&shared), peer, channel, req)),
+        );
+    let _ = watcher.watch(conn).await;
 }
 
 fn now_utc() -> Timestamp {

@@ -54,6 +54,7 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub(super) async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
+    channel: super::tls::Channel,
     req: HttpRequest<Incoming>,
 ) -> Result<Reply, Infallible> {
     shared.http.requests.fetch_add(1, Ordering::Relaxed);
@@ -96,6 +97,13 @@ pub(super) async fn handle(
         // is understood (hyper has already required it last).
         _ if !transfer_codings_understood(req.headers()) => {
             text(StatusCode::NOT_IMPLEMENTED, "only the chunked transfer coding is understood")
+        }
+        // PKI mode: the client paths need a certificate from the client CA (IIS's answer).
+        _ if channel.needs_certificate(&path) => {
+            shared
+                .framework_log
+                .sample(|| [format!("{method} {path} from {peer} refused (403): no client certificate")]);
+            text(StatusCode::FORBIDDEN, "Client certificate required")
         }
         // Windows authentication is offered as IIS offers it, and never granted: there is no
         // domain here to check an account against (clients use `/ccm_system/request`).
