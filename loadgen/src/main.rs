@@ -16,6 +16,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Trust this CA (PEM) for an https:// --target.
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+    /// Present this client certificate (PEM) to an https:// --target (an MP in PKI mode); with
+    /// --client-key and --ca. One per process: every connection presents it.
+    #[arg(long, global = true, requires_all = ["client_key", "ca"])]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, requires = "client_cert")]
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,7 +245,14 @@ fn usage(message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if let Some(ca) = &cli.ca {
+        let client = cli.client_cert.as_deref().zip(cli.client_key.as_deref());
+        if let Err(e) = loadgen::transport::use_tls(ca, client) {
+            return usage(e);
+        }
+    }
+    match cli.command {
         Command::Run {
             profile,
             target,

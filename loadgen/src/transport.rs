@@ -1,18 +1,25 @@
 //! The clients' HTTP: one hyper client per arbiter with pooled keep-alive connections, at most
 //! `connections` requests in flight (so at most that many connections), every request measured
 //! from its intended send time ([`Transport::send`]); the crash harness sends through the same
-//! transport unmeasured ([`Transport::exchange`]). [`call`] is the run's own admin call.
+//! transport unmeasured ([`Transport::exchange`]). [`call`] is the run's own admin call. HTTPS
+//! targets are reached with rustls, trusting the CA [`use_tls`] was given (and presenting its
+//! client certificate, for an MP in PKI mode).
 
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use protocol::envelope::{self, CONTENT_TYPE as CCM_CONTENT_TYPE, Limits, MsgHeader, Reply};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::Semaphore;
 
 use crate::metrics;
@@ -29,10 +36,64 @@ pub enum Failure {
     Body(String),
 }
 
+/// The process's TLS settings: the CA HTTPS targets are trusted by, and the client certificate
+/// presented (one per process: a TLS connection has one, and a run's connections are shared by
+/// its clients).
+static TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+/// Trust `ca` (PEM) for HTTPS targets and, with `client`, present that certificate and key
+/// (PEM). Once per process, before any request.
+pub fn use_tls(ca: &Path, client: Option<(&Path, &Path)>) -> anyhow::Result<()> {
+    let named = |path: &Path, e: &dyn std::fmt::Display| anyhow!("{}: {e}", path.display());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| named(ca, &e))? {
+        roots.add(cert.map_err(|e| named(ca, &e))?).map_err(|e| named(ca, &e))?;
+    }
+    let builder =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| named(cert, &e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| named(cert, &e))?;
+            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| named(key, &e))?;
+            builder.with_client_auth_cert(chain, key_der).map_err(|e| named(cert, &e))?
+        }
+    };
+    TLS.set(Arc::new(config)).map_err(|_| anyhow!("TLS settings are given once per process"))
+}
+
+type Connector = HttpsConnector<HttpConnector>;
+
+/// A connector for `http://` and `https://` targets.
+fn connector() -> Connector {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let config = TLS.get_or_init(|| {
+        // No CA given: an HTTPS target is refused as untrusted, with its reason.
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map(|b| b.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth())
+                .unwrap_or_else(|e| unreachable!("ring supports the default versions: {e}")),
+        )
+    });
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(rustls::ClientConfig::clone(config))
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
+}
+
 /// One arbiter's transport.
 #[derive(Debug)]
 pub struct Transport {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     /// `http://127.0.0.1:8080`, no trailing slash.
     pub base: String,
     permits: Semaphore,
@@ -44,12 +105,10 @@ pub struct Transport {
 
 impl Transport {
     pub fn new(base: &str, connections: usize, wire: Wire, zlib_level: u32) -> Transport {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(connections)
             .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+            .build(connector());
         Transport {
             client,
             base: base.trim_end_matches('/').to_owned(),
@@ -206,7 +265,7 @@ pub async fn call(
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(StatusCode, Bytes)> {
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<Connector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector());
     let request = Request::builder()
         .method(method)
         .uri(format!("{}{path}", base.trim_end_matches('/')))
