@@ -97,6 +97,42 @@ fn windows_authentication_is_offered_and_refused() {
     let (status, _, _) =
         server.call("CCM_POST", "/ccm_system_altauth/request", &[("Content-Type", CONTENT_TYPE)], &ddr);
     assert_eq!(status, 200);
+
+    // A client that starts the NTLM exchange gets a CHALLENGE_MESSAGE to continue with...
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut negotiate = b"NTLMSSP\0".to_vec();
+    negotiate.extend_from_slice(&1u32.to_le_bytes());
+    negotiate.extend_from_slice(&0xE208_8297u32.to_le_bytes());
+    negotiate.extend_from_slice(&[0; 16]);
+    let auth = format!("NTLM {}", b64.encode(&negotiate));
+    let head = raw_head(server.addr, &auth);
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    let blob = head
+        .lines()
+        .find_map(|l| l.strip_prefix("www-authenticate: NTLM "))
+        .map(|b| b64.decode(b.trim()).unwrap())
+        .unwrap_or_else(|| panic!("a challenge: {head}"));
+    assert_eq!(&blob[..12], b"NTLMSSP\0\x02\0\0\0", "a CHALLENGE_MESSAGE");
+    let (len, off) = (
+        u16::from_le_bytes([blob[12], blob[13]]) as usize,
+        u32::from_le_bytes(blob[16..20].try_into().unwrap()) as usize,
+    );
+    let target: Vec<u16> = blob[off..off + len].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    assert_eq!(String::from_utf16(&target).unwrap(), "SUMSTORM");
+    // ...and its AUTHENTICATE_MESSAGE is refused: no domain here to check it.
+    let mut authenticate = b"NTLMSSP\0".to_vec();
+    authenticate.extend_from_slice(&3u32.to_le_bytes());
+    authenticate.extend_from_slice(&[0; 64]);
+    let auth = format!("NTLM {}", b64.encode(&authenticate));
+    let headers = [("Content-Type", CONTENT_TYPE), ("Authorization", auth.as_str())];
+    let (status, head, _) = server.call("CCM_POST", "/ccm_system_windowsauth/request", &headers, &ddr);
+    assert_eq!(status, 401);
+    assert!(
+        head.lines().any(|l| l == "www-authenticate: negotiate")
+            && head.lines().any(|l| l == "www-authenticate: ntlm"),
+        "{head}"
+    );
 }
 
 #[test]
@@ -131,4 +167,18 @@ fn a_registration_is_logged() {
     assert_eq!(status, 200);
     let log = std::fs::read_to_string(data.join("logs/MP_RegistrationManager.log")).unwrap();
     assert!(log.contains("(PC0042), approval automatic") && log.contains("Completion state = 0"), "{log}");
+}
+
+/// The raw head (case kept) of a windowsauth request carrying `authorization`.
+fn raw_head(addr: std::net::SocketAddr, authorization: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!(
+        "CCM_POST /ccm_system_windowsauth/request HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAuthorization: {authorization}\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    text.split("\r\n\r\n").next().unwrap_or_default().replace("WWW-Authenticate", "www-authenticate")
 }

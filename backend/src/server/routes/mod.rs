@@ -27,22 +27,60 @@ use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::{Request as HttpRequest, StatusCode};
+use sha2::{Digest, Sha256};
 
 use super::Shared;
 use super::http::{Reply, json_reply, reply, text, transfer_codings_understood};
 
-/// `401` with `WWW-Authenticate: Negotiate` and `NTLM`, logged.
-fn windows_auth_required(shared: &Shared, peer: SocketAddr) -> Reply {
-    shared
-        .framework_log
-        .sample(|| [format!("Windows authentication requested by {peer}: not available on this MP (401)")]);
+/// Windows authentication, as far as this MP takes it (`crate::mp::ntlm`): no credentials get
+/// `401` with `WWW-Authenticate: Negotiate` and `NTLM`; an NTLM NEGOTIATE_MESSAGE (under either
+/// scheme) gets `401` with a CHALLENGE_MESSAGE; anything else, an AUTHENTICATE_MESSAGE included,
+/// `401` again, logged: there is no domain here to check an account against.
+fn windows_auth(shared: &Shared, peer: SocketAddr, headers: &hyper::HeaderMap) -> Reply {
+    use base64::Engine as _;
+    use hyper::header::{HeaderValue, WWW_AUTHENTICATE};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let offered = headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, token) = v.trim().split_once(' ')?;
+        let scheme = ["NTLM", "Negotiate"].into_iter().find(|s| s.eq_ignore_ascii_case(scheme))?;
+        Some((scheme, b64.decode(token.trim()).ok()?))
+    });
     let mut r = text(
         StatusCode::UNAUTHORIZED,
         "Windows authentication is not available here; use /ccm_system/request",
     );
-    for scheme in ["Negotiate", "NTLM"] {
-        r.headers_mut()
-            .append(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static(scheme));
+    match offered.as_ref().map(|(scheme, blob)| (*scheme, crate::mp::ntlm::message_type(blob))) {
+        Some((scheme, Some(crate::mp::ntlm::Message::Negotiate))) => {
+            let now = shared.clock.now();
+            let seed = Sha256::digest(format!(
+                "{}:{}:{peer}",
+                now.0,
+                shared.next_id.fetch_add(1, Ordering::Relaxed)
+            ));
+            let mut server_challenge = [0u8; 8];
+            server_challenge.copy_from_slice(seed.get(..8).unwrap_or(&[0; 8]));
+            // FILETIME: 100 ns since 1601.
+            let filetime = (now.0.max(0) as u64).saturating_add(11_644_473_600_000_000).saturating_mul(10);
+            let blob = crate::mp::ntlm::challenge("SUMSTORM", &shared.mp.name, server_challenge, filetime);
+            if let Ok(v) = HeaderValue::from_str(&format!("{scheme} {}", b64.encode(blob))) {
+                r.headers_mut().insert(WWW_AUTHENTICATE, v);
+            }
+        }
+        offered => {
+            let what = match offered {
+                Some((_, Some(crate::mp::ntlm::Message::Authenticate))) => {
+                    "an NTLM AUTHENTICATE_MESSAGE (no domain here to check it)"
+                }
+                Some(_) => "credentials this MP does not read",
+                None => "no credentials",
+            };
+            shared
+                .framework_log
+                .sample(|| [format!("Windows authentication from {peer}: {what}; refused (401)")]);
+            for scheme in ["Negotiate", "NTLM"] {
+                r.headers_mut().append(WWW_AUTHENTICATE, HeaderValue::from_static(scheme));
+            }
+        }
     }
     r
 }
@@ -107,7 +145,9 @@ pub(super) async fn handle(
         }
         // Windows authentication is offered as IIS offers it, and never granted: there is no
         // domain here to check an account against (clients use `/ccm_system/request`).
-        ("CCM_POST" | "POST", "/ccm_system_windowsauth/request") => windows_auth_required(&shared, peer),
+        ("CCM_POST" | "POST", "/ccm_system_windowsauth/request") => {
+            windows_auth(&shared, peer, req.headers())
+        }
         ("CCM_POST" | "POST", _) if ccm_path => {
             let (answer, target_endpoint) = mp::ccm(&shared, req).await;
             if let Some(t) = target_endpoint.or(target) {
