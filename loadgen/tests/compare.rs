@@ -1,7 +1,10 @@
 //! `loadgen compare` on real runs: three runs of the same build make a baseline; a fourth run
-//! is not a regression at 20 %, the same run made 30 % slower is. (At 10 % a request median of
-//! this small site moved 12 % between identical runs here once in four.) This file is its own test binary so
-//! that nothing else loads the machine while these runs are measured.
+//! is not a regression at 20 %; the same run with its rates 30 % lower, or its latencies 60 %
+//! higher, is. (At 10 % a request median of this small site moved 12 % between identical runs
+//! here once in four. Latency is judged past twice the baseline's own spread, and a 3-run
+//! baseline's p50s have spread up to 19 % here, so a 30 % latency step can sit inside the band
+//! and is not a promise; 60 % always clears it.) This file is its own test binary so that
+//! nothing else loads the machine while these runs are measured.
 
 mod common;
 
@@ -9,7 +12,7 @@ use common::run_small;
 use loadgen::compare::{self, Verdict};
 
 #[test]
-fn a_thirty_percent_slowdown_is_flagged_and_a_rerun_is_not() {
+fn a_slowdown_is_flagged_and_a_rerun_is_not() {
     let tmp = tempfile::tempdir().unwrap();
     let baseline = tmp.path().join("baselines/small.json");
     for i in 0..3 {
@@ -26,12 +29,12 @@ fn a_thirty_percent_slowdown_is_flagged_and_a_rerun_is_not() {
     assert!(flagged.is_empty(), "a rerun of the same build: {flagged:?}\n{}", compare::table(&rows, 3, 0.20));
     assert!(rows.iter().any(|r| r.verdict == Verdict::Ok), "something was judged");
 
-    // The same run 30 % slower: every latency up 30 %, every rate down by the same factor.
+    // The same run slower: every latency up 60 %, every rate down 30 %.
     let mut slow = rerun.clone();
     for (_, k) in slow["requests"].as_object_mut().unwrap() {
         for p in ["p50", "p99", "p99.9"] {
             if let Some(v) = k["latency_ms"][p].as_f64() {
-                k["latency_ms"][p] = (v * 1.3).into();
+                k["latency_ms"][p] = (v * 1.6).into();
             }
         }
         if let Some(v) = k["per_second"].as_f64() {
