@@ -3,7 +3,6 @@
 //! `GET /api/v1/clients/<id>`) and the view's (when the Update Status summarization that first
 //! counted each client published). The run's figures must be exactly the k-th of those times.
 
-use std::path::Path;
 use std::time::Duration;
 
 use loadgen::convergence::{PERCENTS, rank};
@@ -11,6 +10,8 @@ use loadgen::profile::Plan;
 use loadgen::run::{EXIT_THRESHOLD, Options, run};
 use loadgen::transport::get_json;
 use serde_json::Value;
+
+mod common;
 
 /// 60 clients; the sync at 10m; every client has scanned and reported by about 35m, and the
 /// summarizer (every 5m) has shown them all well before the run ends at 60m.
@@ -39,44 +40,6 @@ connections = 4
 "convergence.acknowledged.t100" = "< 10s"
 "#;
 
-/// Our backend in this process, kept running after the run so it can be asked.
-struct Backend {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Backend {
-    fn start(data: &Path) -> Backend {
-        let mut config = backend::server::Config::new(data.to_owned());
-        config.time_scale = 600.0;
-        config.site.schedules.update_status = Duration::from_secs(300);
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                backend::server::run(listener, config, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let addr = addr_rx.recv().unwrap();
-        Backend { base: format!("http://{addr}"), stop: Some(stop), thread: Some(thread) }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        let _ = self.thread.take().map(|t| t.join());
-    }
-}
-
 /// The `k`-th smallest of `times` (1-based), if there are that many.
 fn kth(times: &[f64], k: u64) -> Option<f64> {
     let mut sorted = times.to_vec();
@@ -94,10 +57,14 @@ fn assert_stage(stage: &Value, times: &[f64], n: u64, what: &str) {
 #[test]
 fn convergence_figures_are_exactly_each_partys_own_times() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Backend::start(&tmp.path().join("backend"));
+    let mut config = backend::server::Config::new(tmp.path().join("backend"));
+    config.time_scale = 600.0;
+    config.site.schedules.update_status = Duration::from_secs(300);
+    let server = common::Backend::start(config);
+    let base = format!("http://{}", server.addr);
     let plan = Plan::parse("convergence", PROFILE).unwrap();
     let opts = Options {
-        target: Some(server.base.clone()),
+        target: Some(base.clone()),
         out: Some(tmp.path().join("run")),
         arbiters: Some(2),
         allow_late: true,
@@ -125,7 +92,6 @@ fn convergence_figures_are_exactly_each_partys_own_times() {
 
     // (b) and (c): the backend's record of each client, and of the sync.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let base = server.base.clone();
     let (synced, clients) = rt.block_on(async move {
         let conv = get_json(&base, "/api/v1/convergence").await.unwrap();
         let synced = conv["Syncs"][0]["SyncMicros"].as_i64().unwrap();

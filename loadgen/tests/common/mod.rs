@@ -1,6 +1,6 @@
 //! What the load-run test binaries share: a small site profile and a run of it against the
-//! embedded backend that must exit 0 with exact verification, and the check that a page's
-//! plots draw in headless Chromium.
+//! embedded backend that must exit 0 with exact verification, the check that a page's plots
+//! draw in headless Chromium, and our backend in the test's process for runs with `--target`.
 
 // Each test binary uses what it needs of this.
 #![allow(dead_code)]
@@ -82,4 +82,39 @@ pub(crate) fn chromium() -> Option<PathBuf> {
         let out = Command::new("which").arg(name).output().ok()?;
         out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
     })
+}
+
+/// Our backend in this process on 127.0.0.1 (its own runtime), kept running until dropped, so a
+/// test can ask it after a run.
+pub(crate) struct Backend {
+    pub(crate) addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Backend {
+    pub(crate) fn start(config: backend::server::Config) -> Backend {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                backend::server::run(listener, config, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        Backend { addr: addr_rx.recv().unwrap(), stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        let _ = self.thread.take().map(|t| t.join());
+    }
 }
