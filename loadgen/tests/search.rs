@@ -36,16 +36,7 @@ messages_per_report = 5
 
 /// A stand-in MP taking at most `capacity` relayed Reports a second (unbounded: `None`).
 fn stand_in(capacity: Option<f64>) -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            loadgen::sink::serve_on_with(listener, capacity).await.unwrap();
-        });
-    });
-    rx.recv().unwrap()
+    common::sink(capacity)
 }
 
 fn config(out: &Path, target: SocketAddr, lower: f64, upper: f64, width: f64) -> Config {

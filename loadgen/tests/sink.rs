@@ -8,6 +8,8 @@ use std::path::Path;
 use loadgen::profile::Plan;
 use loadgen::run::{Options, run};
 
+mod common;
+
 const CLOSED: &str = r#"
 [population]
 clients = 40
@@ -41,16 +43,7 @@ messages_per_report = 150
 "#;
 
 fn sink() -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            loadgen::sink::serve_on(listener).await.unwrap();
-        });
-    });
-    rx.recv().unwrap()
+    common::sink(None)
 }
 
 fn options(out: &Path, target: SocketAddr) -> Options {

@@ -1,6 +1,6 @@
 //! What the load-run test binaries share: a small site profile and a run of it against the
 //! embedded backend that must exit 0 with exact verification, the check that a page's plots
-//! draw in headless Chromium, and our backend in the test's process for runs with `--target`.
+//! draw in headless Chromium, the null MP, and our backend in the test's process for runs with `--target`.
 
 // Each test binary uses what it needs of this.
 #![allow(dead_code)]
@@ -117,4 +117,19 @@ impl Drop for Backend {
         let _ = self.stop.take().map(|s| s.send(()));
         let _ = self.thread.take().map(|t| t.join());
     }
+}
+
+/// `loadgen sink` in this process on 127.0.0.1, taking at most `capacity` relayed Reports a
+/// second (`None`: unbounded).
+pub(crate) fn sink(capacity: Option<f64>) -> std::net::SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            loadgen::sink::serve_on_with(listener, capacity).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
 }
