@@ -94,6 +94,11 @@ enum Command {
         /// (403 without one), except /ccm_system_altauth/request.
         #[arg(long, requires = "tls_cert")]
         client_ca: Option<PathBuf>,
+        /// Require signed messages, as a real MP requires of HTTP clients: registrations signed
+        /// with their certificate's key, and a valid clientauth hook on policy, relay, DDR,
+        /// inventory and status messages (403 otherwise, logged in MP_Framework.log).
+        #[arg(long)]
+        require_signing: bool,
     },
     /// Read the inbox's files.
     Inbox {
@@ -190,6 +195,7 @@ fn main() -> ExitCode {
         tls_cert,
         tls_key,
         client_ca,
+        require_signing,
     } = command
     else {
         return match command {
@@ -249,6 +255,7 @@ fn main() -> ExitCode {
     config.checkpoint_every = Duration::from_millis(checkpoint_ms);
     config.remote_mp = remote_mp;
     config.fault_injection = fault_injection;
+    config.require_signing = require_signing;
     config.statesys_rate = statesys_rate;
     config.statesys_pause = Duration::from_secs_f64(statesys_pause.clamp(0.0, 3600.0));
     if let (Some(cert), Some(key)) = (tls_cert, tls_key) {

@@ -31,7 +31,7 @@ fn build(wire: Wire, level: u32) -> hyper::Request<Full<Bytes>> {
     }
     let xml = Bytes::from(report.finish());
     let mut header = messages::header(Guid(7), Some(client), "PC000001", messages::RELAY);
-    mp_request(wire, level, "http://127.0.0.1:8080", &mut header, xml).expect("builds")
+    mp_request(wire, level, "http://127.0.0.1:8080", &mut header, None, xml).expect("builds")
 }
 
 fn state_report(c: &mut Criterion) {

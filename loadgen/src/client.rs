@@ -103,6 +103,8 @@ pub struct Arb {
     pub clock: SimClock,
     pub transport: Rc<Transport>,
     pub site: Arc<SiteInfo>,
+    /// The clients' keys, when they sign (`crate::signing`).
+    pub keys: Option<Arc<crate::signing::KeyPool>>,
     /// Catalogs by content version, as clients fetched them.
     pub catalogs: RefCell<HashMap<u32, CatalogView>>,
     /// Set when the run ends: timers stop, clients flush and report their truth.
@@ -228,6 +230,8 @@ pub struct SimClient {
     arb: Rc<Arb>,
     index: u64,
     sms_id: Option<Guid>,
+    /// What the client signs with, once it has an SMS ID (when the run signs).
+    signer: Option<crate::signing::Signer>,
     located: bool,
     /// The next serial number.
     serial: u64,
@@ -274,6 +278,7 @@ impl SimClient {
             arb,
             index,
             sms_id: None,
+            signer: None,
             located: false,
             serial: 1,
             queue: Vec::new(),
@@ -344,12 +349,28 @@ impl SimClient {
             ..ClientRegistrationRequest::default()
         };
         let (transport, header) = (Rc::clone(&self.arb.transport), self.header("MP_ClientRegistration"));
-        let fut =
-            async move { transport.mp(Kind::Registration, intended, header, move || request.to_xml()).await };
+        // Signed with the client's key, its certificate carried (when the run signs).
+        let keys = self.arb.keys.clone();
+        let index = self.index;
+        let xml = move || match keys {
+            Some(pool) => {
+                let key = pool.for_client(index);
+                let mut request =
+                    ClientRegistrationRequest { signing_certificate: key.certificate_hex.clone(), ..request };
+                request.to_signed_xml(|data| key.key.sign(data, pool.padding))
+            }
+            None => request.to_xml(),
+        };
+        let fut = async move { transport.mp(Kind::Registration, intended, header, xml).await };
         self.spawn(ctx, fut, move |c, ctx, reply| {
             match reply.map(|xml| ClientRegistrationResponse::parse(&xml).map_err(|e| e.to_string())) {
                 Ok(Ok(response)) => {
                     c.sms_id = Some(response.sms_id);
+                    if let Some(pool) = &c.arb.keys {
+                        let machine = sim::identity(&c.arb.plan, c.index).netbios_name;
+                        let source_id = format!("GUID:{}", response.sms_id);
+                        c.signer = Some(crate::signing::Signer::new(pool, c.index, &source_id, &machine));
+                    }
                     // The schedule follows from the simulated time the registration was due,
                     // not from when its answer came: runs (and shards) stay comparable.
                     let origin = c.arb.clock.sim_elapsed(intended);
@@ -403,8 +424,11 @@ impl SimClient {
         request.requester.policy_source = format!("SMS:{}", self.arb.site.site_code);
         request.requester.resource_type = "Machine".into();
         let (transport, header) = (Rc::clone(&self.arb.transport), self.header("MP_PolicyManager"));
+        let signer = self.signer.clone();
         let fut = async move {
-            transport.mp(Kind::PolicyAssignments, intended, header, move || request.to_xml()).await
+            transport
+                .mp_signed(Kind::PolicyAssignments, intended, header, signer, move || request.to_xml())
+                .await
         };
         self.spawn(ctx, fut, move |c, ctx, reply| {
             let Ok(Ok(reply)) = reply.map(|xml| ReplyAssignments::parse(&xml)) else { return };
@@ -606,7 +630,8 @@ impl SimClient {
         let (arb, index, client, queue) =
             (Rc::clone(&self.arb), self.index, self.sms_id.unwrap_or(Guid(0)), self.queue[..sent].to_vec());
         let xml = move || build_report(&arb, index, client, &queue, messages);
-        let fut = async move { transport.mp(Kind::StateReport, intended, header, xml).await };
+        let signer = self.signer.clone();
+        let fut = async move { transport.mp_signed(Kind::StateReport, intended, header, signer, xml).await };
         self.spawn(ctx, fut, move |c, ctx, reply: Result<String, Failure>| {
             c.in_flight = false;
             let ok = reply.is_ok();

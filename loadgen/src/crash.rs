@@ -247,7 +247,7 @@ fn report_xml(load: &Load, k: usize, id: Guid, first: u64) -> String {
 fn relay_request(load: &Load, base: &str, id: Guid, k: usize, first: u64, xml: &str) -> Request<Full<Bytes>> {
     let message = Guid(u128::from(mix(k as u64)) << 64 | u128::from(first));
     let mut header = messages::header(message, Some(id), &format!("CRASH{k:06}"), messages::RELAY);
-    mp_request(load.wire, DEFAULT_ZLIB_LEVEL, base, &mut header, Bytes::copy_from_slice(xml.as_bytes()))
+    mp_request(load.wire, DEFAULT_ZLIB_LEVEL, base, &mut header, None, Bytes::copy_from_slice(xml.as_bytes()))
         .unwrap_or_default()
 }
 

@@ -38,6 +38,7 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod search;
+pub mod signing;
 pub mod sim;
 pub mod sink;
 pub mod transport;

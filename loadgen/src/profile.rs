@@ -45,6 +45,12 @@
 //! reports_in_flight = 64                 # each sent when another is answered; default: connections
 //! messages_per_report = 150
 //!
+//! [signing]                             # clients sign as a real MP requires (wire.md §6)
+//! enabled = true                         # default: on against --target, off in-process
+//! padding = "digest-info"                # or "bare": no DigestInfo, as some clients sign
+//! keys = 16                              # the key pool, drawn from the seed (shards agree)
+//! key_bits = 2048
+//!
 //! [backend]                             # optional: the embedded backend (not --target)
 //! statesys_rate = 20000                  # StateSys's pace, state messages/s (a site DB's)
 //! high_water_files = 20000               # inbox files waiting past which the relay says 503
@@ -102,10 +108,35 @@ struct ProfileFile {
     open_model: Option<OpenModelFile>,
     closed_model: Option<ClosedModelFile>,
     #[serde(default)]
+    signing: SigningFile,
+    #[serde(default)]
     backend: BackendFile,
     #[serde(default)]
     thresholds: BTreeMap<String, String>,
 }
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SigningFile {
+    enabled: Option<bool>,
+    padding: Option<String>,
+    keys: Option<usize>,
+    key_bits: Option<u32>,
+}
+
+/// How clients sign (`[signing]`, `crate::signing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signing {
+    /// `None`: on against `--target`, off against the embedded backend. Signing needs the
+    /// client lifecycle and the CCM wire; the embedded backend requires it when it is on.
+    pub enabled: Option<bool>,
+    pub padding: protocol::signing::Padding,
+    pub keys: usize,
+    pub key_bits: u32,
+}
+
+/// The key pool's size unless a profile says otherwise (see `crate::signing`).
+pub const DEFAULT_SIGNING_KEYS: usize = 16;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -443,6 +474,7 @@ pub struct Plan {
     /// messages per Report.
     pub open_model: Option<(Arrivals, usize)>,
     /// The embedded backend's settings.
+    pub signing: Signing,
     pub backend: BackendFile,
     pub thresholds: Vec<Threshold>,
 }
@@ -713,6 +745,29 @@ impl Plan {
             return Err(invalid("backend.retry_after", "seconds, 1 to 3600"));
         }
         let thresholds = f.thresholds.iter().map(|(k, v)| threshold(k, v)).collect::<Result<Vec<_>, _>>()?;
+        let g = &f.signing;
+        let signing = Signing {
+            enabled: g.enabled,
+            padding: match g.padding.as_deref() {
+                None | Some("digest-info") => protocol::signing::Padding::DigestInfo,
+                Some("bare") => protocol::signing::Padding::Bare,
+                Some(_) => return Err(invalid("signing.padding", "\"digest-info\" or \"bare\"")),
+            },
+            keys: g.keys.unwrap_or(DEFAULT_SIGNING_KEYS),
+            key_bits: g.key_bits.unwrap_or(2048),
+        };
+        if !(1..=4096).contains(&signing.keys) {
+            return Err(invalid("signing.keys", "1 to 4096 keys"));
+        }
+        if !matches!(signing.key_bits, 2048 | 3072 | 4096) {
+            return Err(invalid("signing.key_bits", "2048, 3072 or 4096"));
+        }
+        if signing.enabled == Some(true) && (wire != Wire::Ccm || open_model.is_some()) {
+            return Err(invalid(
+                "signing.enabled",
+                "signing needs wire = \"ccm\" and the client lifecycle (no open or closed model: their senders do not register)",
+            ));
+        }
         Ok(Plan {
             name: name.to_owned(),
             clients: p.clients,
@@ -738,6 +793,7 @@ impl Plan {
             connections: t.connections,
             zlib_level: t.zlib_level,
             open_model,
+            signing,
             backend: f.backend.clone(),
             thresholds,
         })

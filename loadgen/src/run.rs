@@ -20,6 +20,7 @@ use crate::client::{Arb, Finish, SimClient, SiteInfo, Truth};
 use crate::metrics::{self, Figures};
 use crate::profile::{Arrivals, Kind, Plan};
 use crate::results::{self, HlogWriter};
+use crate::signing::KeyPool;
 use crate::sim::SimClock;
 use crate::transport::{Transport, call, get_json};
 use crate::verify;
@@ -99,8 +100,9 @@ struct Embedded {
 }
 
 impl Embedded {
-    fn start(data: &Path, plan: &Plan) -> std::io::Result<Embedded> {
+    fn start(data: &Path, plan: &Plan, require_signing: bool) -> std::io::Result<Embedded> {
         let mut config = backend::server::Config::new(data.to_owned());
+        config.require_signing = require_signing;
         config.time_scale = plan.time_scale;
         let b = &plan.backend;
         config.statesys_rate = b.statesys_rate;
@@ -204,9 +206,20 @@ pub fn run(plan: Plan, profile_text: &str, opts: &Options) -> Result<Outcome, Ru
     if opts.target.is_some() && plan.backend != Default::default() {
         eprintln!("loadgen: [backend] applies to the embedded backend only; --target's settings are its own");
     }
+    let signing = if signs(&plan, opts.target.is_some()) {
+        let made = Instant::now();
+        let s = &plan.signing;
+        let pool = KeyPool::generate(plan.seed, s.keys, s.key_bits, s.padding).context("signing keys")?;
+        Some(PoolMade { pool: Arc::new(pool), seconds: made.elapsed().as_secs_f64() })
+    } else {
+        None
+    };
     let embedded = match &opts.target {
         Some(_) => None,
-        None => Some(Embedded::start(&dir.join("backend-data"), &plan).context("the embedded backend")?),
+        None => Some(
+            Embedded::start(&dir.join("backend-data"), &plan, signing.is_some())
+                .context("the embedded backend")?,
+        ),
     };
     let base = match (&opts.target, &embedded) {
         (Some(t), _) => t.trim_end_matches('/').to_owned(),
@@ -215,7 +228,7 @@ pub fn run(plan: Plan, profile_text: &str, opts: &Options) -> Result<Outcome, Ru
     };
     let plan = Arc::new(plan);
     let system = actix_rt::System::new();
-    let outcome = system.block_on(drive(Arc::clone(&plan), base.clone(), dir.clone(), opts.clone()));
+    let outcome = system.block_on(drive(Arc::clone(&plan), base.clone(), dir.clone(), opts.clone(), signing));
     drop(embedded);
     let Driven { summary, exit, truths, acks } = outcome?;
     if let Some(history) = &opts.history {
@@ -269,10 +282,16 @@ pub enum RunError {
 
 /// The run in stages: setup, the one-second loop, finish (the clients flush), settle (the
 /// backend drains and summarizes, verification), results.
-async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Result<Driven, RunError> {
+async fn drive(
+    plan: Arc<Plan>,
+    base: String,
+    dir: PathBuf,
+    opts: Options,
+    signing: Option<PoolMade>,
+) -> Result<Driven, RunError> {
     let site =
         get_json(&base, "/api/v1/site").await.map_err(|why| RunError::Target { base: base.clone(), why })?;
-    let fleet = setup(&plan, &base, &site, &opts).await?;
+    let fleet = setup(&plan, &base, &site, &opts, signing).await?;
     let observed = observe(&plan, &base, &fleet, opts.progress).await;
     let finished = finish(&fleet).await;
     let settled = if opts.settle || opts.verify {
@@ -293,11 +312,27 @@ async fn drive(plan: Arc<Plan>, base: String, dir: PathBuf, opts: Options) -> Re
     Ok(Driven { summary, exit, truths, acks })
 }
 
+/// Whether the run's clients sign: as the profile says, else against `--target` only. Never on
+/// the plain wire or in the open and closed models (their senders do not register).
+pub fn signs(plan: &Plan, remote: bool) -> bool {
+    plan.signing.enabled.unwrap_or(remote)
+        && plan.wire == crate::profile::Wire::Ccm
+        && plan.open_model.is_none()
+}
+
+/// The clients' key pool, and what making it took.
+struct PoolMade {
+    pool: Arc<KeyPool>,
+    seconds: f64,
+}
+
 /// The arbiters and the clients living on them.
 struct Fleet {
     arbiters: Vec<Arbiter>,
     clients: usize,
     clock: SimClock,
+    /// The clients' keys, when they sign.
+    signing: Option<PoolMade>,
     /// When setup began (real time, and Unix seconds for the interval logs).
     started: Instant,
     start_unix: f64,
@@ -306,7 +341,13 @@ struct Fleet {
 
 /// Setup: one arbiter per core (or `--arbiters`), each creating its share of the clients (this
 /// shard's) on its own thread; the open model instead starts a pacer per arbiter.
-async fn setup(plan: &Arc<Plan>, base: &str, site: &Value, opts: &Options) -> anyhow::Result<Fleet> {
+async fn setup(
+    plan: &Arc<Plan>,
+    base: &str,
+    site: &Value,
+    opts: &Options,
+    signing: Option<PoolMade>,
+) -> anyhow::Result<Fleet> {
     let site_info = Arc::new(SiteInfo {
         site_code: site["SiteCode"].as_str().unwrap_or("PS1").to_owned(),
         update_source_id: site["UpdateSourceID"]
@@ -336,6 +377,7 @@ async fn setup(plan: &Arc<Plan>, base: &str, site: &Value, opts: &Options) -> an
     let counts = ask_all(&arbiters, {
         let (plan, site, base, mine) =
             (Arc::clone(plan), Arc::clone(&site_info), base.to_owned(), Arc::clone(&mine));
+        let keys = signing.as_ref().map(|s| Arc::clone(&s.pool));
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         move || {
             let a = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -349,6 +391,7 @@ async fn setup(plan: &Arc<Plan>, base: &str, site: &Value, opts: &Options) -> an
                     plan.zlib_level,
                 )),
                 site: Arc::clone(&site),
+                keys: keys.clone(),
                 catalogs: RefCell::default(),
                 finishing: std::cell::Cell::new(false),
                 truths: RefCell::default(),
@@ -404,7 +447,7 @@ async fn setup(plan: &Arc<Plan>, base: &str, site: &Value, opts: &Options) -> an
     .await;
     let clients: usize = counts.iter().sum();
     let startup = started.elapsed();
-    Ok(Fleet { arbiters, clients, clock, started, start_unix, startup })
+    Ok(Fleet { arbiters, clients, clock, signing, started, start_unix, startup })
 }
 
 /// What the one-second loop recorded.
@@ -744,6 +787,16 @@ fn write_results(
         },
         "syncs": syncs,
         "convergence": convergence,
+        "signing": match &fleet.signing {
+            None => json!({ "on": false }),
+            Some(s) => json!({
+                "on": true,
+                "keys": s.pool.len(),
+                "key_bits": plan.signing.key_bits,
+                "padding": format!("{:?}", s.pool.padding),
+                "pool_seconds": s.seconds,
+            }),
+        },
         "generator": {
             "late_sends_over_10ms": lateness.count_between(10_001, u64::MAX),
             "lateness_ms": results::latency_json(lateness),

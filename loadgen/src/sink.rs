@@ -143,7 +143,12 @@ impl Sink {
                 return reply(StatusCode::BAD_REQUEST, "text/plain", "no X-Target-Endpoint");
             };
             let header = MsgHeader { target_endpoint: endpoint, ..MsgHeader::default() };
-            envelope::Request { header, body: String::from_utf8_lossy(body).into_owned(), compressed: false }
+            envelope::Request {
+                header,
+                body: String::from_utf8_lossy(body).into_owned(),
+                compressed: false,
+                payload: 0..0,
+            }
         } else {
             match envelope::decode_request(content_type, body, &Limits::default()) {
                 Ok(r) => r,

@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 
 use crate::metrics;
 use crate::profile::{Kind, Wire};
+use crate::signing::Signer;
 
 /// How a request ended, when it did not end well.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,11 +190,23 @@ impl Transport {
         &self,
         kind: Kind,
         intended: Instant,
+        header: MsgHeader,
+        xml: impl FnOnce() -> X,
+    ) -> Result<String, Failure> {
+        self.mp_signed(kind, intended, header, None, xml).await
+    }
+
+    /// [`Transport::mp`], signed by `signer` when there is one (the `clientauth` hook).
+    pub async fn mp_signed<X: Into<Bytes>>(
+        &self,
+        kind: Kind,
+        intended: Instant,
         mut header: MsgHeader,
+        signer: Option<Signer>,
         xml: impl FnOnce() -> X,
     ) -> Result<String, Failure> {
         let (base, wire, level) = (self.base.clone(), self.wire, self.zlib_level);
-        let build = move || mp_request(wire, level, &base, &mut header, xml().into());
+        let build = move || mp_request(wire, level, &base, &mut header, signer.as_ref(), xml().into());
         let body = self.send(kind, intended, build).await?;
         if self.wire == Wire::Plain || body.is_empty() {
             return String::from_utf8(body.to_vec()).map_err(|e| Failure::Body(e.to_string()));
@@ -220,19 +233,23 @@ impl Transport {
 }
 
 /// A message to an MP endpoint at `base` as an HTTP request on `wire`: the CCM envelope
-/// (`CCM_POST`, UTF-16, zlib at `zlib_level`) or plain XML with `X-Target-Endpoint`.
+/// (`CCM_POST`, UTF-16, zlib at `zlib_level`, signed by `signer` when there is one) or plain XML
+/// with `X-Target-Endpoint` (which cannot be signed).
 pub fn mp_request(
     wire: Wire,
     zlib_level: u32,
     base: &str,
     header: &mut MsgHeader,
+    signer: Option<&Signer>,
     xml: Bytes,
 ) -> Result<Request<Full<Bytes>>, Failure> {
     let uri = format!("{base}/ccm_system/request");
     match wire {
         Wire::Ccm => {
             let text = std::str::from_utf8(&xml).map_err(|e| Failure::Body(e.to_string()))?;
-            let body = envelope::build_request(header, text, Some(zlib_level));
+            let body = envelope::build_signed_request(header, text, Some(zlib_level), |payload| {
+                signer.map(|s| s.hook(payload))
+            });
             Request::builder()
                 .method(Method::from_bytes(b"CCM_POST").unwrap_or(Method::POST))
                 .uri(uri)

@@ -1,6 +1,7 @@
 //! loadgen over HTTPS against our backend in PKI mode (client certificates from its CA required
-//! on the client paths): the small site runs exact, with the process's client certificate
-//! presented on every connection. Its own test binary: TLS settings are per process.
+//! on the client paths) that also requires signed messages: the small site runs exact, with the
+//! process's client certificate presented on every connection and every client signing (on by
+//! default against a target). Its own test binary: TLS settings are per process.
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ fn a_run_over_https_with_a_client_certificate_is_exact() {
         key: pki.server_key.clone(),
         client_ca: Some(pki.ca.clone()),
     });
+    config.require_signing = true;
     let server = common::Backend::start(config);
     let (cert, key) = &pki.clients[0];
     loadgen::transport::use_tls(&pki.ca, Some((cert, key))).unwrap();
@@ -34,6 +36,10 @@ fn a_run_over_https_with_a_client_certificate_is_exact() {
     let outcome = run(Plan::parse("small", common::SMALL).unwrap(), common::SMALL, &opts).unwrap();
     assert_eq!(outcome.exit, EXIT_OK, "{:#}", outcome.summary);
     assert_eq!(outcome.summary["verification"]["exact"], true);
+    assert_eq!(outcome.summary["signing"]["on"], true, "{}", outcome.summary["signing"]);
+    // Every client's key was kept: one frame of 8 + 16 + 276 bytes (a 2048-bit blob) each.
+    let kept = std::fs::metadata(tmp.path().join("data/mp/keys.log")).unwrap().len();
+    assert_eq!(kept, 40 * 300);
     for kind in ["registration", "policy_body", "wsus_location", "catalog", "state_report"] {
         let k = &outcome.summary["requests"][kind];
         assert!(k["count"].as_u64().unwrap() > 0 && k["errors"] == 0, "{kind}: {k}");

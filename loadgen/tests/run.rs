@@ -244,3 +244,30 @@ fn a_generator_bound_run_exits_4_unless_allowed() {
         }
     }
 }
+
+/// Clients that sign with the bare padding (no DigestInfo, as some clients sign) against the
+/// embedded backend, which then requires signing: exact, every client's key kept.
+#[test]
+fn a_signing_run_in_process_is_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = format!("{}\n[signing]\nenabled = true\npadding = \"bare\"\nkeys = 4\n", SMALL);
+    let opts = Options {
+        out: Some(tmp.path().to_owned()),
+        arbiters: Some(2),
+        allow_late: true,
+        ..Options::default()
+    };
+    let outcome = run(Plan::parse("small-signed", &profile).unwrap(), &profile, &opts).unwrap();
+    assert_eq!(outcome.exit, EXIT_OK, "{:#}", outcome.summary);
+    assert_eq!(outcome.summary["verification"]["exact"], true);
+    let signing = &outcome.summary["signing"];
+    assert_eq!(
+        (signing["on"].as_bool(), signing["keys"].as_u64(), signing["padding"].as_str()),
+        (Some(true), Some(4), Some("Bare"))
+    );
+    let kept = std::fs::metadata(tmp.path().join("backend-data/mp/keys.log")).unwrap().len();
+    assert_eq!(kept, 60 * 300);
+    for kind in ["registration", "policy_assignments", "state_report"] {
+        assert_eq!(outcome.summary["requests"][kind]["errors"], 0, "{kind}");
+    }
+}

@@ -29,6 +29,7 @@ pub mod fuzzing;
 pub mod guid;
 pub mod names;
 pub mod report;
+pub mod signing;
 pub mod statenames;
 pub mod units;
 pub mod utf16;

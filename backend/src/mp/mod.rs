@@ -14,6 +14,7 @@
 #![warn(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 pub mod fdm;
+pub mod keys;
 pub mod ntlm;
 
 use protocol::bodies::{

@@ -40,6 +40,7 @@ use crate::counters::Reading;
 use crate::faults::Faults;
 use crate::inbox::commit::{CommitConfig, GroupCommit};
 use crate::logs::{ComponentLog, Format, SampledLog, Severity};
+use crate::mp::keys::ClientKeys;
 use crate::mp::{self, MpIdentity, RelayCounters};
 use crate::site::Site;
 use crate::site::chain::ChainLogs;
@@ -122,6 +123,9 @@ pub struct Config {
     pub fault_injection: bool,
     /// Serve HTTPS instead of HTTP on the listener (and PKI mode, with a client CA).
     pub tls: Option<tls::TlsSettings>,
+    /// Require signed messages: registrations signed by their certificate's key, and the
+    /// `clientauth` hook on messages to the signed endpoints (`crate::mp::keys`).
+    pub require_signing: bool,
 }
 
 impl Config {
@@ -141,6 +145,7 @@ impl Config {
             fault_injection: false,
             tls: None,
             statesys_rate: None,
+            require_signing: false,
         }
     }
 }
@@ -184,6 +189,10 @@ pub(crate) struct Shared {
     pub request_memory: Arc<Semaphore>,
     /// The disk-fault seam, when `Config::fault_injection` is on.
     pub faults: Option<Arc<Faults>>,
+    /// The clients' keys, when the MP requires signing.
+    pub keys: Option<Arc<ClientKeys>>,
+    /// Messages refused for their signature (or its absence).
+    pub signing_refused: AtomicU64,
 }
 
 impl Shared {
@@ -201,6 +210,14 @@ impl Shared {
         self.commit.stats().readings(&mut out);
         self.statesys.readings(&mut out);
         out.push(Reading::gauge(&["Clients"], "sumstorm_store_clients", self.store.clients() as u64));
+        if let Some(keys) = &self.keys {
+            out.push(Reading::gauge(&["SigningKeys"], "sumstorm_mp_signing_keys", keys.len() as u64));
+            out.push(Reading::counter(
+                &["SigningRefused"],
+                "sumstorm_mp_signing_refused_total",
+                self.signing_refused.load(Ordering::Relaxed),
+            ));
+        }
         out
     }
 }
@@ -350,6 +367,11 @@ pub async fn run(
         summarizer,
         schedule,
         faults: config.fault_injection.then_some(faults),
+        keys: match config.require_signing {
+            true => Some(Arc::new(ClientKeys::open(&config.data_dir)?)),
+            false => None,
+        },
+        signing_refused: AtomicU64::new(0),
         request_memory: Arc::new(Semaphore::new((config.limits.max_request_memory >> 10).max(1))),
     });
 

@@ -1,8 +1,8 @@
 //! `ClientRegistrationRequest` / `ClientRegistrationResponse` (`MP_ClientRegistration`).
 //!
 //! The request shape is the one public client implementations send: a `Data` element with the
-//! agent and its discovery properties, then a `Signature`. Certificates and signatures are carried
-//! but not verified (wire.md §6 is later fidelity work).
+//! agent, its signing certificate and its discovery properties, then a `Signature` of the `Data`
+//! element ([`crate::signing`] says what is signed; an MP requiring signing checks it).
 
 use super::{BodyError, bad, required, required_attr, root};
 use crate::cimtime::Timestamp;
@@ -20,8 +20,9 @@ pub struct ClientRegistrationRequest {
     /// `DiscoveryProperties/Property` name/value pairs, in order (`Netbios Name`, `FQ Name`,
     /// `Locale ID`, `InternetFlag`, ...).
     pub properties: Vec<(String, String)>,
-    /// The signing certificate, hex (not verified).
+    /// The signing certificate (X.509 DER), hex.
     pub signing_certificate: String,
+    /// The `SignatureValue`: the `Data` element signed with the certificate's key, hex.
     pub signature: String,
 }
 
@@ -73,12 +74,38 @@ impl ClientRegistrationRequest {
         self.property("FQ Name")
     }
 
+    /// The request as XML, with its `signature` as it is.
     pub fn to_xml(&self) -> String {
+        self.wrap(&self.data_xml(), &self.signature)
+    }
+
+    /// The request as XML, its `Data` element signed by `sign` (given what the signature
+    /// covers, [`crate::signing::registration_messages`]), the signature kept in `signature`.
+    pub fn to_signed_xml(&mut self, sign: impl FnOnce(&[u8]) -> String) -> String {
+        let data = self.data_xml();
+        let mut message = crate::utf16::encode(&data, false);
+        message.extend_from_slice(&[0, 0]);
+        self.signature = sign(&message);
+        self.wrap(&data, &self.signature)
+    }
+
+    fn wrap(&self, data: &str, signature: &str) -> String {
         let mut w = XmlWriter::new();
-        w.open("ClientRegistrationRequest", &[]).open(
+        w.open("ClientRegistrationRequest", &[]).raw(data);
+        w.open("Signature", &[])
+            .leaf("SignatureValue", signature)
+            .close("Signature")
+            .close("ClientRegistrationRequest");
+        w.finish()
+    }
+
+    /// The `Data` element: what the signature covers.
+    fn data_xml(&self) -> String {
+        let mut w = XmlWriter::new();
+        w.open(
             "Data",
             &[
-                ("HashAlgorithm", "1.2.840.113549.1.1.11"),
+                ("HashAlgorithm", crate::signing::HASH_ALGORITHM),
                 ("SMSID", ""),
                 ("RequestType", &self.request_type),
                 ("TimeStamp", &self.timestamp),
@@ -93,6 +120,9 @@ impl ClientRegistrationRequest {
             ],
         )
         .open("Certificates", &[])
+        .open("Encryption", &[("Encoding", "HexBinary"), ("KeyType", "1")])
+        .text(&self.signing_certificate)
+        .close("Encryption")
         .open("Signing", &[("Encoding", "HexBinary"), ("KeyType", "1")])
         .text(&self.signing_certificate)
         .close("Signing")
@@ -101,12 +131,7 @@ impl ClientRegistrationRequest {
         for (k, v) in &self.properties {
             w.empty("Property", &[("Name", k), ("Value", v)]);
         }
-        w.close("DiscoveryProperties")
-            .close("Data")
-            .open("Signature", &[])
-            .leaf("SignatureValue", &self.signature)
-            .close("Signature")
-            .close("ClientRegistrationRequest");
+        w.close("DiscoveryProperties").close("Data");
         w.finish()
     }
 }

@@ -14,6 +14,13 @@ pub struct Hook {
     pub properties: Vec<(String, String)>,
 }
 
+impl Hook {
+    /// The value of hook property `name`.
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.properties.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
 /// The `Body` element: where the body is and how long (UTF-16 bytes, NUL included).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BodyRange {
@@ -124,6 +131,11 @@ impl MsgHeader {
                 properties: Vec::new(),
             });
         }
+    }
+
+    /// The hook named `name` (`clientauth`), if the header has one.
+    pub fn hook(&self, name: &str) -> Option<&Hook> {
+        self.hooks.iter().find(|h| h.name.eq_ignore_ascii_case(name))
     }
 
     /// The value of message property `name`.

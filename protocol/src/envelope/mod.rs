@@ -68,6 +68,10 @@ pub struct Request {
     pub body: String,
     /// Whether the body came zlib-compressed.
     pub compressed: bool,
+    /// Where in the HTTP body the payload a `PayloadSignature` covers is: the zlib stream as
+    /// sent, or the declared `Body Length` bytes of an uncompressed body
+    /// ([`crate::signing`]). Empty for requests that did not come in an envelope.
+    pub payload: std::ops::Range<usize>,
 }
 
 /// How far past its declared `Body Length` a compressed body may inflate (senders add a NUL and
@@ -120,7 +124,11 @@ pub fn decode_request_charged(
         let n = declared.filter(|&n| n <= payload.body.len()).unwrap_or(payload.body.len());
         payload.body[..n].to_vec()
     };
-    Ok(Request { header, body: body_text(&utf16_body)?, compressed })
+    // The part is a slice of `body`: its place there, by address.
+    let start = (payload.body.as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+    let signed = if compressed { payload.body.len() } else { utf16_body.len() };
+    let payload = start..start.saturating_add(signed);
+    Ok(Request { header, body: body_text(&utf16_body)?, compressed, payload })
 }
 
 fn decode_header(part: &[u8]) -> Result<MsgHeader, EnvelopeError> {
@@ -236,26 +244,44 @@ fn push_close(out: &mut Vec<u8>) {
 /// as UTF-16LE + NUL, zlib-compressed at `zlib_level` (with the line end inside the stream) or
 /// raw when `None`. Sets the header's `Body` length and compression hook to match.
 pub fn build_request(header: &mut MsgHeader, body_xml: &str, zlib_level: Option<u32>) -> Vec<u8> {
+    build_signed_request(header, body_xml, zlib_level, |_| None)
+}
+
+/// [`build_request`], and `sign` sees the payload as it will be sent (the bytes a
+/// `PayloadSignature` covers) and may return a hook (`clientauth`) to add to the header.
+pub fn build_signed_request(
+    header: &mut MsgHeader,
+    body_xml: &str,
+    zlib_level: Option<u32>,
+    sign: impl FnOnce(&[u8]) -> Option<Hook>,
+) -> Vec<u8> {
     let mut body = utf16::encode(body_xml, false);
     body.extend_from_slice(&[0, 0]);
     header.body = Some(BodyRange { kind: "ByteRange".into(), offset: 0, length: body.len() as u64 });
     header.set_compressed(zlib_level.is_some());
+    let payload = match zlib_level {
+        Some(level) => {
+            body.extend_from_slice(b"\r\n");
+            deflate(&body, level)
+        }
+        None => body,
+    };
+    if let Some(hook) = sign(&payload) {
+        header.hooks.retain(|h| !h.name.eq_ignore_ascii_case(&hook.name));
+        header.hooks.insert(0, hook);
+    }
     let head = utf16::encode(&header.to_xml(), true);
-    let mut out = Vec::with_capacity(head.len() + body.len() / 2 + 256);
+    let mut out = Vec::with_capacity(head.len() + payload.len() + 256);
     push_part_head(&mut out, "text/plain; charset=UTF-16");
     out.extend_from_slice(&head);
     out.extend_from_slice(b"\r\n");
-    match zlib_level {
-        Some(level) => {
-            body.extend_from_slice(b"\r\n");
-            push_part_head(&mut out, "application/octet-stream");
-            out.extend_from_slice(&deflate(&body, level));
-        }
-        None => {
-            push_part_head(&mut out, "text/plain; charset=UTF-16");
-            out.extend_from_slice(&body);
-            out.extend_from_slice(b"\r\n");
-        }
+    if zlib_level.is_some() {
+        push_part_head(&mut out, "application/octet-stream");
+        out.extend_from_slice(&payload);
+    } else {
+        push_part_head(&mut out, "text/plain; charset=UTF-16");
+        out.extend_from_slice(&payload);
+        out.extend_from_slice(b"\r\n");
     }
     push_close(&mut out);
     out

@@ -10,11 +10,12 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request as HttpRequest, StatusCode};
-use protocol::bodies::parse_policy_query;
+use protocol::bodies::{ClientRegistrationRequest, parse_policy_query};
 use protocol::envelope::{self, CONTENT_TYPE as CCM_CONTENT_TYPE, MsgHeader, NO_REPLY, Request};
 
 use crate::inbox::commit::{Ack, Busy};
 use crate::inbox::discovery::Discovery;
+use crate::mp::keys::{self, ClientKeys, Refusal};
 use crate::mp::{self, Dispatch};
 use crate::server::Shared;
 use crate::server::http::{Charge, Reply, busy, json_reply, read_body, reply, text};
@@ -67,7 +68,7 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
             reply_mode: if endpoint == "MP_RelayEndpoint" { "ASync".into() } else { "Sync".into() },
             ..MsgHeader::default()
         };
-        Request { header, body: text_body, compressed: false }
+        Request { header, body: text_body, compressed: false, payload: 0..0 }
     } else {
         let limits = envelope::Limits { max_inflated: shared.limits.max_inflated };
         let read = charge.bytes;
@@ -89,8 +90,17 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
             Err(e) => return (text(StatusCode::BAD_REQUEST, e.to_string()), None),
         }
     };
-    drop(body);
     let target = Some(request.header.target_endpoint.clone());
+    // With signing required: a registration's key, to keep once it is registered; a message to
+    // a signed endpoint refused unless its signatures verify.
+    let registered_key = match &shared.keys {
+        Some(keys) => match signing_check(keys, &request, &body) {
+            Ok(key) => key,
+            Err(refusal) => return (refuse_unsigned(shared, &request.header, &refusal), target),
+        },
+        None => None,
+    };
+    drop(body);
     if request.header.target_endpoint == "MP_LocationManager" {
         shared.location_log.sample(|| {
             // The product logs short bodies whole and marks long ones.
@@ -109,6 +119,19 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
     log_decision(shared, &request.header, &decision);
     let answer = match decision {
         Dispatch::Reply { mut header, xml, discovered } => {
+            if let (Some(d), Some(key), Some(keys)) = (&discovered, registered_key, &shared.keys) {
+                // The client's key is durable before it learns its SMS ID.
+                let (keys, client) = (Arc::clone(keys), d.client);
+                let kept = tokio::task::spawn_blocking(move || keys.keep(client, key)).await;
+                if let Err(why) = kept.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                    let log = shared.registration_log.log();
+                    log.log(
+                        crate::logs::Severity::Error,
+                        &format!("MP Reg: cannot keep the client's key: {why}"),
+                    );
+                    return (busy(shared, &why), target);
+                }
+            }
             if let Some(d) = discovered {
                 let now = shared.clock.now().0;
                 // While StateSys loads the store, it applies what the MP hears after loading.
@@ -169,6 +192,52 @@ fn log_decision(shared: &Shared, header: &MsgHeader, decision: &Dispatch) {
             .sample(|| [format!("MP: message {id} from {source} for {endpoint} refused (400): {why}")]),
         _ => {}
     }
+}
+
+/// The signing checks of a decoded message: a registration's signature (its key returned, to
+/// keep), or a signed endpoint's `clientauth` hook. Other messages pass.
+fn signing_check(
+    keys: &ClientKeys,
+    request: &Request,
+    http_body: &[u8],
+) -> Result<Option<protocol::signing::PublicKey>, Refusal> {
+    let endpoint = request.header.target_endpoint.as_str();
+    if endpoint == "MP_ClientRegistration" {
+        // A request that does not parse is the dispatcher's to refuse (400).
+        return match ClientRegistrationRequest::parse(&request.body) {
+            Ok(r) => ClientKeys::check_registration(&request.body, &r).map(Some),
+            Err(_) => Ok(None),
+        };
+    }
+    if keys::is_signed_endpoint(endpoint) {
+        keys.check(&request.header, http_body.get(request.payload.clone()).unwrap_or_default())?;
+    }
+    Ok(None)
+}
+
+/// The answer to a message refused for its signature: 403 with the reason, counted, and logged
+/// in `MP_Framework.log` (registrations also in `MP_RegistrationManager.log`).
+fn refuse_unsigned(shared: &Shared, header: &MsgHeader, refusal: &Refusal) -> Reply {
+    shared.signing_refused.fetch_add(1, Ordering::Relaxed);
+    let (id, endpoint) = (&header.id, &header.target_endpoint);
+    let source = if header.source_id.is_empty() { "(unregistered)" } else { &header.source_id };
+    shared.framework_log.sample(|| {
+        [format!(
+            "MP: message {id} from {source} for {endpoint} refused (403): authentication failed: {refusal}"
+        )]
+    });
+    if endpoint == "MP_ClientRegistration" {
+        shared.registration_log.sample(|| {
+            [
+                format!("MP Reg: Message ID: {id}"),
+                format!(
+                    "MP Reg: Failed to verify the registration request from {}: {refusal}",
+                    header.source_host
+                ),
+            ]
+        });
+    }
+    text(StatusCode::FORBIDDEN, format!("authentication failed: {refusal}"))
 }
 
 /// A message this MP does not process: asynchronous ones get `NoReply` (the sender is done), as
