@@ -4,8 +4,15 @@
 //!
 //! ```sh
 //! cargo run --release -p benches --example relay_load -- http://127.0.0.1:18080 64 30
+//! cargo run --release -p benches --example relay_load -- http://127.0.0.1:18080 64 30 signed
 //! ```
 //! Prints requests/s and state messages/s acknowledged (HTTP 200 `NoReply`).
+//!
+//! `signed`: 256 clients register first, each signing its registration with a key of a
+//! 16-key pool (as loadgen's clients do), then 1,024 Reports, each with its `clientauth` hook,
+//! are built before the clock starts and sent round and round: the client spends nothing on
+//! signing during the measurement, so a backend with `--require-signing` and one without
+//! answer the same bytes and differ only in verifying them.
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -45,12 +52,17 @@ async fn main() {
     let connections: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(64);
     let seconds: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(30);
     let authority = base.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let signed = match args.get(3).map(String::as_str) {
+        Some("signed") => Some(Arc::new(signed_bodies(&authority).await)),
+        _ => None,
+    };
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
     let tasks: Vec<_> = (0..connections)
         .map(|c| {
             let (ok, failed, authority) = (Arc::clone(&ok), Arc::clone(&failed), authority.clone());
+            let signed = signed.clone();
             tokio::spawn(async move {
                 let stream = tokio::net::TcpStream::connect(&authority).await.expect("connect");
                 let (mut sender, conn) =
@@ -66,7 +78,10 @@ async fn main() {
                         .uri("/ccm_system/request")
                         .header("host", authority.as_str())
                         .header("content-type", CONTENT_TYPE)
-                        .body(Full::new(Bytes::from(body(client, &mut writer))))
+                        .body(Full::new(match &signed {
+                            Some(bodies) => bodies[(c * 7919 + n as usize) % bodies.len()].clone(),
+                            None => Bytes::from(body(client, &mut writer)),
+                        }))
                         .expect("request");
                     match sender.send_request(req).await {
                         Ok(resp) if resp.status() == 200 => {
@@ -92,4 +107,72 @@ async fn main() {
         ok as f64 / secs,
         (ok * MESSAGES as u64) as f64 / secs
     );
+}
+
+/// Registers 256 signing clients and builds 1,024 signed Reports from them.
+async fn signed_bodies(authority: &str) -> Vec<Bytes> {
+    use loadgen::signing::{KeyPool, Signer};
+    use protocol::bodies::{ClientRegistrationRequest, ClientRegistrationResponse};
+    let pool = Arc::new(KeyPool::generate(1, 16, 2048, protocol::signing::Padding::DigestInfo).expect("keys"));
+    let stream = tokio::net::TcpStream::connect(authority).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    let mut bodies = Vec::new();
+    let mut writer = ReportWriter::new();
+    for i in 0..256u64 {
+        let machine = format!("SIGNPC{i:04}");
+        let key = pool.for_client(i);
+        let mut request = ClientRegistrationRequest {
+            request_type: "Registration".into(),
+            properties: vec![("Netbios Name".into(), machine.clone()), ("FQ Name".into(), format!("{machine}.lab"))],
+            signing_certificate: key.certificate_hex.clone(),
+            ..ClientRegistrationRequest::default()
+        };
+        let xml = request.to_signed_xml(|data| key.key.sign(data, pool.padding));
+        let mut header = MsgHeader {
+            target_endpoint: "MP_ClientRegistration".into(),
+            reply_to: format!("direct:{machine}:Reg"),
+            reply_mode: "Sync".into(),
+            ..MsgHeader::default()
+        };
+        let req = Request::builder()
+            .method("CCM_POST")
+            .uri("/ccm_system/request")
+            .header("host", authority)
+            .header("content-type", CONTENT_TYPE)
+            .body(Full::new(Bytes::from(envelope::build_request(&mut header, &xml, Some(1)))))
+            .expect("request");
+        sender.ready().await.expect("the connection stays open");
+        let reply = match sender.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => panic!("registration {i}: {e:?}"),
+        };
+        assert_eq!(reply.status(), 200, "registration");
+        let body = reply.into_body().collect().await.expect("reply").to_bytes();
+        let Ok(envelope::Reply::Sync { body, .. }) =
+            envelope::decode_reply(CONTENT_TYPE, &body, &envelope::Limits::default())
+        else {
+            panic!("a registration reply")
+        };
+        let client = ClientRegistrationResponse::parse(&body).expect("a response").sms_id;
+        let source_id = format!("GUID:{client}");
+        let signer = Signer::new(&pool, i, &source_id, &machine);
+        for _ in 0..4 {
+            let xml = benches::relay_report(client, &mut writer);
+            let mut header = MsgHeader {
+                id: format!("{{{}}}", client.styled(GuidStyle::Upper)),
+                source_id: source_id.clone(),
+                source_host: "LOADPC".into(),
+                target_address: "mp:MP_RelayEndpoint".into(),
+                target_endpoint: "MP_RelayEndpoint".into(),
+                reply_to: "direct:LOADPC:StateMessage".into(),
+                reply_mode: "ASync".into(),
+                properties: vec![("FileType".into(), "SMX".into())],
+                ..MsgHeader::default()
+            };
+            let body = envelope::build_signed_request(&mut header, &xml, Some(1), |p| Some(signer.hook(p)));
+            bodies.push(Bytes::from(body));
+        }
+    }
+    bodies
 }
