@@ -39,7 +39,9 @@ fn sign_and_verify(c: &mut Criterion) {
     let key = &pool.for_client(0).key;
     let message = signing::client_id_message("GUID:A1006D0E-CF56-41D1-A006-6330EFC39381");
     let mut g = c.benchmark_group("signing");
-    g.bench_function("sign_ring_digestinfo", |b| b.iter(|| key.sign(black_box(&message), Padding::DigestInfo)));
+    g.bench_function("sign_ring_digestinfo", |b| {
+        b.iter(|| key.sign(black_box(&message), Padding::DigestInfo))
+    });
     g.bench_function("sign_rsa_bare", |b| b.iter(|| key.sign(black_box(&message), Padding::Bare)));
     for padding in [Padding::DigestInfo, Padding::Bare] {
         let signature = key.sign(&message, padding);
@@ -66,7 +68,8 @@ fn sign_and_verify(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut header = messages::header(Guid(7), Some(client), "PC000001", messages::RELAY);
-                mp_request(Wire::Ccm, 1, "http://127.0.0.1:8080", &mut header, signer, xml.clone()).expect("builds")
+                mp_request(Wire::Ccm, 1, "http://127.0.0.1:8080", &mut header, signer, xml.clone())
+                    .expect("builds")
             })
         });
     }

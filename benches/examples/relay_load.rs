@@ -113,9 +113,11 @@ async fn main() {
 async fn signed_bodies(authority: &str) -> Vec<Bytes> {
     use loadgen::signing::{KeyPool, Signer};
     use protocol::bodies::{ClientRegistrationRequest, ClientRegistrationResponse};
-    let pool = Arc::new(KeyPool::generate(1, 16, 2048, protocol::signing::Padding::DigestInfo).expect("keys"));
+    let pool =
+        Arc::new(KeyPool::generate(1, 16, 2048, protocol::signing::Padding::DigestInfo).expect("keys"));
     let stream = tokio::net::TcpStream::connect(authority).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
     tokio::spawn(conn);
     let mut bodies = Vec::new();
     let mut writer = ReportWriter::new();
@@ -124,7 +126,10 @@ async fn signed_bodies(authority: &str) -> Vec<Bytes> {
         let key = pool.for_client(i);
         let mut request = ClientRegistrationRequest {
             request_type: "Registration".into(),
-            properties: vec![("Netbios Name".into(), machine.clone()), ("FQ Name".into(), format!("{machine}.lab"))],
+            properties: vec![
+                ("Netbios Name".into(), machine.clone()),
+                ("FQ Name".into(), format!("{machine}.lab")),
+            ],
             signing_certificate: key.certificate_hex.clone(),
             ..ClientRegistrationRequest::default()
         };

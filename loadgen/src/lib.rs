@@ -17,7 +17,8 @@
 //! Also: [`open`], the pacers (the open model, Reports at a fixed arrival rate; the closed model,
 //! Reports back to back for the target's saturation); [`messages`], what a client
 //! writes (message headers, Reports) for the clients, the open model and the crash harness;
-//! [`transport`], the clients' HTTP; [`crash`], the kill-and-restart harness; [`sink`], a null
+//! [`transport`], the clients' HTTP (and TLS); [`signing`], the clients' keys (a pool drawn from
+//! the seed) and the `clientauth` hooks they sign their messages with; [`crash`], the kill-and-restart harness; [`sink`], a null
 //! MP that measures the generator alone.
 //!
 //! Errors: where a caller decides by the kind of failure, it is a type ([`run::RunError`]: a

@@ -9,6 +9,8 @@
 //!   quick-xml oracle it is tested against; [`report::ReportWriter`] writes Reports from templates.
 //! - [`bodies`]: the low-rate message bodies (WSUS location, registration, policy assignments, the
 //!   UpdateSource policy, the MP list), read into owned structs through [`xml::Element`].
+//! - [`signing`]: client signing (wire.md §6): CryptoAPI public-key blobs, what a registration,
+//!   a `ClientIDSignature` and a `PayloadSignature` cover, signing and verifying in both paddings.
 //! - Helpers: [`guid`], [`cimtime`] (CIM and ISO datetimes), [`statenames`] (`SR_StateNames`),
 //!   [`names`] (how long the names clients choose may be), [`units`] (spans of time as the site
 //!   file and profiles write them).

@@ -8,7 +8,11 @@
 //! | `MP_PolicyManager` | `RequestAssignments` | `ReplyAssignments`: the UpdateSource policy at its current version |
 //! | `MP_LocationManager` | `WSUSLocationRequest` | `WSUSLocationReply` ([`crate::site::Site::locate`]) |
 //! | `MP_RelayEndpoint` | `Report` (FileType SMX) | relay it (async: `NoReply`) once it is durable; 400 for a Report that does not scan, names a client other than `SourceID`, or has a `NetBIOSName` past [`protocol::names::MAX_NETBIOS_NAME`] |
-//! | anything else | | unhandled: HTTP 200 with an empty body, as real MPs answer |
+//! | anything else | | unhandled: `NoReply` when asynchronous, else HTTP 200 with an empty body, as real MPs answer |
+//!
+//! With signing required, the HTTP layer checks registrations and `clientauth` hooks before
+//! dispatching ([`keys`]); [`ntlm`] answers the Windows-authentication path; [`fdm`] moves a remote
+//! MP's files.
 
 // Request data decides indexes and sizes here: no indexing or arithmetic that can panic.
 #![warn(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
