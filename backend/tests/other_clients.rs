@@ -182,3 +182,35 @@ fn raw_head(addr: std::net::SocketAddr, authorization: &str) -> String {
     let text = String::from_utf8_lossy(&raw).into_owned();
     text.split("\r\n\r\n").next().unwrap_or_default().replace("WWW-Authenticate", "www-authenticate")
 }
+
+/// A content location request in the shape Microsoft's troubleshooting guide shows a client
+/// sending (`ContentTransferManager.log`): answered with the DPs of the client's boundary groups.
+#[test]
+fn content_location_requests_get_the_boundary_group_s_dps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), |_| {});
+    let request = r#"<ContentLocationRequest SchemaVersion="1.00" ExcludeFileList=""><Package ID="UID:Content_63fbf078-1815-4e37-9614-b60ce7947805" Version="1"/><AssignedSite SiteCode="PS1"/><ClientLocationInfo LocationType="SMSUpdate" DistributeOnDemand="0" UseAzure="0" AllowWUMU="0" UseProtected="0" AllowCaching="0" BranchDPFlags="0" UseInternetDP="0" AllowHTTP="1" AllowSMB="0" AllowMulticast="0"><ADSite Name="Default-First-Site-Name"/><Forest Name="contoso.com"/><Domain Name="contoso.com"/><IPAddresses><IPAddress SubnetAddress="10.10.25.128" Address="10.10.25.130"/></IPAddresses></ClientLocationInfo></ContentLocationRequest>"#;
+    let (status, _, body) = server.ccm(&message("MP_LocationManager", "Sync", request));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let Ok(Reply::Sync { body, .. }) = envelope::decode_reply(CONTENT_TYPE, &body, &Limits::default()) else {
+        panic!("a sync reply")
+    };
+    let reply = protocol::bodies::ContentLocationReply::parse(&body).unwrap();
+    assert_eq!(reply.site_code, "PS1");
+    let urls: Vec<&str> = reply.records.iter().map(|r| r.url.as_str()).collect();
+    assert_eq!(
+        urls,
+        ["http://PS1DP.contoso.com/SMS_DP_SMSPKG$/Content_63fbf078-1815-4e37-9614-b60ce7947805.1"]
+    );
+    assert_eq!(reply.records[0].locality, "LOCAL");
+    // A malformed one is refused with its reason; a site information request is not served.
+    let (status, _, body) = server.ccm(&message(
+        "MP_LocationManager",
+        "Sync",
+        "<ContentLocationRequest SchemaVersion=\"1.00\"/>",
+    ));
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("Package"));
+    let (status, _, body) = server.ccm(&message("MP_LocationManager", "Sync", "<SiteInformationRequest/>"));
+    assert_eq!((status, body.len()), (200, 0));
+}

@@ -35,6 +35,8 @@ pub fn bodies(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let _ = WsusLocationRequest::parse(text);
     let _ = WsusLocationReply::parse(text);
+    let _ = ContentLocationRequest::parse(text);
+    let _ = ContentLocationReply::parse(text);
     let _ = ClientRegistrationRequest::parse(text);
     let _ = ClientRegistrationResponse::parse(text);
     let _ = RequestAssignments::parse(text);

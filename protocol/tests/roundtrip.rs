@@ -136,6 +136,24 @@ proptest! {
     }
 
     #[test]
+    fn content_location(package in "[A-Za-z0-9:_-]{1,60}", version: u32, site in text(), kind in text(), on_internet: bool,
+                        ad in "[A-Za-z0-9 -]{0,60}", forest in text(), domain in text(), ips in prop::collection::vec((text(), text()), 0..4),
+                        records in prop::collection::vec((text(), text(), text(), prop::collection::vec("[0-9.]{1,15}", 0..3), any::<u32>(), text(), text()), 0..4)) {
+        let req = ContentLocationRequest {
+            package_id: package, version, site_code: site, location_type: kind, on_internet, ad_site: ad, forest, domain,
+            ip_addresses: ips.into_iter().map(|(subnet, address)| IpAddressInfo { subnet, address }).collect(),
+        };
+        prop_assert_eq!(ContentLocationRequest::parse(&req.to_xml()).unwrap(), req);
+        let reply = ContentLocationReply {
+            site_code: "PS1".into(),
+            records: records.into_iter().map(|(url, signature, ad_site, subnets, version, server, locality)| DpRecord {
+                url, signature, ad_site, subnets, version, server: server.trim().to_owned(), locality: locality.trim().to_owned(),
+            }).collect(),
+        };
+        prop_assert_eq!(ContentLocationReply::parse(&reply.to_xml()).unwrap(), reply);
+    }
+
+    #[test]
     fn registration(name in "[A-Z0-9-]{1,15}", fqdn in text(), agent in text(), version in text(), cert in "[0-9A-F]{0,64}",
                     sig in "[0-9A-F]{0,64}", stamp in text(), status in 0u32..2, sms in guid(), at in seconds()) {
         let req = ClientRegistrationRequest {

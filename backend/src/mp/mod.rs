@@ -7,6 +7,7 @@
 //! | `MP_ClientRegistration` | `ClientRegistrationRequest` | `ClientRegistrationResponse`: approved, a stable SMS ID |
 //! | `MP_PolicyManager` | `RequestAssignments` | `ReplyAssignments`: the UpdateSource policy at its current version |
 //! | `MP_LocationManager` | `WSUSLocationRequest` | `WSUSLocationReply` ([`crate::site::Site::locate`]) |
+//! | `MP_LocationManager` | `ContentLocationRequest` | `ContentLocationReply`: the DPs of the client's boundary groups ([`crate::site::Site::content_locations`]) |
 //! | `MP_RelayEndpoint` | `Report` (FileType SMX) | relay it (async: `NoReply`) once it is durable; 400 for a Report that does not scan, names a client other than `SourceID`, or has a `NetBIOSName` past [`protocol::names::MAX_NETBIOS_NAME`] |
 //! | anything else | | unhandled: `NoReply` when asynchronous, else HTTP 200 with an empty body, as real MPs answer |
 //!
@@ -22,8 +23,9 @@ pub mod keys;
 pub mod ntlm;
 
 use protocol::bodies::{
-    BodyError, ClientRegistrationRequest, ClientRegistrationResponse, MpEntry, MpList, PolicyAssignment,
-    ReplyAssignments, RequestAssignments, UpdateSourcePolicy, WsusLocationRequest, policy_location,
+    BodyError, ClientRegistrationRequest, ClientRegistrationResponse, ContentLocationRequest, MpEntry,
+    MpList, PolicyAssignment, ReplyAssignments, RequestAssignments, UpdateSourcePolicy, WsusLocationRequest,
+    policy_location,
 };
 use protocol::envelope::{MsgHeader, Request};
 use protocol::{Guid, Timestamp, names, utf16};
@@ -128,8 +130,14 @@ pub fn dispatch(site: &Site, mp: &MpIdentity, request: &Request, now: Timestamp,
                 });
                 reply(site.locate(&req, &mp.base_url).to_xml(), discovered)
             }
-            // Other location requests (content, site information) are not served.
-            Err(BodyError::Missing("WSUSLocationRequest")) => Dispatch::Unhandled,
+            // A content location request; others (site information) are not served.
+            Err(BodyError::Missing("WSUSLocationRequest")) => {
+                match ContentLocationRequest::parse(&request.body) {
+                    Ok(req) => reply(site.content_locations(&req).to_xml(), None),
+                    Err(BodyError::Missing("ContentLocationRequest")) => Dispatch::Unhandled,
+                    Err(e) => bad("ContentLocationRequest", e),
+                }
+            }
             Err(e) => bad("WSUSLocationRequest", e),
         },
         "MP_RelayEndpoint" => relay_check(request),

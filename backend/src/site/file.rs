@@ -23,6 +23,10 @@
 //! internet = false                            # default false
 //! synced_version = 37                         # optional: a SUP behind the site
 //!
+//! [[dp]]                                      # optional: distribution points (content location)
+//! name = "PS1DP.contoso.com"
+//! boundary_groups = ["Everywhere"]
+//!
 //! [[update_group]]
 //! name = "Security Updates 2026-10"
 //! updates = ["0..100", "KB5012345", 150]      # index ranges, single indexes, ArticleIDs, UpdateIDs
@@ -49,7 +53,9 @@ use protocol::Guid;
 use protocol::units::parse_span;
 use serde::Deserialize;
 
-use super::{Boundary, BoundaryGroup, Catalog, Collection, Deployment, Schedules, Site, Sup, UpdateGroup};
+use super::{
+    Boundary, BoundaryGroup, Catalog, Collection, Deployment, Dp, Schedules, Site, Sup, UpdateGroup,
+};
 
 /// The highest content or policy version a site file may start from (room for syncs after).
 pub const MAX_VERSION: u32 = 10_000_000;
@@ -87,6 +93,8 @@ pub struct SiteFile {
     pub boundary_group: Vec<BoundaryGroupFile>,
     #[serde(default)]
     pub sup: Vec<SupFile>,
+    #[serde(default)]
+    pub dp: Vec<DpFile>,
     #[serde(default)]
     pub update_group: Vec<UpdateGroupFile>,
     #[serde(default)]
@@ -142,6 +150,13 @@ pub struct BoundaryGroupFile {
     pub ip_ranges: Vec<String>,
     #[serde(default)]
     pub ad_sites: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpFile {
+    pub name: String,
+    pub boundary_groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,6 +278,29 @@ impl SiteFile {
         if sups.is_empty() {
             return Err(invalid("sup", "a site needs at least one SUP"));
         }
+        let mut dps: Vec<Dp> = Vec::new();
+        for (i, d) in self.dp.iter().enumerate() {
+            let key = |field: &str| format!("dp[{i}].{field}");
+            let name_ok = !d.name.is_empty()
+                && d.name.len() <= 255
+                && d.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !name_ok || dps.iter().any(|x| x.name.eq_ignore_ascii_case(&d.name)) {
+                return Err(invalid(
+                    key("name"),
+                    "names must be unique host names (letters, digits, '-', '.')",
+                ));
+            }
+            let groups = d
+                .boundary_groups
+                .iter()
+                .map(|g| {
+                    boundary_groups.iter().position(|b| &b.name == g).ok_or_else(|| {
+                        invalid(key("boundary_groups"), format!("no boundary group named {g:?}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            dps.push(Dp { name: d.name.clone(), boundary_groups: groups });
+        }
         if boundary_groups.len() > 64 {
             return Err(invalid("boundary_group", "a site has at most 64 boundary groups"));
         }
@@ -355,6 +393,7 @@ impl SiteFile {
             policy_id: format!("{{{}}}", policy_guid.styled(protocol::GuidStyle::Lower)),
             policy_major: self.policy_version,
             sups,
+            dps,
             boundary_groups,
             catalog,
             update_groups,
@@ -391,7 +430,7 @@ fn resolve(catalog: &Catalog, r: &UpdateRef) -> Result<Vec<usize>, String> {
 
 impl Site {
     /// The site `backend serve` builds without a site file (contract §2.1): site PS1, the seed's
-    /// UpdateSource, two SUPs, one boundary group covering every address, 200 updates in two
+    /// UpdateSource, two SUPs and a DP, one boundary group covering every address, 200 updates in two
     /// update groups, each deployed once (the second, which takes new updates, to the boundary
     /// group).
     pub fn default_site() -> Site {
@@ -408,6 +447,9 @@ impl Site {
             name = "PS1SYS"
             boundary_groups = ["Default-Site-Boundary-Group"]
             internet = true
+            [[dp]]
+            name = "PS1DP.contoso.com"
+            boundary_groups = ["Default-Site-Boundary-Group"]
             [[update_group]]
             name = "Security Updates 2026-10"
             updates = ["0..100"]

@@ -24,7 +24,10 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use protocol::Guid;
-use protocol::bodies::{LocationRecord, LocationSite, WsusLocationReply, WsusLocationRequest};
+use protocol::bodies::{
+    ContentLocationReply, ContentLocationRequest, DpRecord, IpAddressInfo, LocationRecord, LocationSite,
+    WsusLocationReply, WsusLocationRequest,
+};
 
 pub use catalog::{Catalog, Update};
 
@@ -40,6 +43,15 @@ pub struct Sup {
     pub boundary_groups: Vec<usize>,
     /// The content version this SUP has synchronized; `None` follows the site's.
     pub synced_version: Option<u32>,
+}
+
+/// A distribution point: where clients in its boundary groups download content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dp {
+    /// Its FQDN, as content URLs name it.
+    pub name: String,
+    /// Indexes into [`Site::boundary_groups`].
+    pub boundary_groups: Vec<usize>,
 }
 
 /// A boundary: what makes a client belong to a boundary group.
@@ -60,14 +72,14 @@ pub struct BoundaryGroup {
 }
 
 impl BoundaryGroup {
-    fn contains(&self, req: &WsusLocationRequest) -> bool {
+    /// Whether a client in `ad_site` with `ip_addresses` is in this group.
+    fn contains(&self, ad_site: &str, ip_addresses: &[IpAddressInfo]) -> bool {
         self.boundaries.iter().any(|b| match b {
-            Boundary::AdSite(site) => site.eq_ignore_ascii_case(&req.ad_site),
+            Boundary::AdSite(site) => site.eq_ignore_ascii_case(ad_site),
             Boundary::Subnet(net) => {
-                req.ip_addresses.iter().any(|ip| ip.subnet.parse::<Ipv4Addr>().is_ok_and(|s| s == *net))
+                ip_addresses.iter().any(|ip| ip.subnet.parse::<Ipv4Addr>().is_ok_and(|s| s == *net))
             }
-            Boundary::Range(lo, hi) => req
-                .ip_addresses
+            Boundary::Range(lo, hi) => ip_addresses
                 .iter()
                 .filter_map(|ip| ip.address.parse::<Ipv4Addr>().ok())
                 .any(|a| (*lo..=*hi).contains(&a)),
@@ -166,6 +178,7 @@ pub struct Site {
     /// Major part of the policy version (`40` for `40.00`).
     pub policy_major: u32,
     pub sups: Vec<Sup>,
+    pub dps: Vec<Dp>,
     pub boundary_groups: Vec<BoundaryGroup>,
     pub catalog: Catalog,
     pub update_groups: Vec<UpdateGroup>,
@@ -197,7 +210,7 @@ impl Site {
             .iter()
             .take(64)
             .enumerate()
-            .filter(|(_, g)| g.contains(req))
+            .filter(|(_, g)| g.contains(&req.ad_site, &req.ip_addresses))
             .fold(0u64, |mask, (i, _)| mask | 1 << i);
         Location { ad_site: req.ad_site.as_str().into(), boundary_groups }
     }
@@ -216,8 +229,7 @@ impl Site {
     /// (`http://127.0.0.1:8080`), one record per eligible SUP in name order. A request for
     /// another UpdateSource, or from a client in no boundary group, gets no records.
     pub fn locate(&self, req: &WsusLocationRequest, base_url: &str) -> WsusLocationReply {
-        let groups: Vec<usize> =
-            (0..self.boundary_groups.len()).filter(|&g| self.boundary_groups[g].contains(req)).collect();
+        let groups = self.groups_of(&req.ad_site, &req.ip_addresses);
         let mut sups: Vec<&Sup> = if req.content_id != self.update_source_id {
             Vec::new()
         } else {
@@ -238,6 +250,47 @@ impl Site {
             })
             .collect();
         WsusLocationReply { sites: vec![LocationSite { site_code: self.code.clone(), records }] }
+    }
+
+    /// The boundary groups a client in `ad_site` with `ips` is in.
+    fn groups_of(&self, ad_site: &str, ips: &[IpAddressInfo]) -> Vec<usize> {
+        (0..self.boundary_groups.len()).filter(|&g| self.boundary_groups[g].contains(ad_site, ips)).collect()
+    }
+
+    /// Where `req`'s content is: the DPs in the client's boundary groups (`LOCAL`), by name.
+    /// A client in none of them gets an empty list, as from a site without fallback. The URLs
+    /// name the DPs; this server does not serve content.
+    pub fn content_locations(&self, req: &ContentLocationRequest) -> ContentLocationReply {
+        let groups = self.groups_of(&req.ad_site, &req.ip_addresses);
+        let content = req.package_id.strip_prefix("UID:").unwrap_or(&req.package_id);
+        let mut dps: Vec<&Dp> =
+            self.dps.iter().filter(|d| d.boundary_groups.iter().any(|g| groups.contains(g))).collect();
+        dps.sort_by(|a, b| a.name.cmp(&b.name));
+        let records = dps
+            .iter()
+            .map(|d| {
+                let subnets = d
+                    .boundary_groups
+                    .iter()
+                    .filter_map(|&g| self.boundary_groups.get(g))
+                    .flat_map(|g| &g.boundaries)
+                    .filter_map(|b| match b {
+                        Boundary::Subnet(net) => Some(net.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                DpRecord {
+                    url: format!("http://{}/SMS_DP_SMSPKG$/{content}.{}", d.name, req.version),
+                    signature: format!("http://{}/SMS_DP_SMSSIG$/{content}.{}.tar", d.name, req.version),
+                    ad_site: req.ad_site.clone(),
+                    subnets,
+                    version: 9128,
+                    server: d.name.clone(),
+                    locality: "LOCAL".into(),
+                }
+            })
+            .collect();
+        ContentLocationReply { site_code: self.code.clone(), records }
     }
 
     /// A SUP synchronization (WSyncMgr): the content version rises by one and the catalog grows

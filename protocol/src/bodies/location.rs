@@ -11,6 +11,21 @@ pub struct IpAddressInfo {
     pub address: String,
 }
 
+/// The `IPAddresses` of a `ClientLocationInfo` (WSUS and content location requests alike).
+pub(super) fn ip_addresses(location: Option<&crate::xml::Element>) -> Vec<IpAddressInfo> {
+    location
+        .and_then(|l| l.child("IPAddresses"))
+        .map(|ips| {
+            ips.children_named("IPAddress")
+                .map(|ip| IpAddressInfo {
+                    subnet: ip.attr("SubnetAddress").unwrap_or_default().to_owned(),
+                    address: ip.attr("Address").unwrap_or_default().to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A client asking where to scan: the UpdateSource and content version from its policy, its
 /// site, and where it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,17 +67,7 @@ impl WsusLocationRequest {
             ad_site,
             forest: named("Forest"),
             domain: named("Domain"),
-            ip_addresses: location
-                .and_then(|l| l.child("IPAddresses"))
-                .map(|ips| {
-                    ips.children_named("IPAddress")
-                        .map(|ip| IpAddressInfo {
-                            subnet: ip.attr("SubnetAddress").unwrap_or_default().to_owned(),
-                            address: ip.attr("Address").unwrap_or_default().to_owned(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            ip_addresses: ip_addresses(location),
         })
     }
 

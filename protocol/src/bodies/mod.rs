@@ -2,11 +2,13 @@
 //! way real MPs are: children in any order, unknown elements ignored, attribute names matched
 //! exactly except where senders are known to differ.
 
+mod content;
 mod location;
 mod mplist;
 mod policy;
 mod registration;
 
+pub use content::{ContentLocationReply, ContentLocationRequest, DpRecord};
 pub use location::{IpAddressInfo, LocationRecord, LocationSite, WsusLocationReply, WsusLocationRequest};
 pub use mplist::{MpEntry, MpList};
 pub use policy::{

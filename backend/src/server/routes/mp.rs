@@ -109,7 +109,12 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
             } else {
                 "<XML Body Truncated>"
             };
-            [format!("MP LM: Message Body : {body}"), "MP LM: calling MP_GetWSUSServerLocations".to_owned()]
+            let call = if request.body.trim_start().starts_with("<ContentLocationRequest") {
+                "MP LM: calling MP_GetContentDPInfoUnprotected"
+            } else {
+                "MP LM: calling MP_GetWSUSServerLocations"
+            };
+            [format!("MP LM: Message Body : {body}"), call.to_owned()]
         });
     }
     let decision = {

@@ -45,6 +45,10 @@ pub(super) fn site_json(shared: &Shared) -> Value {
             "SyncedContentVersion": site.synced_version(s),
             "BoundaryGroups": s.boundary_groups.iter().filter_map(|&g| site.boundary_groups.get(g).map(|b| b.name.clone())).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "DPs": site.dps.iter().map(|d| json!({
+            "Name": d.name,
+            "BoundaryGroups": d.boundary_groups.iter().filter_map(|&g| site.boundary_groups.get(g).map(|b| b.name.clone())).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "BoundaryGroups": site.boundary_groups.iter().map(|g| json!({
             "Name": g.name,
             "Boundaries": g.boundaries.iter().map(|b| match b {
