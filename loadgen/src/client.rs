@@ -361,7 +361,7 @@ impl SimClient {
             }
             None => request.to_xml(),
         };
-        let fut = async move { transport.mp(Kind::Registration, intended, header, xml).await };
+        let fut = async move { transport.mp(Kind::Registration, intended, index, header, xml).await };
         self.spawn(ctx, fut, move |c, ctx, reply| {
             match reply.map(|xml| ClientRegistrationResponse::parse(&xml).map_err(|e| e.to_string())) {
                 Ok(Ok(response)) => {
@@ -424,10 +424,10 @@ impl SimClient {
         request.requester.policy_source = format!("SMS:{}", self.arb.site.site_code);
         request.requester.resource_type = "Machine".into();
         let (transport, header) = (Rc::clone(&self.arb.transport), self.header("MP_PolicyManager"));
-        let signer = self.signer.clone();
+        let (signer, who) = (self.signer.clone(), self.index);
         let fut = async move {
             transport
-                .mp_signed(Kind::PolicyAssignments, intended, header, signer, move || request.to_xml())
+                .mp_signed(Kind::PolicyAssignments, intended, who, header, signer, move || request.to_xml())
                 .await
         };
         self.spawn(ctx, fut, move |c, ctx, reply| {
@@ -458,8 +458,8 @@ impl SimClient {
         major: u32,
         origin: Duration,
     ) {
-        let transport = Rc::clone(&self.arb.transport);
-        let fut = async move { transport.get(Kind::PolicyBody, intended, &path).await };
+        let (transport, who) = (Rc::clone(&self.arb.transport), self.index);
+        let fut = async move { transport.get(Kind::PolicyBody, intended, who, &path).await };
         self.spawn(ctx, fut, move |c, ctx, body| {
             let Ok(body) = body else { return }; // the next poll tries again
             let Ok(text) = protocol::utf16::decode(&body) else { return };
@@ -492,8 +492,10 @@ impl SimClient {
             ip_addresses: vec![IpAddressInfo { subnet, address: id.address.to_string() }],
         };
         let (transport, header) = (Rc::clone(&self.arb.transport), self.header("MP_LocationManager"));
-        let fut =
-            async move { transport.mp(Kind::WsusLocation, intended, header, move || request.to_xml()).await };
+        let who = self.index;
+        let fut = async move {
+            transport.mp(Kind::WsusLocation, intended, who, header, move || request.to_xml()).await
+        };
         self.spawn(ctx, fut, move |c, ctx, reply| {
             let Ok(Ok(reply)) = reply.map(|xml| WsusLocationReply::parse(&xml)) else {
                 return c.scan_failed(ctx, version);
@@ -531,8 +533,8 @@ impl SimClient {
         version: u32,
         origin: Duration,
     ) {
-        let transport = Rc::clone(&self.arb.transport);
-        let fut = async move { transport.get(Kind::Catalog, intended, &path).await };
+        let (transport, who) = (Rc::clone(&self.arb.transport), self.index);
+        let fut = async move { transport.get(Kind::Catalog, intended, who, &path).await };
         self.spawn(ctx, fut, move |c, ctx, body| {
             let known = c.arb.catalogs.borrow().contains_key(&version);
             let parsed = match body {
@@ -631,7 +633,8 @@ impl SimClient {
             (Rc::clone(&self.arb), self.index, self.sms_id.unwrap_or(Guid(0)), self.queue[..sent].to_vec());
         let xml = move || build_report(&arb, index, client, &queue, messages);
         let signer = self.signer.clone();
-        let fut = async move { transport.mp_signed(Kind::StateReport, intended, header, signer, xml).await };
+        let fut =
+            async move { transport.mp_signed(Kind::StateReport, intended, index, header, signer, xml).await };
         self.spawn(ctx, fut, move |c, ctx, reply: Result<String, Failure>| {
             c.in_flight = false;
             let ok = reply.is_ok();

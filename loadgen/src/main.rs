@@ -26,6 +26,11 @@ struct Cli {
     /// The client certificate's private key (PEM).
     #[arg(long, global = true, requires = "client_cert")]
     client_key: Option<PathBuf>,
+    /// A certificate per simulated client, from this folder of client-<i>.pem and
+    /// client-<i>-key.pem (`backend pki init --clients N` writes them): client c presents
+    /// certificate c mod N, on connections of its own certificate. With --ca.
+    #[arg(long, global = true, requires = "ca", conflicts_with = "client_cert")]
+    client_certs: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,7 +252,12 @@ fn usage(message: impl std::fmt::Display) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(ca) = &cli.ca {
-        let client = cli.client_cert.as_deref().zip(cli.client_key.as_deref());
+        use loadgen::transport::ClientCertificates;
+        let client = match (&cli.client_cert, &cli.client_key, &cli.client_certs) {
+            (Some(cert), Some(key), _) => ClientCertificates::One(cert, key),
+            (_, _, Some(dir)) => ClientCertificates::PerClient(dir),
+            _ => ClientCertificates::None,
+        };
         if let Err(e) = loadgen::transport::use_tls(ca, client) {
             return usage(e);
         }

@@ -122,11 +122,14 @@ fn send(
         let mut tries = 0u64;
         let ok = loop {
             let attempt = xml.clone();
-            let failure =
-                match arb.transport.mp(Kind::StateReport, intended, header.clone(), move || attempt).await {
-                    Ok(_) => break true,
-                    Err(f) => f,
-                };
+            let failure = match arb
+                .transport
+                .mp(Kind::StateReport, intended, index, header.clone(), move || attempt)
+                .await
+            {
+                Ok(_) => break true,
+                Err(f) => f,
+            };
             // A refusal (503, or no connection) is retried after the Retry-After the server
             // asked for (1 s if none) plus up to half again of jitter, as a client's queue does;
             // a retry is a new request, measured from its own intended time. Waiting is not in

@@ -2,8 +2,9 @@
 //! `connections` requests in flight (so at most that many connections), every request measured
 //! from its intended send time ([`Transport::send`]); the crash harness sends through the same
 //! transport unmeasured ([`Transport::exchange`]). [`call`] is the run's own admin call. HTTPS
-//! targets are reached with rustls, trusting the CA [`use_tls`] was given (and presenting its
-//! client certificate, for an MP in PKI mode).
+//! targets are reached with rustls, trusting the CA [`use_tls`] was given (and, for an MP in PKI
+//! mode, presenting one client certificate for the process or one per simulated client: a
+//! connection carries one certificate, so each certificate has its own connections).
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -37,14 +38,24 @@ pub enum Failure {
     Body(String),
 }
 
-/// The process's TLS settings: the CA HTTPS targets are trusted by, and the client certificate
-/// presented (one per process: a TLS connection has one, and a run's connections are shared by
-/// its clients).
-static TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+/// The process's TLS settings: the CA HTTPS targets are trusted by, and the client certificates
+/// presented, one configuration each (simulated client `i` uses configuration `i % len`).
+static TLS: OnceLock<Vec<Arc<rustls::ClientConfig>>> = OnceLock::new();
 
-/// Trust `ca` (PEM) for HTTPS targets and, with `client`, present that certificate and key
-/// (PEM). Once per process, before any request.
-pub fn use_tls(ca: &Path, client: Option<(&Path, &Path)>) -> anyhow::Result<()> {
+/// Which client certificates HTTPS connections present.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientCertificates<'a> {
+    None,
+    /// One certificate and key (PEM) for every connection of the process.
+    One(&'a Path, &'a Path),
+    /// A folder of `client-<i>.pem` and `client-<i>-key.pem` (what `backend pki init --clients N`
+    /// writes), `i` from 0: simulated client `c` presents certificate `c % N`.
+    PerClient(&'a Path),
+}
+
+/// Trust `ca` (PEM) for HTTPS targets and present `client` certificates. Once per process,
+/// before any request. Returns how many client certificates were loaded.
+pub fn use_tls(ca: &Path, client: ClientCertificates<'_>) -> anyhow::Result<usize> {
     let named = |path: &Path, e: &dyn std::fmt::Display| anyhow!("{}: {e}", path.display());
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).map_err(|e| named(ca, &e))? {
@@ -54,36 +65,65 @@ pub fn use_tls(ca: &Path, client: Option<(&Path, &Path)>) -> anyhow::Result<()> 
         rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots);
-    let config = match client {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| named(cert, &e))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| named(cert, &e))?;
-            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| named(key, &e))?;
-            builder.with_client_auth_cert(chain, key_der).map_err(|e| named(cert, &e))?
+    let with_cert = |cert: &Path, key: &Path| -> anyhow::Result<rustls::ClientConfig> {
+        let chain = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| named(cert, &e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| named(cert, &e))?;
+        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| named(key, &e))?;
+        Ok(builder.clone().with_client_auth_cert(chain, key_der).map_err(|e| named(cert, &e))?)
+    };
+    let configs = match client {
+        ClientCertificates::None => vec![builder.with_no_client_auth()],
+        ClientCertificates::One(cert, key) => vec![with_cert(cert, key)?],
+        ClientCertificates::PerClient(dir) => {
+            let mut configs = Vec::new();
+            loop {
+                let i = configs.len();
+                let (cert, key) =
+                    (dir.join(format!("client-{i}.pem")), dir.join(format!("client-{i}-key.pem")));
+                if !cert.exists() {
+                    break;
+                }
+                configs.push(with_cert(&cert, &key)?);
+            }
+            if configs.is_empty() {
+                return Err(named(
+                    dir,
+                    &"no client-0.pem (backend pki init --clients N writes client-<i>.pem)",
+                ));
+            }
+            configs
         }
     };
-    TLS.set(Arc::new(config)).map_err(|_| anyhow!("TLS settings are given once per process"))
+    let loaded = if matches!(client, ClientCertificates::None) { 0 } else { configs.len() };
+    TLS.set(configs.into_iter().map(Arc::new).collect())
+        .map_err(|_| anyhow!("TLS settings are given once per process"))?;
+    Ok(loaded)
 }
 
 type Connector = HttpsConnector<HttpConnector>;
 
-/// A connector for `http://` and `https://` targets.
-fn connector() -> Connector {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let config = TLS.get_or_init(|| {
+fn tls_configs() -> &'static [Arc<rustls::ClientConfig>] {
+    TLS.get_or_init(|| {
         // No CA given: an HTTPS target is refused as untrusted, with its reason.
-        Arc::new(
+        vec![Arc::new(
             rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
                 .map(|b| b.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth())
                 .unwrap_or_else(|e| unreachable!("ring supports the default versions: {e}")),
-        )
-    });
+        )]
+    })
+}
+
+/// A connector for `http://` and `https://` targets, presenting client certificate `i` (of
+/// [`use_tls`]'s, modulo their number).
+fn connector(i: usize) -> Connector {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let configs = tls_configs();
+    let config = &configs[i % configs.len()];
     hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(rustls::ClientConfig::clone(config))
         .https_or_http()
@@ -94,7 +134,8 @@ fn connector() -> Connector {
 /// One arbiter's transport.
 #[derive(Debug)]
 pub struct Transport {
-    client: Client<Connector, Full<Bytes>>,
+    /// One pooled client per client certificate (one when there are none or one).
+    clients: Vec<Client<Connector, Full<Bytes>>>,
     /// `http://127.0.0.1:8080`, no trailing slash.
     pub base: String,
     permits: Semaphore,
@@ -106,12 +147,16 @@ pub struct Transport {
 
 impl Transport {
     pub fn new(base: &str, connections: usize, wire: Wire, zlib_level: u32) -> Transport {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(connections)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector());
+        let clients = (0..tls_configs().len())
+            .map(|i| {
+                Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(connections)
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .build(connector(i))
+            })
+            .collect();
         Transport {
-            client,
+            clients,
             base: base.trim_end_matches('/').to_owned(),
             permits: Semaphore::new(connections.max(1)),
             wire,
@@ -120,15 +165,17 @@ impl Transport {
         }
     }
 
-    /// The answer to `request`: status, the `Retry-After` it asked for, body. Bounded by the
-    /// transport's timeout; the caller holds a permit.
+    /// The answer to `request` sent for simulated client `who` (on its certificate's
+    /// connections): status, the `Retry-After` it asked for, body. Bounded by the transport's
+    /// timeout; the caller holds a permit.
     async fn roundtrip(
         &self,
+        who: u64,
         request: Request<Full<Bytes>>,
     ) -> Result<(StatusCode, Option<Duration>, Bytes), Failure> {
+        let client = &self.clients[(who % self.clients.len() as u64) as usize];
         tokio::time::timeout(self.timeout, async {
-            let response =
-                self.client.request(request).await.map_err(|e| Failure::Connection(e.to_string()))?;
+            let response = client.request(request).await.map_err(|e| Failure::Connection(e.to_string()))?;
             let status = response.status();
             let retry_after = retry_after(response.headers());
             let body =
@@ -143,18 +190,20 @@ impl Transport {
     /// 2xx body.
     pub async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Bytes, Failure> {
         let _permit = self.permits.acquire().await.map_err(|e| Failure::Connection(e.to_string()))?;
-        match self.roundtrip(request).await? {
+        match self.roundtrip(0, request).await? {
             (status, _, body) if status.is_success() => Ok(body),
             (status, retry_after, _) => Err(Failure::Status(status.as_u16(), retry_after)),
         }
     }
 
-    /// Sends one request, built by `build` once a connection is free (so requests waiting for
-    /// one hold no body); records it under `kind` against `intended`. Returns the 2xx body.
+    /// Sends one request for simulated client `who`, built by `build` once a connection is free
+    /// (so requests waiting for one hold no body); records it under `kind` against `intended`.
+    /// Returns the 2xx body.
     pub async fn send(
         &self,
         kind: Kind,
         intended: Instant,
+        who: u64,
         build: impl FnOnce() -> Result<Request<Full<Bytes>>, Failure>,
     ) -> Result<Bytes, Failure> {
         // The generator's own delay: how late it got to this send. Waiting for one of the
@@ -166,7 +215,7 @@ impl Transport {
         let request = build()?;
         let started = Instant::now();
         metrics::built(kind, started.saturating_duration_since(building));
-        let outcome = self.roundtrip(request).await;
+        let outcome = self.roundtrip(who, request).await;
         let done = Instant::now();
         match outcome {
             Ok((status, _, body)) if status.is_success() => {
@@ -190,10 +239,11 @@ impl Transport {
         &self,
         kind: Kind,
         intended: Instant,
+        who: u64,
         header: MsgHeader,
         xml: impl FnOnce() -> X,
     ) -> Result<String, Failure> {
-        self.mp_signed(kind, intended, header, None, xml).await
+        self.mp_signed(kind, intended, who, header, None, xml).await
     }
 
     /// [`Transport::mp`], signed by `signer` when there is one (the `clientauth` hook).
@@ -201,13 +251,14 @@ impl Transport {
         &self,
         kind: Kind,
         intended: Instant,
+        who: u64,
         mut header: MsgHeader,
         signer: Option<Signer>,
         xml: impl FnOnce() -> X,
     ) -> Result<String, Failure> {
         let (base, wire, level) = (self.base.clone(), self.wire, self.zlib_level);
         let build = move || mp_request(wire, level, &base, &mut header, signer.as_ref(), xml().into());
-        let body = self.send(kind, intended, build).await?;
+        let body = self.send(kind, intended, who, build).await?;
         if self.wire == Wire::Plain || body.is_empty() {
             return String::from_utf8(body.to_vec()).map_err(|e| Failure::Body(e.to_string()));
         }
@@ -218,8 +269,8 @@ impl Transport {
         }
     }
 
-    /// A GET of `path` (`/SMS_MP/.sms_pol?...`).
-    pub async fn get(&self, kind: Kind, intended: Instant, path: &str) -> Result<Bytes, Failure> {
+    /// A GET of `path` (`/SMS_MP/.sms_pol?...`) for simulated client `who`.
+    pub async fn get(&self, kind: Kind, intended: Instant, who: u64, path: &str) -> Result<Bytes, Failure> {
         let uri = format!("{}{path}", self.base);
         let build = move || {
             Request::builder()
@@ -228,7 +279,7 @@ impl Transport {
                 .body(Full::new(Bytes::new()))
                 .map_err(|e| Failure::Body(e.to_string()))
         };
-        self.send(kind, intended, build).await
+        self.send(kind, intended, who, build).await
     }
 }
 
@@ -282,7 +333,7 @@ pub async fn call(
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(StatusCode, Bytes)> {
-    let client: Client<Connector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector());
+    let client: Client<Connector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector(0));
     let request = Request::builder()
         .method(method)
         .uri(format!("{}{path}", base.trim_end_matches('/')))

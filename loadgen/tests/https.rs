@@ -25,7 +25,7 @@ fn a_run_over_https_with_a_client_certificate_is_exact() {
     config.require_signing = true;
     let server = common::Backend::start(config);
     let (cert, key) = &pki.clients[0];
-    loadgen::transport::use_tls(&pki.ca, Some((cert, key))).unwrap();
+    loadgen::transport::use_tls(&pki.ca, loadgen::transport::ClientCertificates::One(cert, key)).unwrap();
     let opts = Options {
         target: Some(format!("https://localhost:{}", server.addr.port())),
         out: Some(tmp.path().join("run")),

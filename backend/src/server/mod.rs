@@ -193,6 +193,8 @@ pub(crate) struct Shared {
     pub keys: Option<Arc<ClientKeys>>,
     /// Messages refused for their signature (or its absence).
     pub signing_refused: AtomicU64,
+    /// The distinct client certificates HTTPS connections presented.
+    pub client_certificates: tls::SeenCertificates,
 }
 
 impl Shared {
@@ -210,6 +212,13 @@ impl Shared {
         self.commit.stats().readings(&mut out);
         self.statesys.readings(&mut out);
         out.push(Reading::gauge(&["Clients"], "sumstorm_store_clients", self.store.clients() as u64));
+        if self.client_certificates.count() > 0 {
+            out.push(Reading::gauge(
+                &["ClientCertificates"],
+                "sumstorm_tls_client_certificates",
+                self.client_certificates.count() as u64,
+            ));
+        }
         if let Some(keys) = &self.keys {
             out.push(Reading::gauge(&["SigningKeys"], "sumstorm_mp_signing_keys", keys.len() as u64));
             out.push(Reading::counter(
@@ -372,6 +381,7 @@ pub async fn run(
             false => None,
         },
         signing_refused: AtomicU64::new(0),
+        client_certificates: tls::SeenCertificates::default(),
         request_memory: Arc::new(Semaphore::new((config.limits.max_request_memory >> 10).max(1))),
     });
 
@@ -421,7 +431,11 @@ pub async fn run(
                             // A handshake gets as long as a request head.
                             let handshake = tokio::time::timeout(shared.limits.header_timeout, acceptor.accept(stream));
                             if let Ok(Ok(stream)) = handshake.await {
-                                let client_certificate = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                                let presented = stream.get_ref().1.peer_certificates().and_then(|c| c.first());
+                                let client_certificate = presented.is_some();
+                                if let Some(cert) = presented {
+                                    shared.client_certificates.saw(cert);
+                                }
                                 let channel = tls::Channel::Https { client_certificate, pki };
                                 serve(stream, shared, peer, channel, watcher).await;
                             }

@@ -87,3 +87,28 @@ impl Channel {
         matches!(self, Channel::Https { client_certificate: false, pki: true }) && client_path
     }
 }
+
+/// The distinct client certificates connections presented (by SHA-256 of the DER), up to
+/// [`SeenCertificates::MAX`]: how many client machines an MP in PKI mode saw.
+#[derive(Debug, Default)]
+pub(crate) struct SeenCertificates {
+    seen: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+}
+
+impl SeenCertificates {
+    /// Past this many, new certificates are not remembered (the count says "at least").
+    pub(crate) const MAX: usize = 1 << 20;
+
+    pub(crate) fn saw(&self, cert: &CertificateDer<'_>) {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(cert.as_ref()).into();
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() < Self::MAX {
+            seen.insert(digest);
+        }
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+}
