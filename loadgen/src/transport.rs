@@ -71,7 +71,7 @@ pub fn use_tls(ca: &Path, client: ClientCertificates<'_>) -> anyhow::Result<usiz
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| named(cert, &e))?;
         let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| named(key, &e))?;
-        Ok(builder.clone().with_client_auth_cert(chain, key_der).map_err(|e| named(cert, &e))?)
+        builder.clone().with_client_auth_cert(chain, key_der).map_err(|e| named(cert, &e))
     };
     let configs = match client {
         ClientCertificates::None => vec![builder.with_no_client_auth()],
