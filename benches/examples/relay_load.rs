@@ -29,9 +29,9 @@ use protocol::{Guid, GuidStyle};
 
 const MESSAGES: usize = benches::RELAY_MESSAGES;
 
-fn body(client: Guid, writer: &mut ReportWriter) -> Vec<u8> {
-    let xml = benches::relay_report(client, writer);
-    let mut header = MsgHeader {
+/// The relayed Report's header from `client`.
+fn relay_header(client: Guid) -> MsgHeader {
+    MsgHeader {
         id: format!("{{{}}}", client.styled(GuidStyle::Upper)),
         source_id: format!("GUID:{client}"),
         source_host: "LOADPC".into(),
@@ -41,8 +41,12 @@ fn body(client: Guid, writer: &mut ReportWriter) -> Vec<u8> {
         reply_mode: "ASync".into(),
         properties: vec![("FileType".into(), "SMX".into())],
         ..MsgHeader::default()
-    };
-    envelope::build_request(&mut header, &xml, Some(1))
+    }
+}
+
+fn body(client: Guid, writer: &mut ReportWriter) -> Vec<u8> {
+    let xml = benches::relay_report(client, writer);
+    envelope::build_request(&mut relay_header(client), &xml, Some(1))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
@@ -164,18 +168,9 @@ async fn signed_bodies(authority: &str) -> Vec<Bytes> {
         let signer = Signer::new(&pool, i, &source_id, &machine);
         for _ in 0..4 {
             let xml = benches::relay_report(client, &mut writer);
-            let mut header = MsgHeader {
-                id: format!("{{{}}}", client.styled(GuidStyle::Upper)),
-                source_id: source_id.clone(),
-                source_host: "LOADPC".into(),
-                target_address: "mp:MP_RelayEndpoint".into(),
-                target_endpoint: "MP_RelayEndpoint".into(),
-                reply_to: "direct:LOADPC:StateMessage".into(),
-                reply_mode: "ASync".into(),
-                properties: vec![("FileType".into(), "SMX".into())],
-                ..MsgHeader::default()
-            };
-            let body = envelope::build_signed_request(&mut header, &xml, Some(1), |p| Some(signer.hook(p)));
+            let body = envelope::build_signed_request(&mut relay_header(client), &xml, Some(1), |p| {
+                Some(signer.hook(p))
+            });
             bodies.push(Bytes::from(body));
         }
     }

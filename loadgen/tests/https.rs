@@ -3,36 +3,19 @@
 //! process's client certificate presented on every connection and every client signing (on by
 //! default against a target). Its own test binary: TLS settings are per process.
 
-use std::time::Duration;
-
 use loadgen::profile::Plan;
-use loadgen::run::{EXIT_OK, Options, run};
+use loadgen::run::{EXIT_OK, run};
 
 mod common;
 
 #[test]
 fn a_run_over_https_with_a_client_certificate_is_exact() {
     let tmp = tempfile::tempdir().unwrap();
-    let pki = backend::pki::init(&tmp.path().join("pki"), &[], 1).unwrap();
-    let mut config = backend::server::Config::new(tmp.path().join("data"));
-    config.time_scale = 600.0;
-    config.checkpoint_every = Duration::from_millis(200);
-    config.tls = Some(backend::server::tls::TlsSettings {
-        cert: pki.server_cert.clone(),
-        key: pki.server_key.clone(),
-        client_ca: Some(pki.ca.clone()),
-    });
-    config.require_signing = true;
-    let server = common::Backend::start(config);
+    let (pki, server) = common::pki_backend(tmp.path(), 1, |c| c.require_signing = true);
     let (cert, key) = &pki.clients[0];
     loadgen::transport::use_tls(&pki.ca, loadgen::transport::ClientCertificates::One(cert, key)).unwrap();
-    let opts = Options {
-        target: Some(format!("https://localhost:{}", server.addr.port())),
-        out: Some(tmp.path().join("run")),
-        arbiters: Some(2),
-        allow_late: true,
-        ..Options::default()
-    };
+    let opts =
+        common::remote_options(format!("https://localhost:{}", server.addr.port()), tmp.path().join("run"));
     let outcome = run(Plan::parse("small", common::SMALL).unwrap(), common::SMALL, &opts).unwrap();
     assert_eq!(outcome.exit, EXIT_OK, "{:#}", outcome.summary);
     assert_eq!(outcome.summary["verification"]["exact"], true);

@@ -252,15 +252,7 @@ impl SiteFile {
             if !name_ok || sups.iter().any(|x| x.name.eq_ignore_ascii_case(&s.name)) {
                 return Err(invalid(key("name"), "names must be unique letters, digits or '-'"));
             }
-            let groups = s
-                .boundary_groups
-                .iter()
-                .map(|g| {
-                    boundary_groups.iter().position(|b| &b.name == g).ok_or_else(|| {
-                        invalid(key("boundary_groups"), format!("no boundary group named {g:?}"))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let groups = group_indexes(&boundary_groups, &s.boundary_groups, &key("boundary_groups"))?;
             if !s.intranet && !s.internet {
                 return Err(invalid(key("intranet"), "a SUP serves the intranet, the internet or both"));
             }
@@ -290,15 +282,7 @@ impl SiteFile {
                     "names must be unique host names (letters, digits, '-', '.')",
                 ));
             }
-            let groups = d
-                .boundary_groups
-                .iter()
-                .map(|g| {
-                    boundary_groups.iter().position(|b| &b.name == g).ok_or_else(|| {
-                        invalid(key("boundary_groups"), format!("no boundary group named {g:?}"))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let groups = group_indexes(&boundary_groups, &d.boundary_groups, &key("boundary_groups"))?;
             dps.push(Dp { name: d.name.clone(), boundary_groups: groups });
         }
         if boundary_groups.len() > 64 {
@@ -341,16 +325,11 @@ impl SiteFile {
                 (Some(sites), None) => {
                     Collection::AdSites(sites.iter().map(|s| s.trim().to_owned()).collect())
                 }
-                (None, Some(groups)) => Collection::BoundaryGroups(
-                    groups
-                        .iter()
-                        .map(|g| {
-                            boundary_groups.iter().position(|b| &b.name == g).ok_or_else(|| {
-                                invalid(key("boundary_groups"), format!("no boundary group named {g:?}"))
-                            })
-                        })
-                        .collect::<Result<_, _>>()?,
-                ),
+                (None, Some(groups)) => Collection::BoundaryGroups(group_indexes(
+                    &boundary_groups,
+                    groups,
+                    &key("boundary_groups"),
+                )?),
             };
             deployments.push(Deployment {
                 id: 16_777_217 + i as u32,
@@ -426,6 +405,19 @@ fn resolve(catalog: &Catalog, r: &UpdateRef) -> Result<Vec<usize>, String> {
         Guid::parse(text.as_bytes()).ok().and_then(|id| catalog.index_of(id))
     };
     found.map(|i| vec![i]).ok_or_else(|| format!("{text:?} is not an update of the catalog"))
+}
+
+/// The indexes of the boundary groups `names` names (`key` names the list in errors).
+fn group_indexes(groups: &[BoundaryGroup], names: &[String], key: &str) -> Result<Vec<usize>, SiteError> {
+    names
+        .iter()
+        .map(|g| {
+            groups
+                .iter()
+                .position(|b| &b.name == g)
+                .ok_or_else(|| invalid(key, format!("no boundary group named {g:?}")))
+        })
+        .collect()
 }
 
 impl Site {

@@ -112,6 +112,39 @@ impl Backend {
     }
 }
 
+/// Our backend over HTTPS in PKI mode (client certificates from its CA required), its site
+/// clock at 600x, with a test PKI of `clients` client certificates under `dir/pki` and its data
+/// in `dir/data`; `tune` sets the rest.
+pub(crate) fn pki_backend(
+    dir: &Path,
+    clients: usize,
+    tune: impl FnOnce(&mut backend::server::Config),
+) -> (backend::pki::Pki, Backend) {
+    let pki = backend::pki::init(&dir.join("pki"), &[], clients).unwrap();
+    let mut config = backend::server::Config::new(dir.join("data"));
+    config.time_scale = 600.0;
+    config.checkpoint_every = std::time::Duration::from_millis(200);
+    config.tls = Some(backend::server::tls::TlsSettings {
+        cert: pki.server_cert.clone(),
+        key: pki.server_key.clone(),
+        client_ca: Some(pki.ca.clone()),
+    });
+    tune(&mut config);
+    let server = Backend::start(config);
+    (pki, server)
+}
+
+/// The options of a run of the small site against `target`, its files in `out`.
+pub(crate) fn remote_options(target: String, out: PathBuf) -> Options {
+    Options {
+        target: Some(target),
+        out: Some(out),
+        arbiters: Some(2),
+        allow_late: true,
+        ..Options::default()
+    }
+}
+
 impl Drop for Backend {
     fn drop(&mut self) {
         let _ = self.stop.take().map(|s| s.send(()));

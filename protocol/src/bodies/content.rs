@@ -29,13 +29,7 @@ impl ContentLocationRequest {
         let e = root(xml, "ContentLocationRequest")?;
         let package = required(&e, "Package")?;
         let location = e.child("ClientLocationInfo");
-        let named = |child: &str| {
-            location.and_then(|l| l.child(child)).and_then(|c| c.attr("Name")).unwrap_or_default().to_owned()
-        };
-        let ad_site = named("ADSite");
-        if !crate::names::fits(&ad_site, crate::names::MAX_AD_SITE) {
-            return Err(bad("ADSite Name", &ad_site));
-        }
+        let (ad_site, forest, domain, ip_addresses) = super::location::read_whereabouts(location)?;
         let package_id = required_attr(package, "ID")?.trim();
         if package_id.is_empty() || package_id.len() > 128 {
             return Err(bad("Package ID", package_id));
@@ -51,9 +45,9 @@ impl ContentLocationRequest {
             location_type: location.and_then(|l| l.attr("LocationType")).unwrap_or_default().to_owned(),
             on_internet: location.and_then(|l| l.attr("UseInternetDP")).is_some_and(|v| v.trim() == "1"),
             ad_site,
-            forest: named("Forest"),
-            domain: named("Domain"),
-            ip_addresses: super::location::ip_addresses(location),
+            forest,
+            domain,
+            ip_addresses,
         })
     }
 
@@ -69,15 +63,15 @@ impl ContentLocationRequest {
                     ("UseInternetDP", if self.on_internet { "1" } else { "0" }),
                     ("AllowHTTP", "1"),
                 ],
-            )
-            .empty("ADSite", &[("Name", &self.ad_site)])
-            .empty("Forest", &[("Name", &self.forest)])
-            .empty("Domain", &[("Name", &self.domain)])
-            .open("IPAddresses", &[]);
-        for ip in &self.ip_addresses {
-            w.empty("IPAddress", &[("SubnetAddress", &ip.subnet), ("Address", &ip.address)]);
-        }
-        w.close("IPAddresses").close("ClientLocationInfo").close("ContentLocationRequest");
+            );
+        super::location::write_whereabouts(
+            &mut w,
+            &self.ad_site,
+            &self.forest,
+            &self.domain,
+            &self.ip_addresses,
+        );
+        w.close("ClientLocationInfo").close("ContentLocationRequest");
         w.finish()
     }
 }

@@ -11,9 +11,19 @@ pub struct IpAddressInfo {
     pub address: String,
 }
 
-/// The `IPAddresses` of a `ClientLocationInfo` (WSUS and content location requests alike).
-pub(super) fn ip_addresses(location: Option<&crate::xml::Element>) -> Vec<IpAddressInfo> {
-    location
+/// A `ClientLocationInfo`'s AD site (within [`crate::names::MAX_AD_SITE`]), forest, domain and
+/// addresses (WSUS and content location requests alike).
+pub(super) type Whereabouts = (String, String, String, Vec<IpAddressInfo>);
+
+pub(super) fn read_whereabouts(location: Option<&crate::xml::Element>) -> Result<Whereabouts, BodyError> {
+    let named = |child: &str| {
+        location.and_then(|l| l.child(child)).and_then(|c| c.attr("Name")).unwrap_or_default().to_owned()
+    };
+    let ad_site = named("ADSite");
+    if !crate::names::fits(&ad_site, crate::names::MAX_AD_SITE) {
+        return Err(bad("ADSite Name", &ad_site));
+    }
+    let ips = location
         .and_then(|l| l.child("IPAddresses"))
         .map(|ips| {
             ips.children_named("IPAddress")
@@ -23,7 +33,26 @@ pub(super) fn ip_addresses(location: Option<&crate::xml::Element>) -> Vec<IpAddr
                 })
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    Ok((ad_site, named("Forest"), named("Domain"), ips))
+}
+
+/// What a `ClientLocationInfo` holds: the client's AD site, forest, domain and addresses.
+pub(super) fn write_whereabouts(
+    w: &mut XmlWriter,
+    ad_site: &str,
+    forest: &str,
+    domain: &str,
+    ips: &[IpAddressInfo],
+) {
+    w.empty("ADSite", &[("Name", ad_site)])
+        .empty("Forest", &[("Name", forest)])
+        .empty("Domain", &[("Name", domain)])
+        .open("IPAddresses", &[]);
+    for ip in ips {
+        w.empty("IPAddress", &[("SubnetAddress", &ip.subnet), ("Address", &ip.address)]);
+    }
+    w.close("IPAddresses");
 }
 
 /// A client asking where to scan: the UpdateSource and content version from its policy, its
@@ -46,13 +75,7 @@ impl WsusLocationRequest {
         let content = required(&e, "Content")?;
         let id = required_attr(content, "ID")?;
         let location = e.child("ClientLocationInfo");
-        let named = |child: &str| {
-            location.and_then(|l| l.child(child)).and_then(|c| c.attr("Name")).unwrap_or_default().to_owned()
-        };
-        let ad_site = named("ADSite");
-        if !crate::names::fits(&ad_site, crate::names::MAX_AD_SITE) {
-            return Err(bad("ADSite Name", &ad_site));
-        }
+        let (ad_site, forest, domain, ip_addresses) = read_whereabouts(location)?;
         Ok(WsusLocationRequest {
             content_id: Guid::parse(id.trim().as_bytes()).map_err(|_| bad("Content ID", id))?,
             content_version: number("Content Version", required_attr(content, "Version")?)?,
@@ -65,9 +88,9 @@ impl WsusLocationRequest {
                 .and_then(|l| l.attr("OnInternet"))
                 .is_some_and(|v| matches!(v.trim(), "1" | "true" | "True")),
             ad_site,
-            forest: named("Forest"),
-            domain: named("Domain"),
-            ip_addresses: ip_addresses(location),
+            forest,
+            domain,
+            ip_addresses,
         })
     }
 
@@ -77,15 +100,9 @@ impl WsusLocationRequest {
         w.open("WSUSLocationRequest", &[("SchemaVersion", "1.00")])
             .empty("Content", &[("ID", &id), ("Version", &self.content_version.to_string())])
             .empty("AssignedSite", &[("SiteCode", &self.site_code)])
-            .open("ClientLocationInfo", &[("OnInternet", if self.on_internet { "1" } else { "0" })])
-            .empty("ADSite", &[("Name", &self.ad_site)])
-            .empty("Forest", &[("Name", &self.forest)])
-            .empty("Domain", &[("Name", &self.domain)])
-            .open("IPAddresses", &[]);
-        for ip in &self.ip_addresses {
-            w.empty("IPAddress", &[("SubnetAddress", &ip.subnet), ("Address", &ip.address)]);
-        }
-        w.close("IPAddresses").close("ClientLocationInfo").close("WSUSLocationRequest");
+            .open("ClientLocationInfo", &[("OnInternet", if self.on_internet { "1" } else { "0" })]);
+        write_whereabouts(&mut w, &self.ad_site, &self.forest, &self.domain, &self.ip_addresses);
+        w.close("ClientLocationInfo").close("WSUSLocationRequest");
         w.finish()
     }
 }
