@@ -9,7 +9,8 @@
 //! ([`verify`]); [`results`] writes the run's files and [`report`] its HTML page. [`compare`]
 //! judges a run against a baseline of several runs (as text, Markdown or JUnit XML); [`trends`]
 //! follows every key figure across commits from the run history and finds where one changed;
-//! [`merge`] adds sharded runs together; [`search`] finds the largest load that meets every SLO
+//! [`merge`] adds sharded runs together ([`k8s`] writes the manifests that run the shards on
+//! Kubernetes); [`search`] finds the largest load that meets every SLO
 //! with trials that are runs; [`windows`] judges thresholds over windows and aborts a run live;
 //! [`convergence`] says how long after each sync the clients' results were acknowledged,
 //! applied and visible.
@@ -30,6 +31,7 @@ pub mod client;
 pub mod compare;
 pub mod convergence;
 pub mod crash;
+pub mod k8s;
 pub mod merge;
 pub mod messages;
 pub mod metrics;

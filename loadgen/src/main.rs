@@ -215,6 +215,27 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         keep: usize,
     },
+    /// Kubernetes manifests that run PROFILE as N shards (an Indexed Job: pod I runs `loadgen
+    /// run --shard I/N` against --target, its run folder on a shared volume), and a merge Job that
+    /// adds them into one result. Printed, or written to --out with a kustomization.yaml.
+    K8s {
+        profile: PathBuf,
+        #[arg(long)]
+        shards: u64,
+        /// The image with loadgen as its entrypoint (the repository's Dockerfile).
+        #[arg(long)]
+        image: String,
+        /// The MP every shard drives.
+        #[arg(long)]
+        target: String,
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The Job's name (default: the profile's, as a DNS label).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// A profile file's text and its plan (named after the file's stem); a usage error (exit 2)
@@ -468,6 +489,56 @@ fn main() -> ExitCode {
             }
             Err(e) => usage(e),
         },
+        Command::K8s { profile, shards, image, target, namespace, name, out } => {
+            let (text, plan) = match load_profile(&profile) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            if !(1..=1000).contains(&shards) {
+                return usage("--shards: 1 to 1000");
+            }
+            let name = name
+                .unwrap_or_else(|| plan.name.clone())
+                .to_ascii_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+            if name.is_empty() || name.len() > 52 || name.starts_with('-') || name.ends_with('-') {
+                return usage(format!("--name: {name:?} is not a DNS label of at most 52 characters"));
+            }
+            let fleet = loadgen::k8s::Fleet {
+                name,
+                namespace: namespace.clone(),
+                image,
+                shards,
+                signing: loadgen::run::signs(&plan, true),
+                target,
+            };
+            let manifests = loadgen::k8s::manifests(&plan, &text, &fleet);
+            match out {
+                None => {
+                    output(&loadgen::k8s::render_all(&manifests));
+                    ExitCode::SUCCESS
+                }
+                Some(dir) => {
+                    let write = || -> std::io::Result<()> {
+                        std::fs::create_dir_all(&dir)?;
+                        for m in &manifests {
+                            std::fs::write(dir.join(m.file), loadgen::k8s::render(m))?;
+                        }
+                        std::fs::write(
+                            dir.join("kustomization.yaml"),
+                            loadgen::k8s::kustomization(&manifests, namespace.as_deref()),
+                        )
+                    };
+                    match write() {
+                        Ok(()) => {
+                            eprintln!("manifests: {} (kubectl apply -k, then merge.yaml)", dir.display());
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => usage(format!("{}: {e}", dir.display())),
+                    }
+                }
+            }
+        }
         Command::Merge { runs, out } => match loadgen::merge::merge(&runs, &out) {
             Ok((summary, exit)) => {
                 let _ = loadgen::report::write(&out);
