@@ -340,6 +340,12 @@ mod tests {
         path.is_empty() || fields.iter().chain(METADATA).any(|p| matches(p))
     }
 
+    /// A Job's container's arguments.
+    fn container_args(job: &Value) -> Vec<&str> {
+        let args = job["spec"]["template"]["spec"]["containers"][0]["args"].as_array();
+        args.into_iter().flatten().filter_map(Value::as_str).collect()
+    }
+
     fn plan() -> Plan {
         Plan::parse(
             "fleet",
@@ -384,12 +390,7 @@ mod tests {
             (job["spec"]["completionMode"].as_str(), job["spec"]["completions"].as_u64()),
             (Some("Indexed"), Some(4))
         );
-        let args: Vec<&str> = job["spec"]["template"]["spec"]["containers"][0]["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let args = container_args(job);
         assert_eq!(
             &args[..6],
             [
@@ -401,14 +402,8 @@ mod tests {
                 "$(JOB_COMPLETION_INDEX)/4"
             ]
         );
-        let merge: Vec<&str> = docs[3]["spec"]["template"]["spec"]["containers"][0]["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
         assert_eq!(
-            merge,
+            container_args(&docs[3]),
             [
                 "merge",
                 "/results/shard-0",
