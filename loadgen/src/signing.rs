@@ -108,7 +108,8 @@ pub struct Signer {
     pub index: u64,
     /// The client's `ClientIDSignature`, reversed bytes (hex when sent).
     pub client_id_signature: Arc<[u8]>,
-    pub machine: String,
+    /// Shared by every message's copy of the signer: cloning it allocates nothing.
+    pub machine: Arc<str>,
 }
 
 impl Signer {
@@ -117,7 +118,7 @@ impl Signer {
         let key = &pool.for_client(index).key;
         let client_id_signature =
             key.sign_reversed(&signing::client_id_message(source_id), pool.padding).into();
-        Signer { pool: Arc::clone(pool), index, client_id_signature, machine: machine.to_owned() }
+        Signer { pool: Arc::clone(pool), index, client_id_signature, machine: machine.into() }
     }
 
     /// The `clientauth` hook for a message whose payload (as sent) is `payload`.

@@ -114,15 +114,14 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 impl PublicKey {
     fn new(n: &[u8], e: u32) -> Result<PublicKey, SigningError> {
         let start = n.iter().position(|&b| b != 0).unwrap_or(n.len());
-        let n = n[start..].to_vec();
-        let bits = n.first().map_or(0, |&top| (n.len() as u32 - 1) * 8 + (8 - top.leading_zeros()));
-        if !KEY_BITS.contains(&bits) {
-            return Err(SigningError::KeySize(bits));
+        let key = PublicKey { n: n[start..].to_vec(), e };
+        if !KEY_BITS.contains(&key.bits()) {
+            return Err(SigningError::KeySize(key.bits()));
         }
         if e < 3 || e.is_multiple_of(2) {
             return Err(SigningError::Blob("the public exponent is not an odd number of 3 or more"));
         }
-        Ok(PublicKey { n, e })
+        Ok(key)
     }
 
     /// The modulus's size in bits.
