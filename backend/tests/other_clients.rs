@@ -1,6 +1,7 @@
 //! What clients other than ours send, over real sockets: HTTP libraries that percent-encode the
 //! policy query, a body one byte past its declared length, asynchronous messages to endpoints
-//! this MP does not process (a real MP answers `NoReply`), and the Windows-authentication path.
+//! this MP does not process (a real MP answers `NoReply`), the Windows-authentication path, the
+//! `.sms_aut` verbs tools probe, and a discovery data record sent the way clients send it.
 
 mod common;
 
@@ -213,4 +214,130 @@ fn content_location_requests_get_the_boundary_group_s_dps() {
     assert!(String::from_utf8_lossy(&body).contains("Package"));
     let (status, _, body) = server.ccm(&message("MP_LocationManager", "Sync", "<SiteInformationRequest/>"));
     assert_eq!((status, body.len()), (200, 0));
+}
+
+#[test]
+fn sms_aut_verbs_answer_in_the_shapes_tools_read() {
+    use protocol::bodies::{MpKeyInformation, X509CertificateReply};
+    use protocol::signing::PublicKey;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let get = |server: &Server, verb: &str| {
+        let (status, _, body) = server.call("GET", &format!("/SMS_MP/.sms_aut?{verb}"), &[], b"");
+        (status, String::from_utf8(body).unwrap())
+    };
+    let (site_cert, mp_cert, media) = {
+        let server = Server::start(&data, |_| {});
+        let (status, xml) = get(&server, "MPKEYINFORMATION");
+        assert_eq!(status, 200, "{xml}");
+        let info = MpKeyInformation::parse(&xml).unwrap();
+        assert_eq!((info.site_code.as_str(), info.unknown_machines), ("PS1", None));
+        assert!(!info.fqdn.is_empty());
+        // Percent-encoded, in any case: the same answer.
+        assert_eq!(get(&server, "%4dpkeyinformation").1, xml);
+        let (status, xml) = get(&server, "MPKEYINFORMATIONMEDIA");
+        assert_eq!(status, 200);
+        let media = MpKeyInformation::parse(&xml).unwrap().unknown_machines.expect("the unknown computers");
+        assert_ne!(media.x86, media.x64);
+        let cert = |verb| {
+            let (status, xml) = get(&server, verb);
+            assert_eq!(status, 200, "{xml}");
+            let der = X509CertificateReply::parse(&xml).unwrap().der;
+            PublicKey::from_certificate(&der).unwrap();
+            der
+        };
+        let (site_cert, mp_cert) = (cert("SITESIGNCERT"), cert("MPCERT"));
+        assert_ne!(site_cert, mp_cert);
+        // A verb this MP does not serve: 404, logged with its name.
+        let (status, body) = get(&server, "GETCLIENTAFFINITY&GUID:A1006D0E-CF56-41D1-A006-6330EFC39381");
+        assert_eq!(status, 404, "{body}");
+        (site_cert, mp_cert, media)
+    };
+    let log = std::fs::read_to_string(data.join("logs/MP_Framework.log")).unwrap();
+    assert!(log.contains(".sms_aut?GETCLIENTAFFINITY is not served by this MP (404)"), "{log}");
+    // After a restart: the same certificates and unknown computers.
+    let server = Server::start(&data, |_| {});
+    let again = |verb| X509CertificateReply::parse(&get(&server, verb).1).unwrap().der;
+    assert_eq!((again("SITESIGNCERT"), again("MPCERT")), (site_cert, mp_cert));
+    let xml = get(&server, "MPKEYINFORMATIONMEDIA").1;
+    assert_eq!(MpKeyInformation::parse(&xml).unwrap().unknown_machines, Some(media));
+}
+
+/// A discovery data record as clients (and the public tools that imitate them) send it: an
+/// earlier copy as an attachment, then the record as the body at the offset the header gives,
+/// in one zlib stream.
+fn ddr_message(source: &str, record: &str) -> Vec<u8> {
+    let part = |xml: &str| {
+        let mut b = protocol::utf16::encode(xml, false);
+        b.extend_from_slice(b"\0\0\r\n");
+        b
+    };
+    let first = record.replace(
+        &record[record.find("<ReportBody>").unwrap()..record.find("</ReportBody>").unwrap() + 13],
+        "<ReportBody />",
+    );
+    let (attachment, body) = (part(&first), part(record));
+    let header = format!(
+        "<Msg ReplyCompression=\"zlib\" SchemaVersion=\"1.1\"><Attachment Length=\"{}\" \
+         Name=\"403838f7-69bb-43d5-8362-28a5755b97b5\" Offset=\"0\" /><Attachment Length=\"{}\" Offset=\"{}\" />\
+         <Body Type=\"ByteRange\" Length=\"{}\" Offset=\"{}\" /><CorrelationID>{{00000000-0000-0000-0000-000000000000}}</CorrelationID>\
+         <Hooks><Hook3 Name=\"zlib-compress\" /></Hooks><ID>{{CA6A20DC-2440-44B1-A78F-E2FE792973BA}}</ID>\
+         <Payload Type=\"inline\" /><Priority>0</Priority><Protocol>http</Protocol><ReplyMode>ASync</ReplyMode>\
+         <ReplyTo>direct:CAVE-PC:SccmMessaging</ReplyTo><SentTime>2026-12-03T10:15:00Z</SentTime>\
+         <SourceID>{source}</SourceID><SourceHost>CAVE-PC</SourceHost><TargetAddress>mp:MP_DdrEndpoint</TargetAddress>\
+         <TargetEndpoint>MP_DdrEndpoint</TargetEndpoint><TargetHost>PS1SYS</TargetHost><Timeout>60000</Timeout></Msg>",
+        attachment.len() - 4,
+        body.len() - 4,
+        attachment.len(),
+        body.len() - 2,
+        attachment.len()
+    );
+    let boundary = envelope::BOUNDARY;
+    let mut out = format!("--{boundary}\r\ncontent-type: text/plain; charset=UTF-16\r\n\r\n").into_bytes();
+    out.extend_from_slice(&protocol::utf16::encode(&header, true));
+    out.extend_from_slice(
+        format!("\r\n--{boundary}\r\ncontent-type: application/octet-stream\r\n\r\n").as_bytes(),
+    );
+    out.extend_from_slice(&envelope::deflate(&[attachment, body].concat(), 6));
+    out.extend_from_slice(format!("\r\n--{boundary}--").as_bytes());
+    out
+}
+
+#[test]
+fn a_ddr_sent_as_clients_send_it_is_recorded_as_discovery() {
+    use protocol::bodies::DiscoveryRecord;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, |_| {});
+    let id = "A1006D0E-CF56-41D1-A006-6330EFC39381";
+    // Once StateSys has loaded its (empty) store, what the MP learns is applied as it answers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.call("GET", &format!("/api/v1/clients/{id}"), &[], b"").0 == 503 {
+        assert!(std::time::Instant::now() < deadline, "StateSys never loaded");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let record = DiscoveryRecord {
+        client: protocol::Guid::parse_sms_id(&format!("GUID:{id}")).unwrap(),
+        netbios_name: "CAVE-PC".into(),
+        fqdn: "cave-pc.contoso.com".into(),
+        domain: "contoso.com".into(),
+        ad_site: "Default-First-Site-Name".into(),
+        ip_addresses: vec!["10.10.25.130".into(), "fe80::1".into()],
+        subnets: vec!["10.10.25.128".into()],
+    };
+    let (status, _, body) =
+        server.ccm(&ddr_message(&format!("GUID:{id}"), &record.to_xml_at("20261203101500.575000+120")));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(envelope::decode_reply(CONTENT_TYPE, &body, &Limits::default()), Ok(Reply::NoReply));
+    let client = server.json("GET", &format!("/api/v1/clients/{id}"), b"");
+    assert_eq!(client["NetBIOSName"], "CAVE-PC", "{client:#}");
+    assert_eq!(client["Location"]["ADSite"], "Default-First-Site-Name", "{client:#}");
+    // Another client's record, sent by this one: refused, nothing recorded.
+    let other = DiscoveryRecord { client: protocol::Guid(7), ..record.clone() };
+    let (status, _, body) = server.ccm(&ddr_message(&format!("GUID:{id}"), &other.to_xml()));
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("not the SourceID"));
+    assert_eq!(server.call("GET", &format!("/api/v1/clients/{}", protocol::Guid(7)), &[], b"").0, 404);
+    let log = std::fs::read_to_string(data.join("logs/MP_Ddr.log")).unwrap();
+    assert!(log.contains(&format!("discovery data for GUID:{id} (CAVE-PC) recorded")), "{log}");
 }

@@ -169,7 +169,9 @@ impl Sink {
                     reply(StatusCode::OK, CCM_CONTENT_TYPE, envelope::build_sync_reply(&mut header, &xml))
                 }
             }
-            Dispatch::Relay { .. } => reply(StatusCode::OK, CCM_CONTENT_TYPE, NO_REPLY),
+            Dispatch::Relay { .. } | Dispatch::Discovery(_) => {
+                reply(StatusCode::OK, CCM_CONTENT_TYPE, NO_REPLY)
+            }
             Dispatch::BadRequest(why) => reply(StatusCode::BAD_REQUEST, "text/plain", why),
             Dispatch::Unhandled => reply(StatusCode::OK, "text/plain", Bytes::new()),
         }

@@ -8,24 +8,27 @@
 //! | `MP_PolicyManager` | `RequestAssignments` | `ReplyAssignments`: the UpdateSource policy at its current version |
 //! | `MP_LocationManager` | `WSUSLocationRequest` | `WSUSLocationReply` ([`crate::site::Site::locate`]) |
 //! | `MP_LocationManager` | `ContentLocationRequest` | `ContentLocationReply`: the DPs of the client's boundary groups ([`crate::site::Site::content_locations`]) |
+//! | `MP_DdrEndpoint` | a discovery `Report` ([`protocol::bodies::DiscoveryRecord`]) | recorded as discovery (name, AD site, boundary groups) once durable, then `NoReply`; 400 when its `ClientID` is not the sender's `SourceID`; other reports (inventory) unhandled |
 //! | `MP_RelayEndpoint` | `Report` (FileType SMX) | relay it (async: `NoReply`) once it is durable; 400 for a Report that does not scan, names a client other than `SourceID`, or has a `NetBIOSName` past [`protocol::names::MAX_NETBIOS_NAME`] |
 //! | anything else | | unhandled: `NoReply` when asynchronous, else HTTP 200 with an empty body, as real MPs answer |
 //!
 //! With signing required, the HTTP layer checks registrations and `clientauth` hooks before
-//! dispatching ([`keys`]); [`ntlm`] answers the Windows-authentication path; [`fdm`] moves a remote
+//! dispatching ([`keys`]); [`certs`] keeps the certificates `.sms_aut` hands out; [`ntlm`] answers the
+//! Windows-authentication path; [`fdm`] moves a remote
 //! MP's files.
 
 // Request data decides indexes and sizes here: no indexing or arithmetic that can panic.
 #![warn(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
+pub mod certs;
 pub mod fdm;
 pub mod keys;
 pub mod ntlm;
 
 use protocol::bodies::{
-    BodyError, ClientRegistrationRequest, ClientRegistrationResponse, ContentLocationRequest, MpEntry,
-    MpList, PolicyAssignment, ReplyAssignments, RequestAssignments, UpdateSourcePolicy, WsusLocationRequest,
-    policy_location,
+    BodyError, ClientRegistrationRequest, ClientRegistrationResponse, ContentLocationRequest,
+    DiscoveryRecord, IpAddressInfo, MpEntry, MpList, PolicyAssignment, ReplyAssignments, RequestAssignments,
+    UnknownMachines, UpdateSourcePolicy, WsusLocationRequest, policy_location,
 };
 use protocol::envelope::{MsgHeader, Request};
 use protocol::{Guid, Timestamp, names, utf16};
@@ -78,6 +81,8 @@ pub enum Dispatch {
     /// A well-formed Report to relay, with its scan (for StateSys, in memory); answer `NoReply`
     /// once it is durable.
     Relay { records: u64, scanned: Box<Scanned> },
+    /// A discovery record to keep (durably) before answering `NoReply`.
+    Discovery(Discovered),
     /// A malformed message: HTTP 400 with this one-line reason, nothing written.
     BadRequest(String),
     /// An endpoint this MP does not serve: `NoReply` when the message is asynchronous, else HTTP
@@ -141,8 +146,38 @@ pub fn dispatch(site: &Site, mp: &MpIdentity, request: &Request, now: Timestamp,
             Err(e) => bad("WSUSLocationRequest", e),
         },
         "MP_RelayEndpoint" => relay_check(request),
+        "MP_DdrEndpoint" => match DiscoveryRecord::parse(&request.body) {
+            Ok(Some(ddr)) => discovery(site, request, ddr),
+            // Inventory and other reports: not processed here.
+            Ok(None) => Dispatch::Unhandled,
+            Err(e) => bad("DDR", e),
+        },
         _ => Dispatch::Unhandled,
     }
+}
+
+/// A discovery record, recorded when it speaks for the client that sent it: its name, and where
+/// its AD site and addresses put it.
+fn discovery(site: &Site, request: &Request, ddr: DiscoveryRecord) -> Dispatch {
+    let source = request.header.source_id.trim();
+    if !source.is_empty() && Guid::parse_sms_id(source).ok() != Some(ddr.client) {
+        return Dispatch::BadRequest(
+            "the DDR's ClientID is not the SourceID it was sent from; a client sends only its own discovery data"
+                .into(),
+        );
+    }
+    let ips: Vec<IpAddressInfo> = ddr
+        .subnets
+        .iter()
+        .map(|s| IpAddressInfo { subnet: s.clone(), address: String::new() })
+        .chain(ddr.ip_addresses.iter().map(|a| IpAddressInfo { subnet: String::new(), address: a.clone() }))
+        .collect();
+    let location = site.location_at(&ddr.ad_site, &ips);
+    Dispatch::Discovery(Discovered {
+        client: ddr.client,
+        netbios_name: ddr.netbios_name,
+        location: Some(location),
+    })
 }
 
 /// What the relay checks of a Report before making it durable: it scans (so StateSys will read
@@ -247,6 +282,14 @@ pub fn assignments(site: &Site, req: &RequestAssignments) -> ReplyAssignments {
     ReplyAssignments::answering(req, vec![policy])
 }
 
+/// The site's "x86 Unknown Computer" and "x64 Unknown Computer" resources: stable per site.
+pub fn unknown_machines(site: &Site) -> UnknownMachines {
+    UnknownMachines {
+        x86: stable_guid(&["unknown-computer", &site.code, "x86"]),
+        x64: stable_guid(&["unknown-computer", &site.code, "x64"]),
+    }
+}
+
 /// `GET /SMS_MP/.sms_aut?MPLIST`: this MP.
 pub fn mp_list(mp: &MpIdentity) -> MpList {
     MpList {
@@ -303,10 +346,13 @@ mod tests {
             panic!("not relayed")
         };
         assert_eq!((records, scanned.messages.len(), scanned.netbios.as_str()), (3, 3, "PS1WIN7X64"));
-        req.body.truncate(req.body.len() / 2);
-        assert!(matches!(dispatch(&site, &mp(), &req, Timestamp(0), Guid(1)), Dispatch::BadRequest(_)));
+        // A state-message Report is no discovery record: the DDR endpoint does not process it.
+        let whole = req.body.clone();
         req.header.target_endpoint = "MP_DdrEndpoint".into();
         assert_eq!(dispatch(&site, &mp(), &req, Timestamp(0), Guid(1)), Dispatch::Unhandled);
+        req.header.target_endpoint = "MP_RelayEndpoint".into();
+        req.body.truncate(whole.len() / 2);
+        assert!(matches!(dispatch(&site, &mp(), &req, Timestamp(0), Guid(1)), Dispatch::BadRequest(_)));
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub(crate) const ENDPOINTS: [&str; 11] = [
     "MP_RelayEndpoint",
     "ccm_other",
     "policy_body",
-    "mplist",
+    "sms_aut",
     "wsus_catalog",
     "api",
     "metrics",

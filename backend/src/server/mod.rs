@@ -176,6 +176,10 @@ pub(crate) struct Shared {
     pub registration_log: SampledLog,
     /// Policy assignment requests and policy downloads (`MP_Policy.log`).
     pub policy_log: SampledLog,
+    /// The site's and the MP's signing certificates (`.sms_aut`).
+    pub certificates: Arc<crate::mp::certs::SiteCertificates>,
+    /// Discovery data records (`MP_Ddr.log`).
+    pub ddr_log: SampledLog,
     /// Where the relay writes (for its log lines).
     pub relay_dir: PathBuf,
     pub started: Instant,
@@ -343,8 +347,11 @@ pub async fn run(
             None => notifier.sealed(Some(sealed.to_path_buf()), complete),
         }),
     )?;
+    let certificates =
+        Arc::new(mp::certs::SiteCertificates::new(&config.data_dir, &site.read().code, "SUMSTORM-MP"));
     let shared = Arc::new(Shared {
         site,
+        certificates,
         mp: MpIdentity {
             name: "SUMSTORM-MP".into(),
             fqdn: local.ip().to_string(),
@@ -370,6 +377,7 @@ pub async fn run(
             Duration::from_secs(1),
         ),
         policy_log: SampledLog::new(mp_log("MP_Policy.log", "MP_PolicyManager")?, Duration::from_secs(1)),
+        ddr_log: SampledLog::new(mp_log("MP_Ddr.log", "MP_DdrEndpoint")?, Duration::from_secs(1)),
         relay_dir,
         started: Instant::now(),
         next_id: AtomicU64::new(1),

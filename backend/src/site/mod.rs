@@ -205,14 +205,19 @@ impl Site {
 
     /// Where `req` says its client is: its AD site and the boundary groups that contain it.
     pub fn location_of(&self, req: &WsusLocationRequest) -> Location {
+        self.location_at(&req.ad_site, &req.ip_addresses)
+    }
+
+    /// Where a client in `ad_site` with these addresses is: its boundary groups.
+    pub fn location_at(&self, ad_site: &str, ip_addresses: &[IpAddressInfo]) -> Location {
         let boundary_groups = self
             .boundary_groups
             .iter()
             .take(64)
             .enumerate()
-            .filter(|(_, g)| g.contains(&req.ad_site, &req.ip_addresses))
+            .filter(|(_, g)| g.contains(ad_site, ip_addresses))
             .fold(0u64, |mask, (i, _)| mask | 1 << i);
-        Location { ad_site: req.ad_site.as_str().into(), boundary_groups }
+        Location { ad_site: ad_site.into(), boundary_groups }
     }
 
     /// Whether update `index` has left the summaries: superseded by a sync whose status

@@ -3,12 +3,16 @@
 //! exactly except where senders are known to differ.
 
 mod content;
+mod ddr;
+mod keyinfo;
 mod location;
 mod mplist;
 mod policy;
 mod registration;
 
 pub use content::{ContentLocationReply, ContentLocationRequest, DpRecord};
+pub use ddr::{DISCOVERY_ACTION, DiscoveryRecord};
+pub use keyinfo::{MpKeyInformation, UnknownMachines, X509CertificateReply};
 pub use location::{IpAddressInfo, LocationRecord, LocationSite, WsusLocationReply, WsusLocationRequest};
 pub use mplist::{MpEntry, MpList};
 pub use policy::{

@@ -103,8 +103,15 @@ pub fn decode_request_charged(
     // Compression is announced by the hook; senders that forget it still send zlib's 0x78 header
     // in an octet-stream part.
     let compressed = header.is_compressed() || (payload.is_octet_stream() && looks_like_zlib(payload.body));
-    let declared =
-        header.body.as_ref().map(|b| usize::try_from(b.length).unwrap_or(usize::MAX)).filter(|&n| n > 0);
+    // The body is `Length` bytes at `Offset` of the payload; attachments (a DDR's first report)
+    // come before it.
+    let offset = header.body.as_ref().map_or(0, |b| usize::try_from(b.offset).unwrap_or(usize::MAX));
+    let declared = header
+        .body
+        .as_ref()
+        .map(|b| usize::try_from(b.length).unwrap_or(usize::MAX))
+        .filter(|&n| n > 0)
+        .map(|n| n.saturating_add(offset));
     let utf16_bound = if compressed {
         declared.map_or(limits.max_inflated, |n| n.saturating_add(INFLATE_SLACK).min(limits.max_inflated))
     } else {
@@ -115,14 +122,21 @@ pub fn decode_request_charged(
     if !charge(&header, total) {
         return Err(EnvelopeError::OverBudget(total));
     }
+    // As a real MP, what the header declares is the body: a byte past it (an odd trailing byte
+    // some senders add) is not read.
+    let declared_part = |all: usize| {
+        let end = declared.filter(|&n| n <= all).unwrap_or(all);
+        offset.min(end)..end
+    };
     let utf16_body = if compressed {
         let hint = declared.map_or(0, |n| n.saturating_add(2));
-        inflate(payload.body, hint, utf16_bound)?
+        let mut all = inflate(payload.body, hint, utf16_bound)?;
+        let part = declared_part(all.len());
+        all.truncate(part.end);
+        all.drain(..part.start);
+        all
     } else {
-        // As a real MP, what the header declares is the body: a byte past it (an odd trailing
-        // byte some senders add) is not read.
-        let n = declared.filter(|&n| n <= payload.body.len()).unwrap_or(payload.body.len());
-        payload.body[..n].to_vec()
+        payload.body[declared_part(payload.body.len())].to_vec()
     };
     // The part is a slice of `body`: its place there, by address.
     let start = (payload.body.as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
@@ -382,6 +396,48 @@ mod tests {
         assert!(inflate(&small[..small.len() - 3], 0, 100).is_err());
         assert!(inflate(b"\x78\x9c garbage", 0, 100).is_err());
         assert!(inflate(b"", 0, 100).is_err());
+    }
+
+    /// A DDR as clients send it: an attachment (an earlier copy of the record) and then the
+    /// body, in one zlib stream; the header's `Body` says where the body is.
+    #[test]
+    fn the_body_is_read_at_its_declared_offset() {
+        let part = |xml: &str| {
+            let mut b = crate::utf16::encode(xml, false);
+            b.extend_from_slice(b"\0\0\r\n");
+            b
+        };
+        let (attachment, body) = (part("<Report>first</Report>"), part("<Report>second</Report>"));
+        let header = format!(
+            "<Msg SchemaVersion=\"1.1\"><Attachment Length=\"{}\" Name=\"a\" Offset=\"0\"/><Body Type=\"ByteRange\" \
+             Length=\"{}\" Offset=\"{}\"/><Hooks><Hook3 Name=\"zlib-compress\"/></Hooks><ID>{{00000000-0000-0000-0000-000000000001}}</ID>\
+             <Payload Type=\"inline\"/><ReplyMode>ASync</ReplyMode><ReplyTo>direct:PC:SccmMessaging</ReplyTo>\
+             <SourceID>GUID:257EC4DF-C376-43A9-BAD1-D4AA25B48A2C</SourceID><TargetEndpoint>MP_DdrEndpoint</TargetEndpoint></Msg>",
+            attachment.len() - 4,
+            body.len() - 2,
+            attachment.len()
+        );
+        for compressed in [true, false] {
+            let mut payload = [attachment.as_slice(), body.as_slice()].concat();
+            let header = if compressed {
+                header.clone()
+            } else {
+                header.replace("<Hook3 Name=\"zlib-compress\"/>", "")
+            };
+            if compressed {
+                payload = deflate(&payload, 6);
+            }
+            let mut out = Vec::new();
+            push_part_head(&mut out, "text/plain; charset=UTF-16");
+            out.extend_from_slice(&crate::utf16::encode(&header, true));
+            out.extend_from_slice(b"\r\n");
+            push_part_head(&mut out, "application/octet-stream");
+            out.extend_from_slice(&payload);
+            push_close(&mut out);
+            let r = decode_request(CONTENT_TYPE, &out, &Limits::default()).unwrap();
+            assert_eq!(r.body, "<Report>second</Report>", "compressed: {compressed}");
+            assert_eq!(r.header.target_endpoint, "MP_DdrEndpoint");
+        }
     }
 
     #[test]

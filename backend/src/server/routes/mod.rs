@@ -108,7 +108,7 @@ pub(super) async fn handle(
     let mut endpoint = match path.as_str() {
         _ if ccm_path => "ccm_other",
         "/SMS_MP/.sms_pol" => "policy_body",
-        "/SMS_MP/.sms_aut" => "mplist",
+        "/SMS_MP/.sms_aut" => "sms_aut",
         "/metrics" => "metrics",
         p if p.starts_with("/wsus/") => "wsus_catalog",
         p if p.starts_with("/api/") => "api",
@@ -155,11 +155,7 @@ pub(super) async fn handle(
             }
             answer
         }
-        ("GET" | "HEAD", "/SMS_MP/.sms_aut")
-            if super::http::percent_decode(&query).eq_ignore_ascii_case("MPLIST") =>
-        {
-            reply(StatusCode::OK, "text/xml", crate::mp::mp_list(&shared.mp).to_xml())
-        }
+        ("GET" | "HEAD", "/SMS_MP/.sms_aut") => mp::sms_aut(&shared, &query).await,
         ("GET" | "HEAD", "/SMS_MP/.sms_pol") => mp::policy_body(&shared, &query, &req),
         ("GET", p) if let Some(sup) = p.strip_prefix("/wsus/").and_then(|p| p.strip_suffix("/catalog")) => {
             mp::wsus_catalog(&shared, sup, &query)

@@ -1,7 +1,7 @@
 //! The MP's endpoints, what clients call: CCM messages (the faithful multipart envelope, or
 //! plain XML with `X-Target-Endpoint` for tools) dispatched by `crate::mp`, relayed Reports made
 //! durable before they are answered, the UpdateSource policy body (with byte ranges), and the
-//! WSUS catalog a scan sees. (`MPLIST` is one line in the route table.)
+//! WSUS catalog a scan sees, and the `.sms_aut` verbs (the MP list, key information, certificates).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,7 +10,9 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request as HttpRequest, StatusCode};
-use protocol::bodies::{ClientRegistrationRequest, parse_policy_query};
+use protocol::bodies::{
+    ClientRegistrationRequest, MpKeyInformation, X509CertificateReply, parse_policy_query,
+};
 use protocol::envelope::{self, CONTENT_TYPE as CCM_CONTENT_TYPE, MsgHeader, NO_REPLY, Request};
 
 use crate::inbox::commit::{Ack, Busy};
@@ -137,26 +139,10 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
                     return (busy(shared, &why), target);
                 }
             }
-            if let Some(d) = discovered {
-                let now = shared.clock.now().0;
-                // While StateSys loads the store, it applies what the MP hears after loading.
-                let loading = shared.statesys.loading.load(Ordering::Acquire);
-                let learned =
-                    loading || shared.store.discover(d.client, &d.netbios_name, d.location.clone(), now);
-                // What the site learned is durable before the answer (a restart replays it).
-                if learned {
-                    let record = Discovery {
-                        client: d.client,
-                        netbios_name: d.netbios_name,
-                        location: d.location,
-                        time: now,
-                    };
-                    let encoded = record.encode();
-                    let parsed = if loading { Parsed::Discovery(record) } else { Parsed::Applied };
-                    if let Err(e) = durable(shared, encoded, parsed, || {}).await {
-                        return (e.answer(shared, shared.location_log.log(), "Discovery"), target);
-                    }
-                }
+            if let Some(d) = discovered
+                && let Err(answer) = discover(shared, d).await
+            {
+                return (answer, target);
             }
             if plain {
                 reply(StatusCode::OK, "text/xml; charset=utf-8", xml)
@@ -167,11 +153,35 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
         Dispatch::Relay { records, scanned } => {
             relay(shared, request.body.into_bytes(), records, scanned, plain).await
         }
+        Dispatch::Discovery(d) => match discover(shared, d).await {
+            Ok(()) if plain => text(StatusCode::OK, "NoReply"),
+            Ok(()) => reply(StatusCode::OK, CCM_CONTENT_TYPE, NO_REPLY),
+            Err(answer) => answer,
+        },
         Dispatch::BadRequest(why) => text(StatusCode::BAD_REQUEST, why),
         Dispatch::Unhandled => unhandled(shared, &request.header, plain),
     };
     drop(charge);
     (answer, target)
+}
+
+/// Records what the MP heard of a client; what the site learned is durable before the answer (a
+/// restart replays it).
+async fn discover(shared: &Shared, d: mp::Discovered) -> Result<(), Reply> {
+    let now = shared.clock.now().0;
+    // While StateSys loads the store, it applies what the MP hears after loading.
+    let loading = shared.statesys.loading.load(Ordering::Acquire);
+    let learned = loading || shared.store.discover(d.client, &d.netbios_name, d.location.clone(), now);
+    if !learned {
+        return Ok(());
+    }
+    let record =
+        Discovery { client: d.client, netbios_name: d.netbios_name, location: d.location, time: now };
+    let encoded = record.encode();
+    let parsed = if loading { Parsed::Discovery(record) } else { Parsed::Applied };
+    durable(shared, encoded, parsed, || {})
+        .await
+        .map_err(|e| e.answer(shared, shared.location_log.log(), "Discovery"))
 }
 
 /// The per-message logs (one group a second at most, with a count of those between): what a
@@ -192,6 +202,14 @@ fn log_decision(shared: &Shared, header: &MsgHeader, decision: &Dispatch) {
         ("MP_PolicyManager", Dispatch::Reply { .. }) => shared
             .policy_log
             .sample(|| [format!("MP PA: Message ID: {id}; machine policy assignments sent to {source}")]),
+        ("MP_DdrEndpoint", Dispatch::Discovery(d)) => shared.ddr_log.sample(|| {
+            let site = d.location.as_ref().map_or("", |l| &*l.ad_site);
+            [format!(
+                "MP DDR: Message ID: {id}; discovery data for GUID:{} ({}) recorded, AD site {site:?}",
+                d.client.styled(protocol::GuidStyle::Upper),
+                d.netbios_name
+            )]
+        }),
         (endpoint, Dispatch::BadRequest(why)) => shared
             .framework_log
             .sample(|| [format!("MP: message {id} from {source} for {endpoint} refused (400): {why}")]),
@@ -358,6 +376,52 @@ async fn relay(
         }
         Err(e) => e.answer(shared, shared.relay_log.log(), "Relay"),
     }
+}
+
+/// `GET|HEAD /SMS_MP/.sms_aut?<VERB>`: the MP list, the MP's key information (for boot media too,
+/// with the site's unknown computers), the site's and the MP's signing certificates. Other verbs
+/// are 404s, logged.
+pub(super) async fn sms_aut(shared: &Arc<Shared>, query: &str) -> Reply {
+    // Clients built on common HTTP libraries percent-encode; some verbs carry an argument
+    // (`GETCLIENTAFFINITY&<SMSID>`).
+    let query = crate::server::http::percent_decode(query);
+    let verb = query.split('&').next().unwrap_or_default().trim().to_ascii_uppercase();
+    let key_information = |media: bool| {
+        let site = shared.site.read();
+        MpKeyInformation {
+            fqdn: shared.mp.fqdn.clone(),
+            site_code: site.code.clone(),
+            unknown_machines: media.then(|| mp::unknown_machines(&site)),
+        }
+        .to_xml()
+    };
+    let xml = match verb.as_str() {
+        "MPLIST" => mp::mp_list(&shared.mp).to_xml(),
+        "MPKEYINFORMATION" => key_information(false),
+        "MPKEYINFORMATIONMEDIA" => key_information(true),
+        "SITESIGNCERT" | "MPCERT" => {
+            let certificates = Arc::clone(&shared.certificates);
+            let got = tokio::task::spawn_blocking(move || certificates.get()).await;
+            match got.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                Ok(c) => {
+                    let der = if verb == "MPCERT" { &c.mp_signing } else { &c.site_signing };
+                    X509CertificateReply { der: der.clone() }.to_xml()
+                }
+                Err(why) => {
+                    shared.framework_log.log().log(
+                        crate::logs::Severity::Error,
+                        &format!("MP: .sms_aut?{verb}: cannot load the certificate: {why}"),
+                    );
+                    return text(StatusCode::INTERNAL_SERVER_ERROR, why);
+                }
+            }
+        }
+        _ => {
+            shared.framework_log.sample(|| [format!("MP: .sms_aut?{verb} is not served by this MP (404)")]);
+            return text(StatusCode::NOT_FOUND, format!("no .sms_aut verb {verb:?} here"));
+        }
+    };
+    reply(StatusCode::OK, "text/xml", xml)
 }
 
 /// `GET|HEAD /SMS_MP/.sms_pol?{PolicyID}.40_00`: the UpdateSource policy body, with ranges.
