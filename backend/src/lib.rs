@@ -51,4 +51,5 @@ pub mod mp;
 pub mod pki;
 pub mod server;
 pub mod site;
+pub mod sitedb;
 pub mod statesys;

@@ -99,6 +99,10 @@ enum Command {
         /// inventory and status messages (403 otherwise, logged in MP_Framework.log).
         #[arg(long)]
         require_signing: bool,
+        /// Keep a PostgreSQL site database current, with views named and shaped as the
+        /// product's (`postgres://user:password@host/dbname`); checked at start.
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
     },
     /// Read the inbox's files.
     Inbox {
@@ -196,6 +200,7 @@ fn main() -> ExitCode {
         tls_key,
         client_ca,
         require_signing,
+        database,
     } = command
     else {
         return match command {
@@ -256,6 +261,7 @@ fn main() -> ExitCode {
     config.remote_mp = remote_mp;
     config.fault_injection = fault_injection;
     config.require_signing = require_signing;
+    config.database = database;
     config.statesys_rate = statesys_rate;
     config.statesys_pause = Duration::from_secs_f64(statesys_pause.clamp(0.0, 3600.0));
     if let (Some(cert), Some(key)) = (tls_cert, tls_key) {

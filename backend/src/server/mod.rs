@@ -126,6 +126,8 @@ pub struct Config {
     /// Require signed messages: registrations signed by their certificate's key, and the
     /// `clientauth` hook on messages to the signed endpoints (`crate::mp::keys`).
     pub require_signing: bool,
+    /// Keep a PostgreSQL site database current (`postgres://...`; [`crate::sitedb`]).
+    pub database: Option<String>,
 }
 
 impl Config {
@@ -146,6 +148,7 @@ impl Config {
             tls: None,
             statesys_rate: None,
             require_signing: false,
+            database: None,
         }
     }
 }
@@ -178,6 +181,8 @@ pub(crate) struct Shared {
     pub policy_log: SampledLog,
     /// The site's and the MP's signing certificates (`.sms_aut`).
     pub certificates: Arc<crate::mp::certs::SiteCertificates>,
+    /// The site database's mirror, with `--database`.
+    pub mirror: Option<Arc<crate::sitedb::Mirror>>,
     /// Discovery data records (`MP_Ddr.log`).
     pub ddr_log: SampledLog,
     /// Where the relay writes (for its log lines).
@@ -222,6 +227,9 @@ impl Shared {
                 "sumstorm_tls_client_certificates",
                 self.client_certificates.count() as u64,
             ));
+        }
+        if let Some(m) = &self.mirror {
+            m.readings(&mut out);
         }
         if let Some(keys) = &self.keys {
             out.push(Reading::gauge(&["SigningKeys"], "sumstorm_mp_signing_keys", keys.len() as u64));
@@ -299,6 +307,14 @@ pub async fn run(
     )?);
     let statesys_log = Arc::new(site_log("StateSys.log", "SMS_STATE_SYSTEM")?);
     let faults = Arc::new(Faults::default());
+    // The site database answers (and has its schema) before anything is served.
+    let mirror = match &config.database {
+        Some(url) => {
+            let code = site.read().code.clone();
+            Some(crate::sitedb::Mirror::open(url, &code).await?)
+        }
+        None => None,
+    };
     let mut statesys = {
         let options = service::Options {
             threads: config.statesys_threads,
@@ -306,6 +322,7 @@ pub async fn run(
             poll: config.poll_every,
             pause: config.statesys_pause,
             rate: config.statesys_rate,
+            sink: mirror.clone().map(|m| m as Arc<dyn crate::statesys::checkpoint::FrameSink>),
         };
         let (site, log, faults, paths) =
             (Arc::clone(&site), Arc::clone(&statesys_log), Arc::clone(&faults), paths.clone());
@@ -313,7 +330,16 @@ pub async fn run(
             .await
             .map_err(io::Error::other)??
     };
-    let summarizer = Arc::new(Summarizer::new(statesys.store(), statesys_log));
+    let summarizer = Arc::new(Summarizer::new(statesys.store(), Arc::clone(&statesys_log)));
+    let mirror_thread = match &mirror {
+        Some(m) => Some(m.start(crate::sitedb::Sources {
+            store: statesys.store(),
+            site: Arc::clone(&site),
+            summarizer: Arc::clone(&summarizer),
+            log: Arc::clone(&statesys_log),
+        })?),
+        None => None,
+    };
     let schedule =
         Schedule::start(Arc::clone(&summarizer), Arc::clone(&site), clock, config.summarize_at_start)?;
     let policy_provider = PolicyProvider::start(Arc::clone(&site), config.poll_every)?;
@@ -352,6 +378,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         site,
         certificates,
+        mirror,
         mp: MpIdentity {
             name: "SUMSTORM-MP".into(),
             fqdn: local.ip().to_string(),
@@ -472,6 +499,13 @@ pub async fn run(
         shared.schedule.stop();
         policy_provider.stop();
         statesys.stop();
+        // The mirror applies StateSys's last frames, then stops.
+        if let Some(m) = &shared.mirror {
+            m.stop();
+        }
+        if let Some(t) = mirror_thread {
+            let _ = t.join();
+        }
     })
     .await;
     closing.abort();

@@ -117,6 +117,8 @@ pub struct Durable {
     /// A failed compaction is tried again once the log has grown past this.
     retry_at: u64,
     faults: Arc<Faults>,
+    /// Takes each frame once it is durable (the site database's mirror).
+    pub sink: Option<Arc<dyn FrameSink>>,
 }
 
 impl std::fmt::Debug for Durable {
@@ -226,6 +228,7 @@ impl Durable {
             compaction: None,
             compact_min: 64 << 20,
             retry_at: 0,
+            sink: None,
             faults,
         };
         Ok((durable, loaded))
@@ -276,7 +279,10 @@ impl Durable {
             self.torn = false;
             saved.bytes = end - at;
             self.log_bytes = end;
-            self.pending.clear();
+            match &self.sink {
+                Some(sink) => sink.frame(std::mem::take(&mut self.pending)),
+                None => self.pending.clear(),
+            }
         }
         saved.compaction = self.compact(store, false)?;
         Ok(saved)
@@ -570,13 +576,19 @@ impl Reader<'_> {
     }
 }
 
-/// Reads one client record (format 3) and puts it into `store`. `row` and `sparse` are scratch.
-fn restore_client(
+/// One client record's entries: the row from index 0 (dense), or the entries named (sparse).
+#[derive(Debug, Clone, Copy)]
+pub enum Entries<'a> {
+    Dense(&'a [UpdateState]),
+    Sparse(&'a [(u32, UpdateState)]),
+}
+
+/// Reads one client record (format 3). `row` and `sparse` are scratch, and hold its entries.
+fn read_client<'s>(
     r: &mut Reader<'_>,
-    store: &Store,
-    row: &mut Vec<UpdateState>,
-    sparse: &mut Vec<(u32, UpdateState)>,
-) -> Result<(), LoadError> {
+    row: &'s mut Vec<UpdateState>,
+    sparse: &'s mut Vec<(u32, UpdateState)>,
+) -> Result<(Client, Entries<'s>), LoadError> {
     let id = Guid(u128::from_le_bytes(r.take()?));
     let len = r.u16()? as usize;
     let netbios_name = r.text(len, "client name")?;
@@ -597,7 +609,7 @@ fn restore_client(
         for _ in 0..count {
             row.push(r.state()?);
         }
-        store.restore(client, row);
+        Ok((client, Entries::Dense(row)))
     } else {
         sparse.clear();
         for _ in 0..count {
@@ -607,9 +619,41 @@ fn restore_client(
             }
             sparse.push((index, r.state()?));
         }
-        store.restore_changes(client, sparse);
+        Ok((client, Entries::Sparse(sparse)))
+    }
+}
+
+/// Reads one client record (format 3) and puts it into `store`. `row` and `sparse` are scratch.
+fn restore_client(
+    r: &mut Reader<'_>,
+    store: &Store,
+    row: &mut Vec<UpdateState>,
+    sparse: &mut Vec<(u32, UpdateState)>,
+) -> Result<(), LoadError> {
+    match read_client(r, row, sparse)? {
+        (client, Entries::Dense(row)) => store.restore(client, row),
+        (client, Entries::Sparse(changes)) => store.restore_changes(client, changes),
     }
     Ok(())
+}
+
+/// Reads a log frame's body (as [`FrameSink::frame`] gets it): each client record in order, with
+/// its entries. An entry whose `time` is [`super::state::NO_TIME`] says the client has no state
+/// for that update (any it had is gone).
+pub fn read_frame(body: &[u8], mut f: impl FnMut(&Client, Entries<'_>)) -> Result<(), LoadError> {
+    let mut r = Reader { b: body, at: 0 };
+    let (mut row, mut sparse) = (Vec::new(), Vec::new());
+    while r.left() > 0 {
+        let (client, entries) = read_client(&mut r, &mut row, &mut sparse)?;
+        f(&client, entries);
+    }
+    Ok(())
+}
+
+/// Takes each log frame once it is on disk (the site database's mirror): the store's changes,
+/// in order. It must not block.
+pub trait FrameSink: Send + Sync + std::fmt::Debug {
+    fn frame(&self, body: Vec<u8>);
 }
 
 /// Loads a base into `store`: its generation and client count.

@@ -52,6 +52,8 @@ pub struct Options {
     pub pause: Duration,
     /// State messages a second at most (a site database's pace); `None`: as fast as it can.
     pub rate: Option<u64>,
+    /// Takes each checkpoint's frame once it is durable (the site database's mirror).
+    pub sink: Option<Arc<dyn super::checkpoint::FrameSink>>,
 }
 
 /// What StateSys has done, for the status API and metrics. Written with relaxed atomics.
@@ -211,6 +213,7 @@ impl StateSys {
         };
         let mut worker = Worker::open(paths, index, updates, log, clock, faults)?;
         worker.threads = options.threads.max(1);
+        worker.sink = options.sink.clone();
         if options.rate.is_some() {
             // Small batches, so the pace is even rather than bursts and long sleeps.
             worker.chunk_bytes = 1 << 20;

@@ -61,6 +61,8 @@ pub struct Worker {
     store: Arc<Store>,
     /// The store's durable form, once [`Worker::load`] has read it.
     durable: Option<Durable>,
+    /// Takes each checkpoint's frame (the site database's mirror).
+    pub sink: Option<Arc<dyn super::checkpoint::FrameSink>>,
     faults: Arc<Faults>,
     /// The files that were in the inboxes at open, for [`Worker::recover`].
     backlog: Vec<PathBuf>,
@@ -115,6 +117,7 @@ impl Worker {
             paths,
             store,
             durable: None,
+            sink: None,
             faults,
             backlog: Vec::new(),
             index,
@@ -135,7 +138,8 @@ impl Worker {
 
     /// Loads the store's base and log into the store (before anything else touches it).
     pub fn load(&mut self) -> Result<Loaded, LoadError> {
-        let (durable, loaded) = Durable::open(&self.paths.state, &self.store, Arc::clone(&self.faults))?;
+        let (mut durable, loaded) = Durable::open(&self.paths.state, &self.store, Arc::clone(&self.faults))?;
+        durable.sink = self.sink.clone();
         self.durable = Some(durable);
         if loaded.bytes > 0 {
             self.log.info(&format!(

@@ -5,6 +5,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
+#[allow(dead_code)] // not every test binary has a site database
+pub(crate) mod postgres;
+
 use backend::server::{Config, run};
 use protocol::report::write::Param;
 use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
