@@ -69,6 +69,13 @@ enum Command {
         /// Exit as the thresholds say even when the generator fell behind its schedule.
         #[arg(long)]
         allow_late: bool,
+        /// A PostgreSQL site database (`postgres://user@host/db`): the embedded backend keeps
+        /// it current; with --target, the target's database (for --verify-sql).
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+        /// Verification also compares the site database's views with the clients' truth.
+        #[arg(long, requires = "database")]
+        verify_sql: bool,
     },
     /// Compare a run with a baseline (a baseline file holding several runs, or a run folder):
     /// key figures with the change and a verdict each; exit 1 on a regression beyond the
@@ -295,8 +302,20 @@ fn main() -> ExitCode {
             shard,
             no_verify,
             allow_late,
+            database,
+            verify_sql,
         } => run_command(
-            profile, target, clients, duration, time_scale, seed, out, shard, no_verify, allow_late,
+            profile,
+            target,
+            clients,
+            duration,
+            time_scale,
+            seed,
+            out,
+            shard,
+            no_verify,
+            allow_late,
+            (database, verify_sql),
         ),
         Command::Compare { run, baseline, max_regression, format } => {
             let Some(tolerance) = percent(&max_regression) else {
@@ -587,7 +606,11 @@ fn run_command(
     shard: Option<String>,
     no_verify: bool,
     allow_late: bool,
+    (database, verify_sql): (Option<String>, bool),
 ) -> ExitCode {
+    if verify_sql && no_verify {
+        return usage("--verify-sql is part of the verification: drop --no-verify");
+    }
     let (text, mut plan) = match load_profile(&profile) {
         Ok(loaded) => loaded,
         Err(exit) => return exit,
@@ -631,6 +654,8 @@ fn run_command(
         arbiters: None,
         allow_late,
         settle: true,
+        database,
+        verify_sql,
     };
     match run(plan, &text, &opts) {
         Ok(outcome) => {

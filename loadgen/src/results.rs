@@ -300,6 +300,9 @@ pub fn console_summary(s: &Value) -> String {
         out,
         "verification: {}",
         match (v["checked"].as_bool(), v["exact"].as_bool()) {
+            (Some(true), Some(true)) if v["sql"].as_bool() == Some(true) => {
+                "exact (the API's views and the site database's)".to_owned()
+            }
             (Some(true), Some(true)) => "exact".to_owned(),
             (Some(true), _) => format!("FAILED ({} differences, see verify.json)", v["differences"]),
             _ => "not run".to_owned(),

@@ -55,6 +55,10 @@ pub struct Options {
     /// At the end, let the backend drain and summarize (`false`: a search's trial, whose
     /// figures are taken while it runs, ends at once; verification needs it).
     pub settle: bool,
+    /// The site database: the embedded backend keeps it current; with a target, the target's.
+    pub database: Option<String>,
+    /// Verification also compares the site database's views with the clients' truth.
+    pub verify_sql: bool,
 }
 
 impl Default for Options {
@@ -69,6 +73,8 @@ impl Default for Options {
             arbiters: None,
             allow_late: false,
             settle: true,
+            database: None,
+            verify_sql: false,
         }
     }
 }
@@ -100,9 +106,15 @@ struct Embedded {
 }
 
 impl Embedded {
-    fn start(data: &Path, plan: &Plan, require_signing: bool) -> std::io::Result<Embedded> {
+    fn start(
+        data: &Path,
+        plan: &Plan,
+        require_signing: bool,
+        database: Option<String>,
+    ) -> std::io::Result<Embedded> {
         let mut config = backend::server::Config::new(data.to_owned());
         config.require_signing = require_signing;
+        config.database = database;
         config.time_scale = plan.time_scale;
         let b = &plan.backend;
         config.statesys_rate = b.statesys_rate;
@@ -217,7 +229,7 @@ pub fn run(plan: Plan, profile_text: &str, opts: &Options) -> Result<Outcome, Ru
     let embedded = match &opts.target {
         Some(_) => None,
         None => Some(
-            Embedded::start(&dir.join("backend-data"), &plan, signing.is_some())
+            Embedded::start(&dir.join("backend-data"), &plan, signing.is_some(), opts.database.clone())
                 .context("the embedded backend")?,
         ),
     };
@@ -692,7 +704,20 @@ async fn settle(
     let summarize = summarize_started.elapsed();
     let tasks: Value = serde_json::from_slice(&summarized.1).unwrap_or(Value::Null);
     let verification = if verify {
-        let v = verify::verify(plan, base, truths).await?;
+        let mut v = verify::verify(plan, base, truths).await?;
+        if opts.verify_sql {
+            let url = opts.database.as_deref().context("--verify-sql needs --database")?;
+            let (differences, took) = verify::verify_sql(url, &v.expected, Duration::from_secs(120)).await?;
+            v.json["sql"] = serde_json::json!({
+                "exact": differences.is_empty(),
+                "caught_up_seconds": took.as_secs_f64(),
+                "differences": differences.iter().take(100).collect::<Vec<_>>(),
+                "differences_total": differences.len(),
+            });
+            v.exact &= differences.is_empty();
+            v.json["exact"] = Value::Bool(v.exact);
+            v.differences.extend(differences);
+        }
         write_json(&dir.join("verify.json"), &v.json)?;
         Some(v)
     } else {
@@ -821,7 +846,12 @@ fn write_results(
         },
         "verification": match &verification {
             None => json!({ "checked": false }),
-            Some(v) => json!({ "checked": true, "exact": v.exact, "differences": v.differences.len() }),
+            Some(v) => json!({
+                "checked": true,
+                "exact": v.exact,
+                "differences": v.differences.len(),
+                "sql": v.json.get("sql").map(|s| s["exact"].clone()),
+            }),
         },
         "thresholds": results::thresholds_json(&checked),
         "aborted": aborted.as_ref().map(|a| json!({ "threshold": a.threshold, "at_seconds": a.at, "actual": a.actual })),

@@ -320,3 +320,110 @@ pub async fn verify(plan: &Plan, base: &str, truths: &[Truth]) -> anyhow::Result
     });
     Ok(Verification { exact, differences, expected, json })
 }
+
+/// Compares the site database's views at `url` with `expected` (what [`verify`] expected of the
+/// API): each update's counts from the status rows (`v_Update_ComplianceStatusAll`, a client with
+/// no row for an update counting as unknown) and from `v_Update_ComplianceSummary`, and each
+/// deployment's per-update counts from `v_UpdateDeploymentSummary`. The database is kept current
+/// beside ingestion, so the comparison is tried again for up to `patience` until it holds;
+/// `Ok` carries the differences of the last try (none: exact) and how long it took to hold.
+pub async fn verify_sql(
+    url: &str,
+    expected: &Value,
+    patience: std::time::Duration,
+) -> anyhow::Result<(Vec<String>, std::time::Duration)> {
+    let (pg, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("--verify-sql: cannot connect to {url}"))?;
+    let task = tokio::spawn(connection);
+    let started = std::time::Instant::now();
+    let result = loop {
+        let differences = sql_differences(&pg, expected).await?;
+        if differences.is_empty() || started.elapsed() >= patience {
+            break Ok((differences, started.elapsed()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    drop(pg);
+    let _ = task.await;
+    result
+}
+
+async fn sql_differences(pg: &tokio_postgres::Client, expected: &Value) -> anyhow::Result<Vec<String>> {
+    const FIELDS: [&str; 5] = ["NumTotal", "NumUnknown", "NumNotApplicable", "NumMissing", "NumPresent"];
+    let mut differences = Vec::new();
+    let mut check = |view: &str, key: &str, want: &Value, got: Option<&[i64; 5]>| {
+        for (f, field) in FIELDS.iter().enumerate() {
+            let Some(w) = want[*field].as_i64() else { continue };
+            let g = got.map(|g| g[f]);
+            if g != Some(w) {
+                differences.push(format!(
+                    "sql {view} {key} {field}: expected {w}, the database has {}",
+                    g.map_or("nothing".to_owned(), |g| g.to_string())
+                ));
+            }
+        }
+    };
+    let lower = |s: String| s.to_ascii_lowercase();
+    // The status rows themselves, counted per update and status.
+    let rows = pg
+        .query(
+            "SELECT u.CI_UniqueID, a.Status::int, count(*)
+               FROM v_Update_ComplianceStatusAll a JOIN v_UpdateInfo u ON u.CI_ID = a.CI_ID
+              GROUP BY u.CI_UniqueID, a.Status",
+            &[],
+        )
+        .await
+        .context("--verify-sql: reading v_Update_ComplianceStatusAll")?;
+    let mut counted: HashMap<String, [i64; 5]> = HashMap::new();
+    for r in rows {
+        let (id, status, n): (String, i32, i64) = (r.get(0), r.get(1), r.get(2));
+        let c = counted.entry(lower(id)).or_default();
+        c[0] += n;
+        c[1 + bucket(u8::try_from(status).unwrap_or(0))] += n;
+    }
+    let summary = pg
+        .query(
+            "SELECT u.CI_UniqueID, s.NumTotal::bigint, s.NumUnknown::bigint, s.NumNotApplicable::bigint,
+                    s.NumMissing::bigint, s.NumPresent::bigint
+               FROM v_Update_ComplianceSummary s JOIN v_UpdateInfo u ON u.CI_ID = s.CI_ID",
+            &[],
+        )
+        .await
+        .context("--verify-sql: reading v_Update_ComplianceSummary")?;
+    let summarized: HashMap<String, [i64; 5]> = summary
+        .iter()
+        .map(|r| (lower(r.get(0)), [r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)]))
+        .collect();
+    for (id, want) in expected["updates"].as_object().into_iter().flatten() {
+        check("v_Update_ComplianceStatusAll", id, want, counted.get(id));
+        check("v_Update_ComplianceSummary", id, want, summarized.get(id));
+    }
+    let deployments = pg
+        .query(
+            "SELECT d.AssignmentID, u.CI_UniqueID, d.NumUnknown::bigint, d.NumNotApplicable::bigint,
+                    d.NumMissing::bigint, d.NumPresent::bigint
+               FROM v_UpdateDeploymentSummary d JOIN v_UpdateInfo u ON u.CI_ID = d.CI_ID",
+            &[],
+        )
+        .await
+        .context("--verify-sql: reading v_UpdateDeploymentSummary")?;
+    let cells: HashMap<(String, String), [i64; 5]> = deployments
+        .iter()
+        .map(|r| {
+            let id: i32 = r.get(0);
+            ((id.to_string(), lower(r.get(1))), [0, r.get(2), r.get(3), r.get(4), r.get(5)])
+        })
+        .collect();
+    for (d, want) in expected["deployments"].as_object().into_iter().flatten() {
+        for (u, w) in want["Updates"].as_object().into_iter().flatten() {
+            check(
+                "v_UpdateDeploymentSummary",
+                &format!("{d} update {u}"),
+                w,
+                cells.get(&(d.clone(), u.clone())),
+            );
+        }
+    }
+    Ok(differences)
+}
