@@ -334,6 +334,7 @@ pub async fn run(
     let mirror_thread = match &mirror {
         Some(m) => Some(m.start(crate::sitedb::Sources {
             store: statesys.store(),
+            statesys: statesys.counters(),
             site: Arc::clone(&site),
             summarizer: Arc::clone(&summarizer),
             log: Arc::clone(&statesys_log),

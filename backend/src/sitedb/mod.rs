@@ -91,6 +91,8 @@ pub struct Mirror {
 #[derive(Debug, Clone)]
 pub struct Sources {
     pub store: Arc<Store>,
+    /// StateSys's counters: the store is not the site's until it has loaded.
+    pub statesys: Arc<crate::statesys::service::Counters>,
     pub site: Arc<LiveSite>,
     pub summarizer: Arc<Summarizer>,
     pub log: Arc<ComponentLog>,
@@ -280,6 +282,14 @@ impl Mirror {
             loop {
                 written.site(&pg, sources).await?;
                 let behind = self.queue.lock().unwrap_or_else(|e| e.into_inner()).behind.is_some();
+                if sources.statesys.loading.load(Ordering::Acquire) {
+                    // Frames wait (and are covered by the load) until the store is the site's.
+                    if self.stop.load(Ordering::Acquire) {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
                 if !*loaded || behind {
                     self.full_load(&pg, sources, &mut ids).await?;
                     *loaded = true;
