@@ -12,7 +12,8 @@
 //!   site API, admin calls, metrics).
 //! - [`pki`]: `backend pki init`, a test CA with server and client certificates.
 //! - [`mp`]: the MP's message handling over the site model (registration, policy assignments
-//!   and body, location, relay check, MP list), without I/O, and the relay's counters.
+//!   and body, location, discovery data records, relay check, MP list), without I/O, and the
+//!   relay's counters; client keys, the certificates `.sms_aut` hands out, NTLM, MPFDM.
 //! - [`inbox`]: durable SMX files between the relay and StateSys: checksummed segments of many
 //!   Reports, a group-commit writer thread that acknowledges only after `fdatasync`, discovery
 //!   records, crash recovery.
@@ -22,6 +23,8 @@
 //! - [`site`]: the site model (site file, default site, catalog and syncs, boundary groups), the
 //!   running site (`live`: syncs through WSyncMgr → SMSDBMON → Policy Provider, and the Policy
 //!   Provider's polling thread), and the WSUS location decision.
+//! - [`sitedb`]: the PostgreSQL site database (`--database`): the product's views, kept current
+//!   from the store's checkpoint frames by its own thread, never in ingestion's path.
 //! - [`counters`]: one list of every stage's numbers, rendered as the status API and as metrics.
 //! - [`clock`]: site time with a time scale; [`logs`]: the product's two log formats;
 //!   [`faults`]: disk trouble on demand for tests.

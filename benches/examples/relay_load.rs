@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo run --release -p benches --example relay_load -- http://127.0.0.1:18080 64 30
 //! cargo run --release -p benches --example relay_load -- http://127.0.0.1:18080 64 30 signed
+//! cargo run --release -p benches --example relay_load -- http://127.0.0.1:18080 64 30 catalog
 //! ```
 //! Prints requests/s and state messages/s acknowledged (HTTP 200 `NoReply`).
 //!
@@ -13,6 +14,10 @@
 //! are built before the clock starts and sent round and round: the client spends nothing on
 //! signing during the measurement, so a backend with `--require-signing` and one without
 //! answer the same bytes and differ only in verifying them.
+//!
+//! `catalog`: the Reports' messages name the default site's updates (by default they name
+//! updates no catalog has, which StateSys counts and keeps no state for), so every Report adds a
+//! client with 150 update states to the store: what a site database has to keep up with.
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -44,8 +49,11 @@ fn relay_header(client: Guid) -> MsgHeader {
     }
 }
 
-fn body(client: Guid, writer: &mut ReportWriter) -> Vec<u8> {
-    let xml = benches::relay_report(client, writer);
+fn body(client: Guid, writer: &mut ReportWriter, catalog: Option<&[Guid]>) -> Vec<u8> {
+    let xml = match catalog {
+        Some(ids) => benches::relay_report_for(client, writer, |i| ids[i % ids.len()]),
+        None => benches::relay_report(client, writer),
+    };
     envelope::build_request(&mut relay_header(client), &xml, Some(1))
 }
 
@@ -60,13 +68,17 @@ async fn main() {
         Some("signed") => Some(Arc::new(signed_bodies(&authority).await)),
         _ => None,
     };
+    // `catalog`: the messages name the default site's updates, so StateSys keeps their states.
+    let catalog: Option<Arc<Vec<Guid>>> = (args.get(3).map(String::as_str) == Some("catalog")).then(|| {
+        Arc::new(backend::site::Site::default_site().catalog.updates().iter().map(|u| u.id).collect())
+    });
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
     let tasks: Vec<_> = (0..connections)
         .map(|c| {
             let (ok, failed, authority) = (Arc::clone(&ok), Arc::clone(&failed), authority.clone());
-            let signed = signed.clone();
+            let (signed, catalog) = (signed.clone(), catalog.clone());
             tokio::spawn(async move {
                 let stream = tokio::net::TcpStream::connect(&authority).await.expect("connect");
                 let (mut sender, conn) =
@@ -84,7 +96,7 @@ async fn main() {
                         .header("content-type", CONTENT_TYPE)
                         .body(Full::new(match &signed {
                             Some(bodies) => bodies[(c * 7919 + n as usize) % bodies.len()].clone(),
-                            None => Bytes::from(body(client, &mut writer)),
+                            None => Bytes::from(body(client, &mut writer, catalog.as_deref().map(Vec::as_slice))),
                         }))
                         .expect("request");
                     match sender.send_request(req).await {

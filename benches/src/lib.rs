@@ -14,6 +14,11 @@ use quick_xml::events::Event;
 /// The Report the relay load tools post: 150 TopicType 500 messages from `client`, written into
 /// `w` (reused across calls).
 pub fn relay_report(client: Guid, w: &mut ReportWriter) -> String {
+    relay_report_for(client, w, |i| Guid(0x505fda07_b4f3_45fb_83d9_8642554e0000 + i as u128))
+}
+
+/// [`relay_report`] with message `i` about `update(i)`.
+pub fn relay_report_for(client: Guid, w: &mut ReportWriter, update: impl Fn(usize) -> Guid) -> String {
     let t0 = Timestamp::parse_cim(b"20140120171842.120000+000").unwrap_or_default();
     w.begin(
         &ReportIdentity { client, netbios_name: "LOADPC", client_version: "5.00.7958.1000", priority: 5 },
@@ -23,7 +28,7 @@ pub fn relay_report(client: Guid, w: &mut ReportWriter) -> String {
         w.push(&OutMessage {
             time: Timestamp(t0.0 + i as i64 * 1000),
             serial: 230 + i as u64,
-            topic_id: Guid(0x505fda07_b4f3_45fb_83d9_8642554e0000 + i as u128),
+            topic_id: update(i),
             topic_style: GuidStyle::Lower,
             topic_type: statenames::TOPIC_UPDATE_DETECTION,
             id_type: 3,

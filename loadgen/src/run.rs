@@ -544,6 +544,8 @@ async fn observe(plan: &Plan, base: &str, fleet: &Fleet, progress: bool) -> Obse
             // counters; absent from other targets).
             "accepted": status["StateMessagesAccepted"],
             "applied": status["RecordsProcessed"],
+            // With a site database: how long its oldest change waited.
+            "database_lag_seconds": status["Database"]["LagSeconds"],
         }));
         if progress {
             let all: u64 = interval.requests();
@@ -753,6 +755,8 @@ fn write_results(
     }
     std::fs::write(dir.join("latency.hlog"), &hlog.bytes)?;
     std::fs::write(dir.join("service-time.hlog"), &service_hlog.bytes)?;
+    let database_peak_lag =
+        timeline.iter().filter_map(|t| t["database_lag_seconds"].as_f64()).reduce(f64::max);
     write_json(&dir.join("timeline.json"), &Value::Array(timeline))?;
     let mut checked = results::check(&plan.thresholds, &totals, wall);
     for c in &mut checked {
@@ -840,6 +844,7 @@ fn write_results(
             "bad_files": backend_status["BadFiles"],
             "busy_answers": backend_status["Busy"],
             "peak_backlog_files": peak_backlog,
+            "database_peak_lag_seconds": database_peak_lag,
             "drain_seconds": drain.as_secs_f64(),
             "summarize_seconds": summarize.as_secs_f64(),
             "summarization": tasks["Tasks"],

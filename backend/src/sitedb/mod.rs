@@ -271,7 +271,8 @@ impl Mirror {
             let site_code = sources.site.read().code.clone();
             ensure_schema(&pg, &site_code).await?;
             pg.batch_execute(
-                "CREATE TEMP TABLE IF NOT EXISTS stage_client (LIKE sumstorm_client);
+                "SET temp_buffers = '256MB';
+                 CREATE TEMP TABLE IF NOT EXISTS stage_client (LIKE sumstorm_client);
                  CREATE TEMP TABLE IF NOT EXISTS stage_status (known boolean NOT NULL, LIKE sumstorm_update_status);",
             )
             .await
@@ -316,7 +317,7 @@ impl Mirror {
         result
     }
 
-    /// The queued frames (at most 64 MiB of them), waiting up to `wait` for one.
+    /// The queued frames (at most 16 MiB of them, or one larger), waiting up to `wait` for one.
     fn take(&self, wait: Duration) -> Vec<(Instant, Vec<u8>)> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if q.frames.is_empty() && !self.stop.load(Ordering::Acquire) {
@@ -325,7 +326,7 @@ impl Mirror {
         let mut batch = Vec::new();
         let mut bytes = 0usize;
         while let Some(f) = q.frames.front() {
-            if !batch.is_empty() && bytes + f.1.len() > 64 << 20 {
+            if !batch.is_empty() && bytes + f.1.len() > 16 << 20 {
                 break;
             }
             bytes += f.1.len();
@@ -354,12 +355,20 @@ impl Mirror {
     async fn apply(&self, pg: &Pg, batch: &[(Instant, Vec<u8>)], ids: &mut Ids) -> io::Result<()> {
         let mut clients: HashMap<Guid, Client> = HashMap::new();
         let mut changes: Vec<(i32, i32, Option<UpdateState>)> = Vec::new();
+        // A client the database has never had has no rows: its states are copied in directly,
+        // without the merge's conflict checks.
+        let mut fresh = CopyRows::new();
         for (_, body) in batch {
             read_frame(body, |c, entries| {
-                let rid = ids.get(c.id);
+                let (rid, new) = ids.get_new(c.id);
                 let mut push = |index: u32, u: &UpdateState| {
                     let ci = FIRST_ID.saturating_add(index as i32);
-                    changes.push((rid, ci, u.is_known().then_some(*u)));
+                    if !new {
+                        changes.push((rid, ci, u.is_known().then_some(*u)));
+                    } else if u.is_known() {
+                        fresh.row(6).int4(rid).int4(ci);
+                        status_row_values(&mut fresh, u);
+                    }
                 };
                 match entries {
                     Entries::Dense(row) => row.iter().enumerate().for_each(|(i, u)| push(i as u32, u)),
@@ -369,10 +378,12 @@ impl Mirror {
             })
             .map_err(|e| io::Error::other(format!("a checkpoint frame does not read: {e}")))?;
         }
-        // The last change of each (client, update) wins.
-        changes.reverse();
-        changes.sort_by_key(|&(rid, ci, _)| (rid, ci));
-        changes.dedup_by_key(|&mut (rid, ci, _)| (rid, ci));
+        // The last change of each (client, update) wins (one frame names each once).
+        if batch.len() > 1 {
+            changes.reverse();
+            changes.sort_by_key(|&(rid, ci, _)| (rid, ci));
+            changes.dedup_by_key(|&mut (rid, ci, _)| (rid, ci));
+        }
         let mut client_rows = CopyRows::new();
         for c in clients.values() {
             client_row(&mut client_rows, ids.get(c.id), c);
@@ -390,8 +401,10 @@ impl Mirror {
         pg.batch_execute("BEGIN; TRUNCATE stage_client, stage_status")
             .await
             .map_err(|e| pg_error("staging", &e))?;
+        let rows = fresh.rows() + changes.len() as u64;
         let done = async {
             send_copy(pg, "COPY stage_client FROM STDIN (FORMAT binary)", client_rows).await?;
+            send_copy(pg, "COPY sumstorm_update_status FROM STDIN (FORMAT binary)", fresh).await?;
             send_copy(pg, "COPY stage_status FROM STDIN (FORMAT binary)", status_rows).await?;
             pg.batch_execute(&format!(
                 "{UPSERT_CLIENTS};
@@ -414,7 +427,7 @@ impl Mirror {
         }
         done?;
         self.stats.frames.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.stats.rows.fetch_add(changes.len() as u64, Ordering::Relaxed);
+        self.stats.rows.fetch_add(rows, Ordering::Relaxed);
         Ok(())
     }
 
