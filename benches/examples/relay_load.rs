@@ -96,7 +96,9 @@ async fn main() {
                         .header("content-type", CONTENT_TYPE)
                         .body(Full::new(match &signed {
                             Some(bodies) => bodies[(c * 7919 + n as usize) % bodies.len()].clone(),
-                            None => Bytes::from(body(client, &mut writer, catalog.as_deref().map(Vec::as_slice))),
+                            None => {
+                                Bytes::from(body(client, &mut writer, catalog.as_deref().map(Vec::as_slice)))
+                            }
                         }))
                         .expect("request");
                     match sender.send_request(req).await {

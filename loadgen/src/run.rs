@@ -709,7 +709,8 @@ async fn settle(
         let mut v = verify::verify(plan, base, truths).await?;
         if opts.verify_sql {
             let url = opts.database.as_deref().context("--verify-sql needs --database")?;
-            let (differences, took) = verify::verify_sql(url, &v.expected, Duration::from_secs(120)).await?;
+            let (differences, took) =
+                verify::verify_sql(url, Some(base), &v.expected, Duration::from_secs(900)).await?;
             v.json["sql"] = serde_json::json!({
                 "exact": differences.is_empty(),
                 "caught_up_seconds": took.as_secs_f64(),

@@ -325,24 +325,44 @@ pub async fn verify(plan: &Plan, base: &str, truths: &[Truth]) -> anyhow::Result
 /// API): each update's counts from the status rows (`v_Update_ComplianceStatusAll`, a client with
 /// no row for an update counting as unknown) and from `v_Update_ComplianceSummary`, and each
 /// deployment's per-update counts from `v_UpdateDeploymentSummary`. The database is kept current
-/// beside ingestion, so the comparison is tried again for up to `patience` until it holds;
-/// `Ok` carries the differences of the last try (none: exact) and how long it took to hold.
+/// beside ingestion: first the backend at `base` must report it caught up (`CaughtUp`: nothing
+/// queued or unframed; up to `patience`), then the comparison is tried up to three times, a second apart (the
+/// summaries are written just after each summarization). `Ok` carries the differences of the
+/// last try (none: exact) and how long the database took to catch up.
 pub async fn verify_sql(
     url: &str,
+    base: Option<&str>,
     expected: &Value,
     patience: std::time::Duration,
 ) -> anyhow::Result<(Vec<String>, std::time::Duration)> {
+    let started = std::time::Instant::now();
+    if let Some(base) = base {
+        loop {
+            let status = get(base, "/api/v1/status").await?;
+            let db = &status["Database"];
+            if db["CaughtUp"] == true {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < patience,
+                "--verify-sql: the site database did not catch up within {patience:?}: {db}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+    let caught_up = started.elapsed();
     let (pg, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .with_context(|| format!("--verify-sql: cannot connect to {url}"))?;
     let task = tokio::spawn(connection);
-    let started = std::time::Instant::now();
+    let mut tries = 0;
     let result = loop {
+        tries += 1;
         let differences = sql_differences(&pg, expected).await?;
-        if differences.is_empty() || started.elapsed() >= patience {
-            break Ok((differences, started.elapsed()));
+        if differences.is_empty() || tries >= 3 {
+            break Ok((differences, caught_up));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     };
     drop(pg);
     let _ = task.await;

@@ -63,7 +63,7 @@ fn the_site_database_holds_the_clients_truth() {
         .unwrap();
         let expected = &verify["expected"];
         let (differences, _) =
-            loadgen::verify::verify_sql(&url, expected, std::time::Duration::ZERO).await.unwrap();
+            loadgen::verify::verify_sql(&url, None, expected, std::time::Duration::ZERO).await.unwrap();
         assert!(differences.iter().any(|d| d.contains("v_Update_ComplianceStatusAll")), "{differences:?}");
         assert!(differences.iter().any(|d| d.contains("v_Update_ComplianceSummary")), "{differences:?}");
     });

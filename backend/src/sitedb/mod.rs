@@ -83,6 +83,8 @@ pub struct Mirror {
     wake: Condvar,
     stats: Stats,
     stop: AtomicBool,
+    /// The store, once the thread started: whether it holds changes no frame carries yet.
+    store: std::sync::OnceLock<Arc<Store>>,
     /// Bytes of frames the queue may hold before it drops them for a full load.
     pub max_queued: usize,
 }
@@ -157,12 +159,14 @@ impl Mirror {
             wake: Condvar::new(),
             stats: Stats::default(),
             stop: AtomicBool::new(false),
+            store: std::sync::OnceLock::new(),
             max_queued: 512 << 20,
         }))
     }
 
     /// Starts the thread that keeps the database current.
     pub fn start(self: &Arc<Self>, sources: Sources) -> io::Result<JoinHandle<()>> {
+        let _ = self.store.set(Arc::clone(&sources.store));
         let mirror = Arc::clone(self);
         std::thread::Builder::new().name("sitedb".into()).spawn(move || mirror.run(&sources))
     }
@@ -183,10 +187,23 @@ impl Mirror {
             .map_or(Duration::ZERO, |t| t.elapsed())
     }
 
+    /// Whether the database holds everything the store does: connected, loaded, nothing queued
+    /// or being applied, and no change in the store that a checkpoint has not framed yet.
+    pub fn caught_up(&self) -> bool {
+        let idle = {
+            let q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.frames.is_empty() && q.applying.is_none() && q.behind.is_none()
+        };
+        idle && self.stats.connected.load(Ordering::Relaxed)
+            && self.stats.full_loads.load(Ordering::Relaxed) > 0
+            && self.store.get().is_some_and(|s| !s.has_unsaved())
+    }
+
     pub fn readings(&self, out: &mut Vec<Reading>) {
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let queued = self.queue.lock().unwrap_or_else(|e| e.into_inner()).bytes as u64;
         out.extend([
+            Reading::flag(&["Database", "CaughtUp"], "sumstorm_sitedb_caught_up", self.caught_up()),
             Reading::flag(
                 &["Database", "Connected"],
                 "sumstorm_sitedb_connected",
