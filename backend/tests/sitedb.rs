@@ -1,7 +1,8 @@
 //! The site database against a real PostgreSQL server: the views equal the API's summaries and
 //! each client's truth after Reports are relayed and summarized; Microsoft's documented sample
 //! query runs unchanged; a restart keeps every `ResourceID`; the database away for 10 s mid-run
-//! loses nothing and catches up; a wrong URL stops the start with a clear error.
+//! loses nothing and catches up; tables lost as in a database crash are loaded again; a wrong URL
+//! stops the start with a clear error.
 
 mod common;
 
@@ -252,6 +253,25 @@ fn the_views_hold_the_site_s_truth_through_a_restart_and_an_outage() {
     let truth = api_truth(&server, clients);
     assert_eq!(db_truth(&runtime, &db), truth);
     assert!(truth.iter().any(|((n, _), s)| n == "PC0000" && *s == 1), "round 1's states are there");
+    summaries_match(&server, &runtime, &db);
+
+    // The database server loses its unlogged tables (as crash recovery empties them): the mirror
+    // finds its load marker gone when it reconnects, and loads everything again.
+    runtime
+        .block_on(db.batch_execute(
+            "TRUNCATE sumstorm_mirror, sumstorm_client, sumstorm_update_status, sumstorm_update_summary;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = 'sumstorm_views' AND pid <> pg_backend_pid();",
+        ))
+        .unwrap();
+    let loads = server.json("GET", "/api/v1/status", b"")["Database"]["FullLoads"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.json("GET", "/api/v1/status", b"")["Database"]["FullLoads"].as_u64() == Some(loads) {
+        assert!(Instant::now() < deadline, "no full load after the tables were lost");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    settled(&server);
+    assert_eq!(db_truth(&runtime, &db), api_truth(&server, clients));
     summaries_match(&server, &runtime, &db);
 }
 

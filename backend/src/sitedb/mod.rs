@@ -8,8 +8,9 @@
 //!   frames, copies the changed clients and status rows into staging tables with binary `COPY`
 //!   ([`copy`]) and merges them, one transaction per batch.
 //! - **A full load** (the store visited one shard at a time, rows streamed by `COPY`) fills the
-//!   database when this process starts, and again whenever the queue outgrew its budget while the
-//!   database was away (`behind`). Frames that arrive meanwhile are applied after it; replaying a
+//!   database when this process starts, again whenever the queue outgrew its budget while the
+//!   database was away (`behind`), and when the database server lost the (unlogged) tables in a
+//!   crash (the load's marker row went with them). Frames that arrive meanwhile are applied after it; replaying a
 //!   change the load already carried sets the same values again.
 //! - **The catalog, update groups and deployments** are rewritten when a sync changes the site;
 //!   **the summaries** after each summarization that published new views.
@@ -295,6 +296,15 @@ impl Mirror {
             .await
             .map_err(|e| pg_error("making staging tables", &e))?;
             let mut ids = Ids::load(&pg).await?;
+            // A database server that recovered from a crash has emptied the unlogged tables.
+            let marked: i64 = pg
+                .query_one("SELECT count(*) FROM sumstorm_mirror", &[])
+                .await
+                .map_err(|e| pg_error("reading the load marker", &e))?
+                .get(0);
+            if marked == 0 {
+                *loaded = false;
+            }
             self.stats.connected.store(true, Ordering::Relaxed);
             let mut written = Written::default();
             loop {
@@ -521,6 +531,8 @@ impl Mirror {
             pg.batch_execute(
                 "ALTER TABLE sumstorm_update_status ADD CONSTRAINT sumstorm_update_status_pkey
                      PRIMARY KEY (resource_id, ci_id);
+                 TRUNCATE sumstorm_mirror;
+                 INSERT INTO sumstorm_mirror VALUES (now());
                  COMMIT;
                  ANALYZE sumstorm_client, sumstorm_update_status",
             )

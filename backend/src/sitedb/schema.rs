@@ -12,13 +12,16 @@
 
 /// The schema this build writes; another version in the database is dropped and rebuilt (the
 /// store refills it).
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// The first `ResourceID`, and the first update's `CI_ID`.
 pub const FIRST_ID: i32 = 16_777_216;
 /// An update group's `CI_ID` is this + its `GroupID`.
 pub const GROUP_CI_BASE: i32 = 33_554_432;
 
+/// `sumstorm_mirror` holds a row once a full load committed. Unlogged tables are emptied when the
+/// database server recovers from a crash; the row going with them tells the mirror to load again.
+///
 /// Everything the mirror made, to drop before rebuilding.
 pub const DROP: &str = "
 DROP VIEW IF EXISTS v_R_System, v_UpdateInfo, v_UpdateCIs, v_UpdateComplianceStatus,
@@ -29,7 +32,7 @@ DROP FUNCTION IF EXISTS fn_rbac_UpdateComplianceStatus(text), fn_rbac_UpdateInfo
     fn_rbac_R_System(text), fn_rbac_Update_ComplianceSummary(text);
 DROP TABLE IF EXISTS sumstorm_site, sumstorm_client, sumstorm_update_status, sumstorm_update,
     sumstorm_update_group, sumstorm_group_member, sumstorm_deployment, sumstorm_update_summary,
-    sumstorm_deployment_summary, sumstorm_state_names CASCADE;
+    sumstorm_deployment_summary, sumstorm_state_names, sumstorm_mirror CASCADE;
 ";
 
 /// The tables and views, made in one transaction.
@@ -62,6 +65,7 @@ CREATE UNLOGGED TABLE sumstorm_deployment_summary (
     assignment_id int NOT NULL, ci_id int NOT NULL, num_total int NOT NULL, num_unknown int NOT NULL,
     num_not_applicable int NOT NULL, num_missing int NOT NULL, num_present int NOT NULL,
     PRIMARY KEY (assignment_id, ci_id));
+CREATE UNLOGGED TABLE sumstorm_mirror (loaded_at timestamp NOT NULL);
 CREATE UNLOGGED TABLE sumstorm_state_names (
     topic_type int NOT NULL, state_id int NOT NULL, state_name text NOT NULL,
     PRIMARY KEY (topic_type, state_id));
