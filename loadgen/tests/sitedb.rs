@@ -2,34 +2,14 @@
 //! whose views are compared with the clients' truth; and the comparison fails when the database
 //! says something else.
 
+mod common;
 #[path = "../../backend/tests/common/postgres.rs"]
 #[allow(dead_code)]
 mod postgres;
 
+use common::SMALL;
 use loadgen::profile::Plan;
 use loadgen::run::{EXIT_OK, Options, run};
-
-const SMALL: &str = r#"
-[population]
-clients = 40
-seed = 23
-ad_sites = ["CM12-R2-PS1", "BRANCH-01"]
-subnets = ["192.168.2.0/24", "10.1.0.0/16"]
-[client]
-policy_poll = "10m"
-reporting_cycle = "2m"
-scan_window = "10m"
-scan_duration = "1m"
-[run]
-time_scale = 600
-duration = "1h"
-ramp_up = "2m"
-[[event]]
-at = "12m"
-sync = { new_updates = 6, superseded = 2 }
-[transport]
-connections = 4
-"#;
 
 #[test]
 fn the_site_database_holds_the_clients_truth() {

@@ -615,6 +615,28 @@ async fn send_copy(pg: &Pg, statement: &str, rows: CopyRows) -> io::Result<u64> 
     sink.as_mut().finish().await.map_err(|e| pg_error("COPY", &e))
 }
 
+/// One transaction: `begin` (which opens it and empties the tables), then each table's rows by
+/// COPY, then the commit; rolled back on any failure.
+async fn replace_tables<const N: usize>(
+    pg: &Pg,
+    begin: &str,
+    copies: [(&str, CopyRows); N],
+    what: &str,
+) -> io::Result<()> {
+    pg.batch_execute(begin).await.map_err(|e| pg_error(what, &e))?;
+    let done = async {
+        for (table, rows) in copies {
+            send_copy(pg, &format!("COPY {table} FROM STDIN (FORMAT binary)"), rows).await?;
+        }
+        pg.batch_execute("COMMIT").await.map_err(|e| pg_error(what, &e))
+    }
+    .await;
+    if done.is_err() {
+        let _ = pg.batch_execute("ROLLBACK").await;
+    }
+    done
+}
+
 /// Makes the schema, or checks it: another version is rebuilt (the store refills it); another
 /// site's database is refused.
 async fn ensure_schema(pg: &Pg, site_code: &str) -> io::Result<()> {
@@ -717,24 +739,17 @@ impl Written {
             let site = sources.site.read();
             site_rows(&site)
         };
-        pg.batch_execute(&format!(
+        let begin = format!(
             "BEGIN; TRUNCATE sumstorm_site, sumstorm_update, sumstorm_update_group, sumstorm_group_member,
                  sumstorm_deployment; {statements}"
-        ))
-        .await
-        .map_err(|e| pg_error("writing the site", &e))?;
-        let done = async {
-            send_copy(pg, "COPY sumstorm_update FROM STDIN (FORMAT binary)", updates).await?;
-            send_copy(pg, "COPY sumstorm_update_group FROM STDIN (FORMAT binary)", groups).await?;
-            send_copy(pg, "COPY sumstorm_group_member FROM STDIN (FORMAT binary)", members).await?;
-            send_copy(pg, "COPY sumstorm_deployment FROM STDIN (FORMAT binary)", deployments).await?;
-            pg.batch_execute("COMMIT").await.map_err(|e| pg_error("writing the site", &e))
-        }
-        .await;
-        if done.is_err() {
-            let _ = pg.batch_execute("ROLLBACK").await;
-        }
-        done?;
+        );
+        let copies = [
+            ("sumstorm_update", updates),
+            ("sumstorm_update_group", groups),
+            ("sumstorm_group_member", members),
+            ("sumstorm_deployment", deployments),
+        ];
+        replace_tables(pg, &begin, copies, "writing the site").await?;
         self.site_version = Some(version);
         self.ci_ids = ci_ids;
         Ok(())
@@ -776,19 +791,9 @@ impl Written {
                     .int4(u.present as i32);
             }
         }
-        pg.batch_execute("BEGIN; TRUNCATE sumstorm_update_summary, sumstorm_deployment_summary")
-            .await
-            .map_err(|e| pg_error("writing the summaries", &e))?;
-        let done = async {
-            send_copy(pg, "COPY sumstorm_update_summary FROM STDIN (FORMAT binary)", updates).await?;
-            send_copy(pg, "COPY sumstorm_deployment_summary FROM STDIN (FORMAT binary)", deployments).await?;
-            pg.batch_execute("COMMIT").await.map_err(|e| pg_error("writing the summaries", &e))
-        }
-        .await;
-        if done.is_err() {
-            let _ = pg.batch_execute("ROLLBACK").await;
-        }
-        done?;
+        let begin = "BEGIN; TRUNCATE sumstorm_update_summary, sumstorm_deployment_summary";
+        let copies = [("sumstorm_update_summary", updates), ("sumstorm_deployment_summary", deployments)];
+        replace_tables(pg, begin, copies, "writing the summaries").await?;
         self.views = Some(views);
         Ok(())
     }
