@@ -136,21 +136,7 @@ impl Mirror {
             .await
             .map_err(|e| pg_error(&format!("cannot connect to the site database {}", redact(url)), &e))?;
         let task = tokio::spawn(connection);
-        let checked = async {
-            let locked: bool = pg
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
-                .await
-                .map_err(|e| pg_error("the site database", &e))?
-                .get(0);
-            if !locked {
-                return Err(io::Error::other(format!(
-                    "the site database {} is being written by another backend",
-                    redact(url)
-                )));
-            }
-            ensure_schema(&pg, site_code).await
-        }
-        .await;
+        let checked = take_database(&pg, url, site_code).await;
         drop(pg);
         let _ = task.await;
         checked?;
@@ -278,16 +264,8 @@ impl Mirror {
             tokio_postgres::connect(&self.url, NoTls).await.map_err(|e| pg_error("cannot connect", &e))?;
         let connection = tokio::spawn(connection);
         let result = async {
-            let locked: bool = pg
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
-                .await
-                .map_err(|e| pg_error("locking", &e))?
-                .get(0);
-            if !locked {
-                return Err(io::Error::other("another backend is writing this database"));
-            }
             let site_code = sources.site.read().code.clone();
-            ensure_schema(&pg, &site_code).await?;
+            take_database(&pg, &self.url, &site_code).await?;
             pg.batch_execute(
                 "SET temp_buffers = '256MB';
                  CREATE TEMP TABLE IF NOT EXISTS stage_client (LIKE sumstorm_client);
@@ -635,6 +613,23 @@ async fn replace_tables<const N: usize>(
         let _ = pg.batch_execute("ROLLBACK").await;
     }
     done
+}
+
+/// Takes the database for this backend: its advisory lock (held while the session lasts), then
+/// the schema made or checked.
+async fn take_database(pg: &Pg, url: &str, site_code: &str) -> io::Result<()> {
+    let locked: bool = pg
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(|e| pg_error("the site database", &e))?
+        .get(0);
+    if !locked {
+        return Err(io::Error::other(format!(
+            "the site database {} is being written by another backend",
+            redact(url)
+        )));
+    }
+    ensure_schema(pg, site_code).await
 }
 
 /// Makes the schema, or checks it: another version is rebuilt (the store refills it); another
