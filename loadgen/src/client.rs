@@ -80,19 +80,27 @@ pub fn changed<'a>(
     to.iter().filter(move |e| from.is_none_or(|f| f.binary_search_by_key(&e.index, |x| x.index).is_err()))
 }
 
-/// What the run knows of one client at the end: the ground truth verification checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the run knows of one client at the end: the ground truth verification checks (a
+/// fleet's shards send theirs to the collector, in short field names: a million of them is a
+/// large post).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Truth {
+    #[serde(rename = "i")]
     pub index: u64,
     /// Registration acknowledged.
+    #[serde(rename = "r")]
     pub registered: bool,
     /// A location request answered (so the site knows where the client is).
+    #[serde(rename = "l")]
     pub located: bool,
     /// The content version of the newest scan whose results were acknowledged.
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
     pub acked_version: Option<u32>,
     /// Open model: how many of the catalog's first updates an acknowledged Report carried.
+    #[serde(rename = "f", default)]
     pub reported_first: u32,
     /// The content version of the newest scan that completed (acknowledged or not).
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
     pub scanned: Option<u32>,
 }
 

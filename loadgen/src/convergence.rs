@@ -28,7 +28,7 @@ pub const STAGES: [&str; 3] = ["acknowledged", "applied", "visible"];
 
 /// A client's acknowledged results moved from content version `from` to `to`, `at` simulated
 /// seconds into the run (a client's own record).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ack {
     pub index: u64,
     pub from: u32,
@@ -37,7 +37,7 @@ pub struct Ack {
 }
 
 /// A sync the run fired: the content version it published, `at` simulated seconds into the run.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sync {
     pub version: u32,
     pub at: f64,

@@ -28,6 +28,7 @@
 //! elsewhere an `anyhow::Error` with its context, printed whole by the binary.
 
 pub mod client;
+pub mod collect;
 pub mod compare;
 pub mod convergence;
 pub mod crash;

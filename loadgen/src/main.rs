@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use loadgen::profile::Plan;
@@ -33,6 +34,51 @@ struct Cli {
     client_certs: Option<PathBuf>,
 }
 
+/// What a fleet's shards and its collector must agree on, when not the profile's.
+#[derive(Debug, clap::Args)]
+struct Overrides {
+    /// Override the profile's population.clients.
+    #[arg(long)]
+    clients: Option<u64>,
+    /// Override the profile's run.duration (simulated, e.g. "3h").
+    #[arg(long)]
+    duration: Option<String>,
+    /// Override the profile's run.time_scale (simulated seconds per real second).
+    #[arg(long)]
+    time_scale: Option<f64>,
+    /// Override the profile's population.seed.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl Overrides {
+    /// Applies the overrides to `plan`; a bad one is a usage error.
+    fn apply(&self, plan: &mut Plan) -> Result<(), ExitCode> {
+        if let Some(n) = self.clients {
+            if n == 0 {
+                return Err(usage("--clients: must be at least 1"));
+            }
+            plan.clients = n;
+        }
+        if let Some(d) = &self.duration {
+            match parse_span(d) {
+                Some(d) => plan.duration = d,
+                _ => return Err(usage(format!("--duration: {d:?} is not a span like \"3h\""))),
+            }
+        }
+        if let Some(x) = self.time_scale {
+            if !(x.is_finite() && x > 0.0) {
+                return Err(usage("--time-scale: must be above 0"));
+            }
+            plan.time_scale = x;
+        }
+        if let Some(s) = self.seed {
+            plan.seed = s;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a profile: simulated clients against the embedded backend (or --target), then drain,
@@ -45,18 +91,8 @@ enum Command {
         /// An MP to test instead of the embedded backend (http://host:port).
         #[arg(long)]
         target: Option<String>,
-        /// Override the profile's population.clients.
-        #[arg(long)]
-        clients: Option<u64>,
-        /// Override the profile's run.duration (simulated, e.g. "3h").
-        #[arg(long)]
-        duration: Option<String>,
-        /// Override the profile's run.time_scale (simulated seconds per real second).
-        #[arg(long)]
-        time_scale: Option<f64>,
-        /// Override the profile's population.seed.
-        #[arg(long)]
-        seed: Option<u64>,
+        #[command(flatten)]
+        overrides: Overrides,
         /// Run folder (default results/runs/<profile>/<UTC timestamp>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -76,6 +112,53 @@ enum Command {
         /// Verification also compares the site database's views with the clients' truth.
         #[arg(long, requires = "database")]
         verify_sql: bool,
+        /// A shard of a fleet: report to this collector (`loadgen collect`, http://host:port),
+        /// which starts the shards together, judges the fleet and verifies at the end. With
+        /// --shard and --target; the token from --token-file or SUMSTORM_COLLECTOR_TOKEN. Exit 0
+        /// once the collector has this shard's figures (the collector's exit is the verdict).
+        #[arg(long, requires_all = ["shard", "target"], conflicts_with = "verify_sql")]
+        collector: Option<String>,
+        /// The fleet's token (its first line).
+        #[arg(long, requires = "collector")]
+        token_file: Option<PathBuf>,
+    },
+    /// The live verdict of a fleet of shards (`loadgen run --shard I/N --collector URL`): waits
+    /// for every shard, starts them together, adds their interval histograms as they come (one
+    /// progress line, windowed thresholds and aborts across the fleet; an abort stops every
+    /// shard), fires the profile's syncs, and at the end drains, summarizes and verifies --target
+    /// with every shard's truth and writes one run's result files. Exit as `run`, or 5 when a
+    /// shard never joined or never finished.
+    Collect {
+        profile: PathBuf,
+        #[arg(long)]
+        shards: u64,
+        #[arg(long, default_value = "0.0.0.0:8099")]
+        listen: std::net::SocketAddr,
+        /// Run folder (default results/runs/<profile>/<UTC timestamp>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The MP the fleet drives.
+        #[arg(long)]
+        target: String,
+        /// The fleet's token (its first line; default SUMSTORM_COLLECTOR_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// How long the shards have to join.
+        #[arg(long, default_value = "10m")]
+        join_within: String,
+        /// How long after the run's end the shards have to finish.
+        #[arg(long, default_value = "5m")]
+        grace: String,
+        /// Stay up this long after writing the results (on Kubernetes, so they can be copied
+        /// out of the pod), then exit with the verdict.
+        #[arg(long)]
+        linger: Option<String>,
+        #[arg(long)]
+        no_verify: bool,
+        #[arg(long)]
+        allow_late: bool,
+        #[command(flatten)]
+        overrides: Overrides,
     },
     /// Compare a run with a baseline (a baseline file holding several runs, or a run folder):
     /// key figures with the change and a verdict each; exit 1 on a regression beyond the
@@ -294,29 +377,92 @@ fn main() -> ExitCode {
         Command::Run {
             profile,
             target,
-            clients,
-            duration,
-            time_scale,
-            seed,
+            overrides,
             out,
             shard,
             no_verify,
             allow_late,
             database,
             verify_sql,
+            collector,
+            token_file,
         } => run_command(
             profile,
             target,
-            clients,
-            duration,
-            time_scale,
-            seed,
+            &overrides,
             out,
             shard,
+            (no_verify, allow_late),
+            (database, verify_sql),
+            collector.map(|c| (c, token_file)),
+        ),
+        Command::Collect {
+            profile,
+            shards,
+            listen,
+            out,
+            target,
+            token_file,
+            join_within,
+            grace,
+            linger,
             no_verify,
             allow_late,
-            (database, verify_sql),
-        ),
+            overrides,
+        } => {
+            let (text, mut plan) = match load_profile(&profile) {
+                Ok(loaded) => loaded,
+                Err(exit) => return exit,
+            };
+            if let Err(exit) = overrides.apply(&mut plan) {
+                return exit;
+            }
+            if !(1..=1000).contains(&shards) {
+                return usage("--shards: 1 to 1000");
+            }
+            let linger = match linger.as_deref().map(parse_span) {
+                None => Some(Duration::ZERO),
+                Some(span) => span,
+            };
+            let (Some(join_within), Some(grace), Some(linger)) =
+                (parse_span(&join_within), parse_span(&grace), linger)
+            else {
+                return usage("--join-within, --grace, --linger: spans such as \"10m\" or \"30s\"");
+            };
+            let token = match loadgen::collect::read_token(token_file.as_deref()) {
+                Ok(t) => t,
+                Err(e) => return usage(e),
+            };
+            let cfg = loadgen::collect::Config {
+                shards,
+                listen,
+                out: out.unwrap_or_else(|| {
+                    PathBuf::from("results/runs").join(&plan.name).join(loadgen::run::utc_stamp())
+                }),
+                target,
+                token,
+                join_within,
+                grace,
+                verify: !no_verify,
+                allow_late,
+                progress: true,
+            };
+            match loadgen::collect::collect(plan, &text, &cfg, None) {
+                Ok(c) => {
+                    eprintln!("{}", loadgen::results::console_summary(&c.summary));
+                    eprintln!("results: {} (report.html inside)", cfg.out.display());
+                    if !linger.is_zero() {
+                        eprintln!("loadgen collect: exit {} in {linger:?}", c.exit);
+                        std::thread::sleep(linger);
+                    }
+                    ExitCode::from(c.exit)
+                }
+                Err(e) => {
+                    eprintln!("loadgen: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Compare { run, baseline, max_regression, format } => {
             let Some(tolerance) = percent(&max_regression) else {
                 return usage("--max-regression: write a percentage such as 10%");
@@ -531,7 +677,7 @@ fn main() -> ExitCode {
                 signing: loadgen::run::signs(&plan, true),
                 target,
             };
-            let manifests = loadgen::k8s::manifests(&plan, &text, &fleet);
+            let manifests = loadgen::k8s::manifests(&plan, &text, &fleet, &loadgen::k8s::new_token());
             match out {
                 None => {
                     output(&loadgen::k8s::render_all(&manifests));
@@ -550,7 +696,10 @@ fn main() -> ExitCode {
                     };
                     match write() {
                         Ok(()) => {
-                            eprintln!("manifests: {} (kubectl apply -k, then merge.yaml)", dir.display());
+                            eprintln!(
+                                "manifests: {} (kubectl apply -k; the collector Job's exit is the verdict)",
+                                dir.display()
+                            );
                             ExitCode::SUCCESS
                         }
                         Err(e) => usage(format!("{}: {e}", dir.display())),
@@ -594,19 +743,15 @@ fn main() -> ExitCode {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_command(
     profile: PathBuf,
     target: Option<String>,
-    clients: Option<u64>,
-    duration: Option<String>,
-    time_scale: Option<f64>,
-    seed: Option<u64>,
+    overrides: &Overrides,
     out: Option<PathBuf>,
     shard: Option<String>,
-    no_verify: bool,
-    allow_late: bool,
+    (no_verify, allow_late): (bool, bool),
     (database, verify_sql): (Option<String>, bool),
+    collector: Option<(String, Option<PathBuf>)>,
 ) -> ExitCode {
     if verify_sql && no_verify {
         return usage("--verify-sql is part of the verification: drop --no-verify");
@@ -615,26 +760,8 @@ fn run_command(
         Ok(loaded) => loaded,
         Err(exit) => return exit,
     };
-    if let Some(n) = clients {
-        if n == 0 {
-            return usage("--clients: must be at least 1");
-        }
-        plan.clients = n;
-    }
-    if let Some(d) = duration {
-        match parse_span(&d) {
-            Some(d) => plan.duration = d,
-            _ => return usage(format!("--duration: {d:?} is not a span like \"3h\"")),
-        }
-    }
-    if let Some(x) = time_scale {
-        if !(x.is_finite() && x > 0.0) {
-            return usage("--time-scale: must be above 0");
-        }
-        plan.time_scale = x;
-    }
-    if let Some(s) = seed {
-        plan.seed = s;
+    if let Err(exit) = overrides.apply(&mut plan) {
+        return exit;
     }
     let shard = match shard
         .as_deref()
@@ -644,18 +771,28 @@ fn run_command(
         Some(Some((Ok(i), Ok(n)))) if n > 0 && i < n => Some((i, n)),
         Some(_) => return usage("--shard: write I/N with 0 <= I < N, e.g. 0/4"),
     };
+    let collector = match collector {
+        None => None,
+        Some((url, token_file)) => match loadgen::collect::read_token(token_file.as_deref()) {
+            Ok(token) => Some(loadgen::collect::Uplink { url, token, patience: Duration::from_secs(600) }),
+            Err(e) => return usage(e),
+        },
+    };
+    // A fleet's shard: the collector settles, verifies and keeps the history.
+    let fleet = collector.is_some();
     let opts = Options {
         target,
         out,
         shard,
-        verify: !no_verify,
+        verify: !no_verify && !fleet,
         progress: true,
-        history: Some(PathBuf::from("results/history.jsonl")),
+        history: (!fleet).then(|| PathBuf::from("results/history.jsonl")),
         arbiters: None,
         allow_late,
-        settle: true,
+        settle: !fleet,
         database,
         verify_sql,
+        collector,
     };
     match run(plan, &text, &opts) {
         Ok(outcome) => {

@@ -185,7 +185,16 @@ pub fn total() -> Figures {
 /// CPU seconds this thread has used (user + system), from `/proc/thread-self/stat`; `None`
 /// where that file does not exist.
 pub fn thread_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    cpu_seconds("/proc/thread-self/stat")
+}
+
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`.
+pub fn process_cpu_seconds() -> Option<f64> {
+    cpu_seconds("/proc/self/stat")
+}
+
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat).ok()?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -59,6 +59,9 @@ pub struct Options {
     pub database: Option<String>,
     /// Verification also compares the site database's views with the clients' truth.
     pub verify_sql: bool,
+    /// A shard of a fleet: intervals and the end's figures and truths go to this collector
+    /// (`loadgen collect`), which fires the syncs, settles, verifies and judges.
+    pub collector: Option<crate::collect::Uplink>,
 }
 
 impl Default for Options {
@@ -75,6 +78,7 @@ impl Default for Options {
             settle: true,
             database: None,
             verify_sql: false,
+            collector: None,
         }
     }
 }
@@ -303,8 +307,13 @@ async fn drive(
 ) -> Result<Driven, RunError> {
     let site =
         get_json(&base, "/api/v1/site").await.map_err(|why| RunError::Target { base: base.clone(), why })?;
+    // A shard of a fleet starts when the collector says every shard is there.
+    let link = match &opts.collector {
+        Some(uplink) => Some(uplink.join(&plan, opts.shard.unwrap_or((0, 1)), opts.progress).await?),
+        None => None,
+    };
     let fleet = setup(&plan, &base, &site, &opts, signing).await?;
-    let observed = observe(&plan, &base, &fleet, opts.progress).await;
+    let observed = observe(&plan, &base, &fleet, opts.progress, link.as_ref()).await;
     let finished = finish(&fleet).await;
     let settled = if opts.settle || opts.verify {
         settle(&plan, &base, &finished.truths, &opts, &dir).await?
@@ -319,7 +328,14 @@ async fn drive(
         }
     };
     let (truths, acks) = (finished.truths.clone(), finished.acks.clone());
-    let (summary, exit) = write_results(&plan, &base, &dir, &opts, &fleet, observed, finished, settled)?;
+    let totals = link.as_ref().map(|_| finished.totals.clone());
+    let (summary, mut exit) =
+        write_results(&plan, &base, &dir, &opts, &Shape::of(&fleet, &plan), observed, finished, settled)?;
+    if let (Some(link), Some(totals)) = (link, totals) {
+        // The collector judges the fleet; this shard's part is done once it has the figures.
+        link.done(&summary, &totals, &truths, &acks).await?;
+        exit = EXIT_OK;
+    }
     System::current().stop();
     Ok(Driven { summary, exit, truths, acks })
 }
@@ -463,24 +479,32 @@ async fn setup(
 }
 
 /// What the one-second loop recorded.
-struct Observed {
-    hlog: HlogWriter,
-    service_hlog: HlogWriter,
-    timeline: Vec<Value>,
-    syncs: Vec<Value>,
+pub(crate) struct Observed {
+    pub hlog: HlogWriter,
+    pub service_hlog: HlogWriter,
+    pub timeline: Vec<Value>,
+    pub syncs: Vec<Value>,
     /// The syncs that took, for convergence.
-    fired: Vec<crate::convergence::Sync>,
-    peak_backlog: u64,
+    pub fired: Vec<crate::convergence::Sync>,
+    pub peak_backlog: u64,
     /// From setup to the end of the loop.
-    wall: Duration,
+    pub wall: Duration,
     /// The windowed thresholds' windows, and the abort that ended the run early, if one did.
-    windows: crate::windows::Windows,
-    aborted: Option<crate::windows::Abort>,
+    pub windows: crate::windows::Windows,
+    pub aborted: Option<crate::windows::Abort>,
 }
 
 /// The run: once a second, merge the arbiters' intervals into the interval logs and the
-/// timeline, show progress, fire the profile's due syncs, watch the backend's backlog.
-async fn observe(plan: &Plan, base: &str, fleet: &Fleet, progress: bool) -> Observed {
+/// timeline, show progress, fire the profile's due syncs, watch the backend's backlog. A shard
+/// of a fleet (`link`) sends each interval to the collector, which fires the syncs, judges the
+/// windows and stops it on an abort.
+async fn observe(
+    plan: &Plan,
+    base: &str,
+    fleet: &Fleet,
+    progress: bool,
+    link: Option<&crate::collect::Link>,
+) -> Observed {
     let real_end = fleet.clock.real_at(plan.duration);
     let mut hlog = HlogWriter::begin(fleet.start_unix);
     let mut service_hlog = HlogWriter::begin(fleet.start_unix);
@@ -504,49 +528,27 @@ async fn observe(plan: &Plan, base: &str, fleet: &Fleet, progress: bool) -> Obse
         let since = last.saturating_duration_since(fleet.started);
         hlog.interval(since, length, &interval);
         service_hlog.interval_of(since, length, &interval, true);
-        if let Some(a) = windows.add(&interval, (since + length).as_secs_f64(), length.as_secs_f64()) {
-            aborted = Some(a);
+        let abort = windows.add(&interval, (since + length).as_secs_f64(), length.as_secs_f64());
+        match link {
+            None => aborted = abort,
+            Some(link) => {
+                link.send(length, &interval);
+                if let Some(threshold) = link.stopped() {
+                    let at = (since + length).as_secs_f64();
+                    aborted = Some(crate::windows::Abort { threshold, at, actual: None });
+                }
+            }
         }
         last = Instant::now();
-        while let Some(e) = events.next_if(|e| fleet.clock.real_at(e.at) <= last) {
-            let body = format!("{{\"new_updates\": {}, \"superseded\": {}}}", e.new_updates, e.superseded);
-            match call(base, Method::POST, "/api/v1/sync", body.as_bytes()).await {
-                Ok((status, reply)) if status.is_success() => {
-                    // Convergence counts from the sync's answer: the new policy is out.
-                    let at = fleet.clock.sim_elapsed(Instant::now()).as_secs_f64();
-                    let reply = serde_json::from_slice::<Value>(&reply).unwrap_or(Value::Null);
-                    if let Some(version) =
-                        reply["ContentVersion"].as_u64().and_then(|v| u32::try_from(v).ok())
-                    {
-                        fired.push(crate::convergence::Sync { version, at });
-                    }
-                    syncs.push(json!({ "at_simulated_seconds": e.at.as_secs_f64(), "answered_simulated_seconds": at, "reply": reply }));
-                }
-                Ok((status, _)) => eprintln!("loadgen: sync at {}: {status}", hms(e.at)),
-                Err(e2) => eprintln!("loadgen: sync at {}: {e2}", hms(e.at)),
-            }
+        // A fleet's syncs are the collector's to fire (once for the site, not once a shard).
+        while let Some(e) = events.next_if(|e| link.is_none() && fleet.clock.real_at(e.at) <= last) {
+            sync(base, e, &fleet.clock, &mut syncs, &mut fired).await;
         }
         let status = get_json(base, "/api/v1/status").await.unwrap_or(Value::Null);
         let backlog = status["FilesWaiting"]["statesys.box/incoming"].as_u64().unwrap_or(0);
         peak_backlog = peak_backlog.max(backlog);
-        let per_kind: serde_json::Map<String, Value> =
-            Kind::ALL.iter().map(|k| (k.name().to_owned(), json!(interval.kind(*k).requests()))).collect();
-        timeline.push(json!({
-            "t": (since + length).as_secs_f64(),
-            "length": length.as_secs_f64(),
-            "simulated": fleet.clock.sim_elapsed(last).min(plan.duration).as_secs_f64(),
-            "requests": per_kind,
-            "errors": interval.errors(),
-            "messages_acknowledged": interval.messages_acked,
-            "p99_ms": Kind::ALL.iter().filter_map(|k| results::stat_ms(&interval.kind(*k).corrected, "p99")).fold(0.0, f64::max),
-            "backlog_files": backlog,
-            // State messages the MP has accepted, and StateSys applied, so far (our backend's
-            // counters; absent from other targets).
-            "accepted": status["StateMessagesAccepted"],
-            "applied": status["RecordsProcessed"],
-            // With a site database: how long its oldest change waited.
-            "database_lag_seconds": status["Database"]["LagSeconds"],
-        }));
+        let simulated = fleet.clock.sim_elapsed(last).min(plan.duration);
+        timeline.push(timeline_entry(since + length, length, simulated, &interval, &status));
         if progress {
             let all: u64 = interval.requests();
             total_requests += all;
@@ -569,12 +571,18 @@ async fn observe(plan: &Plan, base: &str, fleet: &Fleet, progress: bool) -> Obse
             if progress {
                 eprintln!();
             }
-            eprintln!(
-                "loadgen: aborted at {:.0} s: threshold {} failed for its abort stretch ({})",
-                a.at,
-                a.threshold,
-                a.actual.map_or("nothing measured".to_owned(), |v| format!("{v:.3} over its last window"))
-            );
+            match link {
+                Some(_) => {
+                    eprintln!("loadgen: the collector stopped the fleet at {:.0} s ({})", a.at, a.threshold)
+                }
+                None => eprintln!(
+                    "loadgen: aborted at {:.0} s: threshold {} failed for its abort stretch ({})",
+                    a.at,
+                    a.threshold,
+                    a.actual
+                        .map_or("nothing measured".to_owned(), |v| format!("{v:.3} over its last window"))
+                ),
+            }
             break;
         }
         if last >= real_end {
@@ -588,16 +596,70 @@ async fn observe(plan: &Plan, base: &str, fleet: &Fleet, progress: bool) -> Obse
     Observed { hlog, service_hlog, timeline, syncs, fired, peak_backlog, wall, windows, aborted }
 }
 
+/// Fires a sync (`POST /api/v1/sync`) as `e` says, noting its answer in `syncs` and, when it
+/// published a content version, in `fired` (at the simulated time `clock` gives its answer).
+pub(crate) async fn sync(
+    base: &str,
+    e: &crate::profile::SyncEvent,
+    clock: &SimClock,
+    syncs: &mut Vec<Value>,
+    fired: &mut Vec<crate::convergence::Sync>,
+) {
+    let body = format!("{{\"new_updates\": {}, \"superseded\": {}}}", e.new_updates, e.superseded);
+    match call(base, Method::POST, "/api/v1/sync", body.as_bytes()).await {
+        Ok((status, reply)) if status.is_success() => {
+            // Convergence counts from the sync's answer: the new policy is out.
+            let at = clock.sim_elapsed(Instant::now()).as_secs_f64();
+            let reply = serde_json::from_slice::<Value>(&reply).unwrap_or(Value::Null);
+            if let Some(version) = reply["ContentVersion"].as_u64().and_then(|v| u32::try_from(v).ok()) {
+                fired.push(crate::convergence::Sync { version, at });
+            }
+            syncs.push(json!({ "at_simulated_seconds": e.at.as_secs_f64(), "answered_simulated_seconds": at, "reply": reply }));
+        }
+        Ok((status, _)) => eprintln!("loadgen: sync at {}: {status}", hms(e.at)),
+        Err(e2) => eprintln!("loadgen: sync at {}: {e2}", hms(e.at)),
+    }
+}
+
+/// One second of `timeline.json`: the interval that ended `t` after the start and lasted
+/// `length`, `simulated` time into the run, with the backend's `status` at its end.
+pub(crate) fn timeline_entry(
+    t: Duration,
+    length: Duration,
+    simulated: Duration,
+    interval: &Figures,
+    status: &Value,
+) -> Value {
+    let per_kind: serde_json::Map<String, Value> =
+        Kind::ALL.iter().map(|k| (k.name().to_owned(), json!(interval.kind(*k).requests()))).collect();
+    json!({
+        "t": t.as_secs_f64(),
+        "length": length.as_secs_f64(),
+        "simulated": simulated.as_secs_f64(),
+        "requests": per_kind,
+        "errors": interval.errors(),
+        "messages_acknowledged": interval.messages_acked,
+        "p99_ms": Kind::ALL.iter().filter_map(|k| results::stat_ms(&interval.kind(*k).corrected, "p99")).fold(0.0, f64::max),
+        "backlog_files": status["FilesWaiting"]["statesys.box/incoming"].as_u64().unwrap_or(0),
+        // State messages the MP has accepted, and StateSys applied, so far (our backend's
+        // counters; absent from other targets).
+        "accepted": status["StateMessagesAccepted"],
+        "applied": status["RecordsProcessed"],
+        // With a site database: how long its oldest change waited.
+        "database_lag_seconds": status["Database"]["LagSeconds"],
+    })
+}
+
 /// What the clients handed back.
-struct Finished {
-    totals: Figures,
+pub(crate) struct Finished {
+    pub totals: Figures,
     /// Per arbiter, the CPU seconds its thread used.
-    cpu: Vec<Option<f64>>,
+    pub cpu: Vec<Option<f64>>,
     /// In client order.
-    truths: Vec<Truth>,
+    pub truths: Vec<Truth>,
     /// The clients' acknowledged scan results (see [`crate::convergence`]).
-    acks: Vec<crate::convergence::Ack>,
-    flush: Duration,
+    pub acks: Vec<crate::convergence::Ack>,
+    pub flush: Duration,
 }
 
 /// The end: every client flushes its queue (bounded) and reports its truth; the arbiters stop.
@@ -668,23 +730,58 @@ async fn finish(fleet: &Fleet) -> Finished {
     Finished { totals, cpu, truths, acks, flush }
 }
 
+/// What the result files say of the generator that ran: one process's arbiters, or a fleet's.
+pub(crate) struct Shape {
+    pub clients: usize,
+    pub arbiters: usize,
+    pub startup: Duration,
+    /// `summary.json`'s `signing`.
+    pub signing: Value,
+    /// The generator's peak RSS (a fleet's: its largest shard's); `None`: this process's.
+    pub peak_rss_mib: Option<f64>,
+    /// `summary.json`'s `fleet` (a collector's shards), `Null` for one process.
+    pub fleet: Value,
+}
+
+impl Shape {
+    fn of(fleet: &Fleet, plan: &Plan) -> Shape {
+        Shape {
+            clients: fleet.clients,
+            arbiters: fleet.arbiters.len(),
+            startup: fleet.startup,
+            signing: match &fleet.signing {
+                None => json!({ "on": false }),
+                Some(s) => json!({
+                    "on": true,
+                    "keys": s.pool.len(),
+                    "key_bits": plan.signing.key_bits,
+                    "padding": format!("{:?}", s.pool.padding),
+                    "pool_seconds": s.seconds,
+                }),
+            },
+            peak_rss_mib: None,
+            fleet: Value::Null,
+        }
+    }
+}
+
 /// The backend's side of the end.
-struct Settled {
+pub(crate) struct Settled {
     /// `/api/v1/status` as the drain left it.
-    status: Value,
-    drain: Duration,
+    pub status: Value,
+    pub drain: Duration,
     /// Our backend's `GET /api/v1/convergence` after the drain, before the summarization the
     /// run asks for (which is not the site's schedule).
-    convergence: Option<Value>,
+    pub convergence: Option<Value>,
     /// The summarization tasks' answer.
-    tasks: Value,
-    summarize: Duration,
-    verification: Option<verify::Verification>,
+    pub tasks: Value,
+    pub summarize: Duration,
+    pub verification: Option<verify::Verification>,
 }
 
 /// The backend drains (every acknowledged Report applied) and summarizes; with `verify`, its
 /// views are checked against the clients' truth (`verify.json`).
-async fn settle(
+pub(crate) async fn settle(
     plan: &Plan,
     base: &str,
     truths: &[Truth],
@@ -732,12 +829,12 @@ async fn settle(
 /// The result files (histograms, interval logs, timeline, `summary.json`, `report.html`) and
 /// the exit status the thresholds and verification give.
 #[allow(clippy::too_many_arguments)]
-fn write_results(
+pub(crate) fn write_results(
     plan: &Plan,
     base: &str,
     dir: &Path,
     opts: &Options,
-    fleet: &Fleet,
+    shape: &Shape,
     observed: Observed,
     finished: Finished,
     settled: Settled,
@@ -747,7 +844,8 @@ fn write_results(
     let Finished { totals, cpu, truths, acks, flush } = finished;
     let Settled { status: backend_status, drain, convergence, tasks, summarize, verification } = settled;
     let convergence = crate::convergence::compute(&fired, &truths, &acks, convergence.as_ref());
-    let (clients, n, startup) = (fleet.clients, fleet.arbiters.len(), fleet.startup);
+    let (clients, n, startup) = (shape.clients, shape.arbiters, shape.startup);
+    let peak_rss_mib = shape.peak_rss_mib.or_else(metrics::peak_rss_mib);
     for kind in Kind::ALL {
         let h = &totals.kind(kind).corrected;
         if !h.is_empty() {
@@ -817,25 +915,17 @@ fn write_results(
         },
         "syncs": syncs,
         "convergence": convergence,
-        "signing": match &fleet.signing {
-            None => json!({ "on": false }),
-            Some(s) => json!({
-                "on": true,
-                "keys": s.pool.len(),
-                "key_bits": plan.signing.key_bits,
-                "padding": format!("{:?}", s.pool.padding),
-                "pool_seconds": s.seconds,
-            }),
-        },
+        "signing": shape.signing,
+        "fleet": shape.fleet,
         "generator": {
             "late_sends_over_10ms": lateness.count_between(10_001, u64::MAX),
             "lateness_ms": results::latency_json(lateness),
             "max_lateness_p99_ms": plan.max_lateness_p99_ms,
             "behind": behind,
             "cpu_seconds": cpu_seconds,
-            "peak_rss_mib": metrics::peak_rss_mib(),
+            "peak_rss_mib": peak_rss_mib,
             // The whole process's peak (the embedded backend's included, if any) over the clients.
-            "bytes_per_client": metrics::peak_rss_mib().map(|mib| (mib * 1_048_576.0 / clients.max(1) as f64).round()),
+            "bytes_per_client": peak_rss_mib.map(|mib| (mib * 1_048_576.0 / clients.max(1) as f64).round()),
             "cpu_share_of_arbiters": cpu_seconds / (wall + flush).as_secs_f64().max(1e-9) / n as f64,
         },
         "backend": {

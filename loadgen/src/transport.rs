@@ -333,22 +333,44 @@ pub async fn call(
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(StatusCode, Bytes)> {
-    let client: Client<Connector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector(0));
-    let request = Request::builder()
-        .method(method)
-        .uri(format!("{}{path}", base.trim_end_matches('/')))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::copy_from_slice(body)))?;
-    let response = tokio::time::timeout(Duration::from_secs(600), client.request(request))
-        .await
-        .map_err(|_| anyhow!("{path}: timed out"))?
-        .map_err(|e| anyhow!("{path}: {e}"))?;
-    let status = response.status();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    Ok((status, bytes))
+    call_with(base, method, path, body, &[], Duration::from_secs(600)).await
 }
 
-/// `GET path` of the site API, parsed as JSON; a non-2xx answer is an error.
+/// Where the run's own calls find the target's admin token (our backend's `--admin-token`,
+/// which its sync, drain and summarize need from any peer but loopback).
+pub const ADMIN_TOKEN_ENV: &str = "SUMSTORM_ADMIN_TOKEN";
+
+/// [`call`] with extra request headers (`(name, value)`) and a time limit of its own; with
+/// [`ADMIN_TOKEN_ENV`] set, the token goes along as `X-Admin-Token`.
+pub async fn call_with(
+    base: &str,
+    method: Method,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+    limit: Duration,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let client: Client<Connector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector(0));
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", base.trim_end_matches('/')))
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(token) = std::env::var(ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty()) {
+        request = request.header("x-admin-token", token);
+    }
+    let request = request.body(Full::new(Bytes::copy_from_slice(body)))?;
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| anyhow!("{path}: {e}"))?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok::<_, anyhow::Error>((status, bytes))
+    };
+    tokio::time::timeout(limit, exchange).await.map_err(|_| anyhow!("{path}: timed out"))?
+}
+
 pub async fn get_json(base: &str, path: &str) -> anyhow::Result<serde_json::Value> {
     let (status, body) = call(base, Method::GET, path, b"").await?;
     if !status.is_success() {

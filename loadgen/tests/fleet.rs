@@ -1,0 +1,353 @@
+//! A fleet with one live verdict: real `loadgen run --shard I/N --collector URL` processes, each in
+//! a network namespace of its own with its own address (veth pairs on a bridge; where this machine
+//! cannot make namespaces, processes on 127.0.0.x, said loudly), a real `loadgen collect` process
+//! and a real `backend serve` process.
+//!
+//! - The fleet's result equals one unsharded run of the same seed in every count and in every
+//!   histogram's sample count, with one shard killed and restarted mid-run (counted once).
+//! - An abort stops every shard within 5 s; the fleet's sync fires once, not once a shard.
+//! - A shard that never finishes: exit 5, never a pass.
+//! - Posts without the token, with another, undecodable or from another fleet: refused with
+//!   their status, nothing changed.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use loadgen::merge::read_hlog;
+use serde_json::Value;
+
+mod common;
+
+const TOKEN: &str = "fleet-test-token";
+const ADMIN: &str = "fleet-test-admin";
+
+/// 60 clients, no sync (what a client sends then depends on simulated time only, so shards add
+/// up to the unsharded run exactly), 40 simulated minutes at 400x: 6 s.
+const STEADY: &str = r#"
+[population]
+clients = 60
+seed = 33
+ad_sites = ["CM12-R2-PS1", "BRANCH-01"]
+subnets = ["192.168.2.0/24", "10.1.0.0/16"]
+[client]
+policy_poll = "10m"
+reporting_cycle = "2m"
+scan_window = "8m"
+scan_duration = "1m"
+[run]
+time_scale = 400
+duration = "40m"
+ramp_up = "2m"
+[transport]
+connections = 4
+"#;
+
+fn loadgen() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_loadgen"))
+}
+
+fn backend_binary() -> PathBuf {
+    // `cargo test --workspace` builds the backend beside loadgen.
+    loadgen().with_file_name("backend")
+}
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip").args(args).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Where the processes live: the host's address on a bridge and a namespace per shard, or
+/// loopback where namespaces cannot be made.
+struct Lab {
+    host: String,
+    shards: Vec<(Option<String>, String)>,
+    bridge: Option<String>,
+}
+
+impl Lab {
+    fn new(n: usize) -> Lab {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let id = std::process::id() % 1000 * 10 + NEXT.fetch_add(1, Ordering::Relaxed) % 10;
+        let net = format!("10.{}.{}", 100 + id / 256 % 100, id % 256);
+        let bridge = format!("ssbr{id}");
+        let mut lab = Lab { host: format!("{net}.1"), shards: Vec::new(), bridge: Some(bridge.clone()) };
+        let mut ok = ip(&["link", "add", &bridge, "type", "bridge"])
+            && ip(&["addr", "add", &format!("{net}.1/24"), "dev", &bridge])
+            && ip(&["link", "set", &bridge, "up"]);
+        for i in 0..n {
+            let ns = format!("ss{id}n{i}");
+            let veth = format!("ssv{id}n{i}");
+            let addr = format!("{net}.{}", 10 + i);
+            ok = ok
+                && ip(&["netns", "add", &ns])
+                && ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns])
+                && ip(&["link", "set", &veth, "master", &bridge])
+                && ip(&["link", "set", &veth, "up"])
+                && ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])
+                && ip(&["-n", &ns, "link", "set", "eth0", "up"])
+                && ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            lab.shards.push((Some(ns), addr));
+        }
+        if !ok {
+            drop(lab);
+            eprintln!(
+                "NOTE: this machine cannot make network namespaces here (not root, or no CAP_NET_ADMIN): \
+                 the shards run as plain processes on 127.0.0.x"
+            );
+            return Lab {
+                host: "127.0.0.1".into(),
+                shards: (0..n).map(|i| (None, format!("127.0.0.{}", 10 + i))).collect(),
+                bridge: None,
+            };
+        }
+        lab
+    }
+
+    fn namespaced(&self) -> bool {
+        self.bridge.is_some()
+    }
+
+    /// `loadgen` with `args`, inside shard `i`'s namespace.
+    fn shard(&self, i: usize, args: &[String], log: &Path) -> Child {
+        let mut c = match &self.shards[i].0 {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(loadgen());
+                c
+            }
+            None => Command::new(loadgen()),
+        };
+        c.args(args)
+            .env("SUMSTORM_COLLECTOR_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (ns, _) in &self.shards {
+            if let Some(ns) = ns {
+                let _ = ip(&["netns", "del", ns]);
+            }
+        }
+        if let Some(b) = &self.bridge {
+            let _ = ip(&["link", "del", b]);
+        }
+    }
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for a line of `child`'s stderr holding `marker` (up to 60 s) and returns it; the rest
+/// of its stderr goes to `log`.
+fn line_with(child: &mut Child, marker: &str, log: PathBuf) -> String {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = marker.to_owned();
+    std::thread::spawn(move || {
+        let mut out = std::fs::File::create(log).unwrap();
+        let mut sent = false;
+        for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
+            use std::io::Write as _;
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let _ = writeln!(out, "{text}");
+            if !sent && text.contains(&wanted) {
+                let _ = tx.send(text);
+                sent = true;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no line with {marker:?}"))
+}
+
+/// `backend serve` on `host`, with an admin token (the collector is not a loopback peer when
+/// the backend listens on the bridge); returns it and its URL.
+fn backend(host: &str, data: &Path) -> (Proc, String) {
+    let mut child = Command::new(backend_binary())
+        .args(["serve", "--listen", &format!("{host}:0"), "--admin-token", ADMIN, "--statesys-pause", "0"])
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = line_with(&mut child, "http://", data.with_extension("log"));
+    let url = line[line.find("http://").unwrap()..].split_whitespace().next().unwrap().to_owned();
+    (Proc(child), url)
+}
+
+/// `loadgen collect` for `shards` of `profile` on `host`; returns it and its URL.
+fn collector(
+    host: &str,
+    profile: &Path,
+    shards: u64,
+    target: &str,
+    out: &Path,
+    extra: &[&str],
+) -> (Proc, String) {
+    let mut child = Command::new(loadgen())
+        .arg("collect")
+        .arg(profile)
+        .args(["--shards", &shards.to_string(), "--listen", &format!("{host}:0"), "--target", target])
+        .arg("--out")
+        .arg(out)
+        .args(["--allow-late", "--join-within", "60s"])
+        .args(extra)
+        .env("SUMSTORM_COLLECTOR_TOKEN", TOKEN)
+        .env("SUMSTORM_ADMIN_TOKEN", ADMIN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = line_with(&mut child, "waiting for", out.with_extension("log"));
+    let addr = line.split("http://").nth(1).unwrap().split(": ").next().unwrap();
+    (Proc(child), format!("http://{addr}"))
+}
+
+fn shard_args(profile: &Path, i: usize, n: usize, target: &str, collector: &str, out: &Path) -> Vec<String> {
+    vec![
+        "run".into(),
+        profile.display().to_string(),
+        "--target".into(),
+        target.into(),
+        "--shard".into(),
+        format!("{i}/{n}"),
+        "--collector".into(),
+        collector.into(),
+        "--allow-late".into(),
+        "--out".into(),
+        out.join(format!("shard-{i}")).display().to_string(),
+    ]
+}
+
+fn wait(child: &mut Child, within: Duration) -> i32 {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < until, "a process did not end within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn summary(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn counts(s: &Value) -> BTreeMap<String, (u64, u64)> {
+    s["requests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), (v["count"].as_u64().unwrap(), v["errors"].as_u64().unwrap())))
+        .collect()
+}
+
+/// Per request kind, how many samples an interval log holds.
+fn samples(path: &Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (tag, _, _, h) in read_hlog(path).unwrap() {
+        *out.entry(tag).or_default() += h.len();
+    }
+    out
+}
+
+/// Waits until the collector's status says the fleet started.
+fn started(collector: &str) {
+    let until = Instant::now() + Duration::from_secs(60);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    while Instant::now() < until {
+        if let Ok(s) = rt.block_on(loadgen::transport::get_json(collector, "/v1/status"))
+            && s["started"] == true
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the fleet never started");
+}
+
+#[test]
+fn a_fleet_in_namespaces_equals_one_run_with_a_shard_restarted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("steady.toml");
+    std::fs::write(&profile, STEADY).unwrap();
+    // The unsharded run of the same seed.
+    let opts = loadgen::run::Options {
+        out: Some(tmp.path().join("whole")),
+        arbiters: Some(2),
+        allow_late: true,
+        ..Default::default()
+    };
+    let plan = loadgen::profile::Plan::parse("steady", STEADY).unwrap();
+    let whole = loadgen::run::run(plan, STEADY, &opts).unwrap();
+    assert_eq!(whole.exit, 0, "{:#}", whole.summary);
+
+    let lab = Lab::new(3);
+    let (_backend, target) = backend(&lab.host, &tmp.path().join("backend"));
+    let out = tmp.path().join("fleet");
+    let (mut collect, url) = collector(&lab.host, &profile, 3, &target, &out, &[]);
+    let mut shards: Vec<Proc> = (0..3)
+        .map(|i| {
+            let args = shard_args(&profile, i, 3, &target, &url, &out);
+            Proc(lab.shard(i, &args, &tmp.path().join(format!("shard-{i}.log"))))
+        })
+        .collect();
+    // Shard 1 dies two seconds into the fleet's run, and comes back (as Kubernetes retries an
+    // index): its first attempt's figures must not count.
+    started(&url);
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = shards[1].0.kill();
+    let _ = shards[1].0.wait();
+    let args = shard_args(&profile, 1, 3, &target, &url, &out);
+    shards[1] = Proc(lab.shard(1, &args, &tmp.path().join("shard-1-again.log")));
+    for (i, s) in shards.iter_mut().enumerate() {
+        assert_eq!(
+            wait(&mut s.0, Duration::from_secs(120)),
+            0,
+            "shard {i} exits 0 once the collector has it"
+        );
+    }
+    let exit = wait(&mut collect.0, Duration::from_secs(120));
+    let fleet = summary(&out);
+    assert_eq!(exit, 0, "{fleet:#}");
+    assert_eq!(fleet["verification"]["exact"], true, "the target's views equal every shard's truth");
+    assert_eq!(fleet["clients"], whole.summary["clients"]);
+    assert_eq!(counts(&fleet), counts(&whole.summary), "every request kind, every count");
+    for key in ["sent", "acknowledged"] {
+        assert_eq!(
+            fleet["state_messages"][key], whole.summary["state_messages"][key],
+            "state messages {key}"
+        );
+    }
+    assert_eq!(samples(&out.join("latency.hlog")), samples(&whole.dir.join("latency.hlog")));
+    assert_eq!(samples(&out.join("service-time.hlog")), samples(&whole.dir.join("service-time.hlog")));
+    let per_shard = fleet["fleet"]["per_shard"].as_array().unwrap();
+    let attempts: Vec<u64> = per_shard.iter().map(|s| s["attempts"].as_u64().unwrap()).collect();
+    assert_eq!(attempts, [1, 2, 1], "{per_shard:#?}");
+    assert!(fleet["fleet"]["collector"]["cpu_seconds"].as_f64().is_some());
+    for file in ["timeline.json", "verify.json", "report.html", "latency-state_report.hgrm"] {
+        assert!(out.join(file).exists(), "{file}");
+    }
+    if lab.namespaced() {
+        // Each shard spoke from its own namespace's address.
+        let addresses: Vec<&str> = per_shard.iter().map(|s| s["address"].as_str().unwrap()).collect();
+        let expected: Vec<&str> = lab.shards.iter().map(|(_, a)| a.as_str()).collect();
+        assert_eq!(addresses, expected);
+    }
+}
