@@ -109,7 +109,11 @@ pub struct Truth {
 pub struct Arb {
     pub plan: Arc<Plan>,
     pub clock: SimClock,
+    /// The target's transport (the site API, and every client's MP when the profile lists none).
     pub transport: Rc<Transport>,
+    /// One transport per MP the profile lists, and who uses which.
+    pub mps: Vec<Rc<Transport>>,
+    pub chooser: Option<Arc<MpChooser>>,
     pub site: Arc<SiteInfo>,
     /// The clients' keys, when they sign (`crate::signing`).
     pub keys: Option<Arc<crate::signing::KeyPool>>,
@@ -227,6 +231,57 @@ impl Pending {
     }
 }
 
+/// Which of the site's MPs ([`Plan::mps`]) each client uses: among those whose boundary groups
+/// hold the client's place (by the site's boundaries), else among those that list no group (or
+/// all of them, when every MP lists some); one MP for the client's life, drawn from the seed so
+/// that shards and runs agree.
+#[derive(Debug)]
+pub struct MpChooser {
+    /// Per MP, the boundaries of its groups.
+    boundaries: Vec<Vec<crate::verify::Boundary>>,
+    /// The MPs of clients in no MP's boundary groups.
+    general: Vec<usize>,
+}
+
+impl MpChooser {
+    /// For `plan`'s MPs over the site (`GET /api/v1/site`); `None` when it lists none. A
+    /// boundary group the site does not have is an error.
+    pub fn new(plan: &Plan, site: &serde_json::Value) -> anyhow::Result<Option<MpChooser>> {
+        if plan.mps.is_empty() {
+            return Ok(None);
+        }
+        let groups = crate::verify::boundary_groups(site);
+        let mut boundaries = Vec::new();
+        for m in &plan.mps {
+            let mut b = Vec::new();
+            for g in &m.boundary_groups {
+                let found =
+                    groups.iter().find(|(name, _)| name.eq_ignore_ascii_case(g)).ok_or_else(|| {
+                        anyhow::anyhow!("[[mp]] {}: the site has no boundary group {g:?}", m.url)
+                    })?;
+                b.extend(found.1.iter().cloned());
+            }
+            boundaries.push(b);
+        }
+        let mut general: Vec<usize> =
+            (0..plan.mps.len()).filter(|m| plan.mps[*m].boundary_groups.is_empty()).collect();
+        if general.is_empty() {
+            general = (0..plan.mps.len()).collect();
+        }
+        Ok(Some(MpChooser { boundaries, general }))
+    }
+
+    /// Client `index`'s MP.
+    pub fn choose(&self, plan: &Plan, index: u64) -> usize {
+        let place = crate::verify::Place::of(plan, index);
+        let local: Vec<usize> = (0..self.boundaries.len())
+            .filter(|m| self.boundaries[*m].iter().any(|b| b.contains(&place)))
+            .collect();
+        let pool = if local.is_empty() { &self.general } else { &local };
+        pool[(sim::mix(plan.seed ^ index.rotate_left(17) ^ 0x4d50_4d50) % pool.len() as u64) as usize]
+    }
+}
+
 /// The run ends: flush what is queued, then report the truth.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -237,6 +292,8 @@ pub struct Finish;
 pub struct SimClient {
     arb: Rc<Arb>,
     index: u64,
+    /// Its MP's transport.
+    transport: Rc<Transport>,
     sms_id: Option<Guid>,
     /// What the client signs with, once it has an SMS ID (when the run signs).
     signer: Option<crate::signing::Signer>,
@@ -282,9 +339,15 @@ impl Handler<Finish> for SimClient {
 impl SimClient {
     pub fn new(arb: Rc<Arb>, index: u64) -> SimClient {
         let start = sim::start_offset(&arb.plan, index);
+        let transport = match &arb.chooser {
+            Some(c) => Rc::clone(&arb.mps[c.choose(&arb.plan, index)]),
+            None => Rc::clone(&arb.transport),
+        };
+        transport.users.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         SimClient {
             arb,
             index,
+            transport,
             sms_id: None,
             signer: None,
             located: false,
@@ -356,7 +419,7 @@ impl SimClient {
             ],
             ..ClientRegistrationRequest::default()
         };
-        let (transport, header) = (Rc::clone(&self.arb.transport), self.header("MP_ClientRegistration"));
+        let (transport, header) = (Rc::clone(&self.transport), self.header("MP_ClientRegistration"));
         // Signed with the client's key, its certificate carried (when the run signs).
         let keys = self.arb.keys.clone();
         let index = self.index;
@@ -431,7 +494,7 @@ impl SimClient {
         request.requester.identification.netbios_name = id.netbios_name;
         request.requester.policy_source = format!("SMS:{}", self.arb.site.site_code);
         request.requester.resource_type = "Machine".into();
-        let (transport, header) = (Rc::clone(&self.arb.transport), self.header("MP_PolicyManager"));
+        let (transport, header) = (Rc::clone(&self.transport), self.header("MP_PolicyManager"));
         let (signer, who) = (self.signer.clone(), self.index);
         let fut = async move {
             transport
@@ -466,7 +529,7 @@ impl SimClient {
         major: u32,
         origin: Duration,
     ) {
-        let (transport, who) = (Rc::clone(&self.arb.transport), self.index);
+        let (transport, who) = (Rc::clone(&self.transport), self.index);
         let fut = async move { transport.get(Kind::PolicyBody, intended, who, &path).await };
         self.spawn(ctx, fut, move |c, ctx, body| {
             let Ok(body) = body else { return }; // the next poll tries again
@@ -499,7 +562,7 @@ impl SimClient {
             domain: "CONTOSO.COM".into(),
             ip_addresses: vec![IpAddressInfo { subnet, address: id.address.to_string() }],
         };
-        let (transport, header) = (Rc::clone(&self.arb.transport), self.header("MP_LocationManager"));
+        let (transport, header) = (Rc::clone(&self.transport), self.header("MP_LocationManager"));
         let who = self.index;
         let fut = async move {
             transport.mp(Kind::WsusLocation, intended, who, header, move || request.to_xml()).await
@@ -541,7 +604,7 @@ impl SimClient {
         version: u32,
         origin: Duration,
     ) {
-        let (transport, who) = (Rc::clone(&self.arb.transport), self.index);
+        let (transport, who) = (Rc::clone(&self.transport), self.index);
         let fut = async move { transport.get(Kind::Catalog, intended, who, &path).await };
         self.spawn(ctx, fut, move |c, ctx, body| {
             let known = c.arb.catalogs.borrow().contains_key(&version);
@@ -635,7 +698,7 @@ impl SimClient {
         }
         self.in_flight = true;
         let (messages, newest, completed) = report_shape(&self.arb, &self.queue[..sent]);
-        let (transport, header) = (Rc::clone(&self.arb.transport), self.header(messages::RELAY));
+        let (transport, header) = (Rc::clone(&self.transport), self.header(messages::RELAY));
         // The Report is written once a connection is free: waiting sends hold only the queue.
         let (arb, index, client, queue) =
             (Rc::clone(&self.arb), self.index, self.sms_id.unwrap_or(Guid(0)), self.queue[..sent].to_vec());

@@ -450,8 +450,9 @@ struct Ended {
 #[derive(Debug)]
 struct Attempt {
     id: u64,
-    /// Where its hello came from.
+    /// Where its hello came from, and when.
     address: std::net::IpAddr,
+    joined: Instant,
     seen: std::collections::HashSet<u64>,
     /// Its intervals as interval-log lines (corrected, service time), by their start after the
     /// fleet's start.
@@ -467,6 +468,7 @@ impl Attempt {
         Attempt {
             id,
             address,
+            joined: Instant::now(),
             seen: Default::default(),
             hlog: Vec::new(),
             service: Vec::new(),
@@ -827,7 +829,8 @@ struct Ran {
 }
 
 /// The run, once a second until every shard's current attempt ended (or the run's end plus the
-/// grace passed): the fleet's interval, windows and abort, syncs, the target's backlog, progress.
+/// grace passed, counted from the latest attempt's start: a shard that came back runs its whole
+/// life again): the fleet's interval, windows and abort, syncs, the target's backlog, progress.
 async fn run_fleet(plan: &Plan, cfg: &Config, base: &str, state: &Mutex<State>, t0: Instant) -> Ran {
     let sim_start = protocol::Timestamp(
         std::time::SystemTime::now()
@@ -837,7 +840,7 @@ async fn run_fleet(plan: &Plan, cfg: &Config, base: &str, state: &Mutex<State>, 
     );
     let clock = SimClock { real_start: t0, sim_start, scale: plan.time_scale };
     let start_unix = sim_start.0 as f64 / 1e6;
-    let deadline = clock.real_at(plan.duration) + cfg.grace;
+    let life = clock.real(plan.duration) + cfg.grace;
     let ramp_end = clock.real(plan.ramp_up).as_secs_f64();
     let mut windows = crate::windows::Windows::new(&plan.thresholds, ramp_end);
     let mut ran = Ran { start_unix, ..Ran::default() };
@@ -848,7 +851,7 @@ async fn run_fleet(plan: &Plan, cfg: &Config, base: &str, state: &Mutex<State>, 
     loop {
         tokio::time::sleep((last + Duration::from_secs(1)).saturating_duration_since(Instant::now())).await;
         let now = Instant::now();
-        let (interval, finished, reporting) = {
+        let (interval, finished, reporting, deadline) = {
             let mut s = lock(state);
             let interval = std::mem::take(&mut s.pending);
             let current = || s.slots.iter().filter_map(|x| x.current.as_ref());
@@ -856,7 +859,8 @@ async fn run_fleet(plan: &Plan, cfg: &Config, base: &str, state: &Mutex<State>, 
             let reporting = current()
                 .filter(|a| a.last_interval.is_some_and(|t| now.duration_since(t) < Duration::from_secs(3)))
                 .count();
-            (interval, finished, reporting)
+            let latest = current().map(|a| a.joined).max().unwrap_or(t0).max(t0);
+            (interval, finished, reporting, latest + life)
         };
         let length = now.saturating_duration_since(last);
         let since = last.saturating_duration_since(t0);
@@ -930,6 +934,8 @@ struct Gathered {
     per_shard: Vec<Value>,
     refused: BTreeMap<u16, u64>,
     bytes: u64,
+    /// Per MP of the profile's: clients, requests, failures.
+    mps: Vec<[u64; 3]>,
 }
 
 fn gather(state: &Mutex<State>, stopped: Option<Instant>) -> Gathered {
@@ -976,6 +982,12 @@ fn gather(state: &Mutex<State>, stopped: Option<Instant>) -> Gathered {
         if g.signing.is_null() {
             g.signing = sm["signing"].clone();
         }
+        for (m, mp) in sm["mps"].as_array().into_iter().flatten().enumerate() {
+            g.mps.resize(g.mps.len().max(m + 1), [0; 3]);
+            for (k, key) in ["clients", "requests", "errors"].into_iter().enumerate() {
+                g.mps[m][k] += mp[key].as_u64().unwrap_or(0);
+            }
+        }
         row["intervals_sent"] = json!(e.intervals_sent);
         row["clients"] = sm["clients"].clone();
         row["wall_seconds"] = sm["wall_seconds"].clone();
@@ -1016,6 +1028,7 @@ async fn finish(
         per_shard,
         refused,
         bytes,
+        mps,
     } = gather(state, ran.stopped);
     truths.sort_by_key(|t| t.index);
     acks.sort_by(|a, b| a.at.total_cmp(&b.at));
@@ -1059,7 +1072,7 @@ async fn finish(
         windows,
         aborted: ran.aborted,
     };
-    let finished = Finished { totals, cpu, truths, acks, flush: Duration::from_secs_f64(flush) };
+    let finished = Finished { totals, cpu, truths, acks, flush: Duration::from_secs_f64(flush), mps };
     let fleet = json!({
         "shards": cfg.shards,
         "per_shard": per_shard,

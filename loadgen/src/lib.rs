@@ -9,7 +9,8 @@
 //! ([`verify`]); [`results`] writes the run's files and [`report`] its HTML page. [`compare`]
 //! judges a run against a baseline of several runs (as text, Markdown or JUnit XML); [`trends`]
 //! follows every key figure across commits from the run history and finds where one changed;
-//! [`merge`] adds sharded runs together ([`k8s`] writes the manifests that run the shards on
+//! [`merge`] adds sharded runs together afterwards, [`collect`] judges a fleet of shards live and
+//! writes its results as one run's ([`k8s`] writes the manifests that run the fleet on
 //! Kubernetes); [`search`] finds the largest load that meets every SLO
 //! with trials that are runs; [`windows`] judges thresholds over windows and aborts a run live;
 //! [`convergence`] says how long after each sync the clients' results were acknowledged,

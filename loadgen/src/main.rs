@@ -129,7 +129,11 @@ enum Command {
     /// with every shard's truth and writes one run's result files. Exit as `run`, or 5 when a
     /// shard never joined or never finished.
     Collect {
-        profile: PathBuf,
+        /// The profile the shards run (or --profile, as the contract writes it).
+        #[arg(required_unless_present = "profile_flag", conflicts_with = "profile_flag")]
+        profile: Option<PathBuf>,
+        #[arg(long = "profile", value_name = "PROFILE")]
+        profile_flag: Option<PathBuf>,
         #[arg(long)]
         shards: u64,
         #[arg(long, default_value = "0.0.0.0:8099")]
@@ -398,6 +402,7 @@ fn main() -> ExitCode {
         ),
         Command::Collect {
             profile,
+            profile_flag,
             shards,
             listen,
             out,
@@ -410,6 +415,7 @@ fn main() -> ExitCode {
             allow_late,
             overrides,
         } => {
+            let Some(profile) = profile.or(profile_flag) else { return usage("collect: which profile?") };
             let (text, mut plan) = match load_profile(&profile) {
                 Ok(loaded) => loaded,
                 Err(exit) => return exit,

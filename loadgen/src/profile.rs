@@ -37,6 +37,12 @@
 //! connections = 32                       # keep-alive connections, all arbiters together
 //! zlib_level = 1                         # CCM bodies' deflate level, 0-9 (see below)
 //!
+//! [[mp]]                                 # optional: the site's MPs (default: --target alone)
+//! url = "http://mp1.lab:80"
+//! boundary_groups = ["HQ"]               # clients in these boundary groups choose among these
+//! [[mp]]                                 # an MP without boundary groups serves the rest
+//! url = "http://mp2.lab:80"
+//!
 //! [open_model]                           # optional: a fixed arrival rate of state reports
 //! rate = 2000                            # Reports per real second
 //! messages_per_report = 150
@@ -105,6 +111,8 @@ struct ProfileFile {
     event: Vec<EventFile>,
     #[serde(default)]
     transport: TransportFile,
+    #[serde(default)]
+    mp: Vec<MpFile>,
     open_model: Option<OpenModelFile>,
     closed_model: Option<ClosedModelFile>,
     #[serde(default)]
@@ -232,6 +240,24 @@ struct TransportFile {
     connections: usize,
     #[serde(default = "default_zlib_level")]
     zlib_level: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MpFile {
+    url: String,
+    #[serde(default)]
+    boundary_groups: Vec<String>,
+}
+
+/// One of the site's MPs (`[[mp]]`): clients in its boundary groups (by the site's boundaries)
+/// choose among the MPs that list one of their groups, the rest among the MPs that list none
+/// (or all, where every MP lists some), each client one MP for its life, drawn from the seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mp {
+    /// `http://host:port`, no trailing slash.
+    pub url: String,
+    pub boundary_groups: Vec<String>,
 }
 
 impl Default for TransportFile {
@@ -467,6 +493,8 @@ pub struct Plan {
     pub max_lateness_p99_ms: f64,
     pub events: Vec<SyncEvent>,
     pub wire: Wire,
+    /// The site's MPs the clients spread over (empty: the target alone). Connections are per MP.
+    pub mps: Vec<Mp>,
     pub connections: usize,
     /// The deflate level of CCM bodies, 0-9.
     pub zlib_level: u32,
@@ -762,6 +790,38 @@ impl Plan {
         if !matches!(signing.key_bits, 2048 | 3072 | 4096) {
             return Err(invalid("signing.key_bits", "2048, 3072 or 4096"));
         }
+        let mut mps: Vec<Mp> = Vec::new();
+        for (i, m) in f.mp.iter().enumerate() {
+            let url = m.url.trim().trim_end_matches('/').to_owned();
+            let key = format!("mp[{i}].url");
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.parse::<hyper::Uri>().is_err()
+            {
+                return Err(invalid(
+                    key,
+                    format!("{:?} is not an MP's URL like \"http://mp1.lab:80\"", m.url),
+                ));
+            }
+            if mps.iter().any(|o| o.url.eq_ignore_ascii_case(&url)) {
+                return Err(invalid(key, format!("{url} is listed twice")));
+            }
+            if m.boundary_groups.iter().any(|g| g.trim().is_empty()) {
+                return Err(invalid(format!("mp[{i}].boundary_groups"), "a boundary group's name is empty"));
+            }
+            mps.push(Mp {
+                url,
+                boundary_groups: m.boundary_groups.iter().map(|g| g.trim().to_owned()).collect(),
+            });
+        }
+        if mps.len() > 64 {
+            return Err(invalid("mp", "at most 64 MPs"));
+        }
+        if !mps.is_empty() && open_model.is_some() {
+            return Err(invalid(
+                "mp",
+                "the open and closed models send to --target; MPs are for clients' lives",
+            ));
+        }
         if signing.enabled == Some(true) && (wire != Wire::Ccm || open_model.is_some()) {
             return Err(invalid(
                 "signing.enabled",
@@ -790,6 +850,7 @@ impl Plan {
             max_lateness_p99_ms: r.max_lateness_p99_ms,
             events,
             wire,
+            mps,
             connections: t.connections,
             zlib_level: t.zlib_level,
             open_model,
@@ -810,6 +871,31 @@ mod tests {
         [run]
         duration = "1h"
     "#;
+
+    #[test]
+    fn the_sites_mps() {
+        let text = format!(
+            "{BASE}\n[[mp]]\nurl = \"http://mp1.lab:80/\"\nboundary_groups = [\"HQ\"]\n[[mp]]\nurl = \"https://mp2.lab\"\n"
+        );
+        let p = Plan::parse("t", &text).unwrap();
+        assert_eq!(
+            p.mps,
+            [
+                Mp { url: "http://mp1.lab:80".into(), boundary_groups: vec!["HQ".into()] },
+                Mp { url: "https://mp2.lab".into(), boundary_groups: vec![] },
+            ]
+        );
+        assert!(Plan::parse("t", BASE).unwrap().mps.is_empty(), "none: --target alone");
+        for (bad, key) in [
+            ("[[mp]]\nurl = \"mp1.lab\"\n", "mp[0].url"),
+            ("[[mp]]\nurl = \"http://a\"\n[[mp]]\nurl = \"http://A/\"\n", "mp[1].url"),
+            ("[[mp]]\nurl = \"http://a\"\nboundary_groups = [\" \"]\n", "mp[0].boundary_groups"),
+            ("[[mp]]\nurl = \"http://a\"\n[open_model]\nrate = 10\nmessages_per_report = 5\n", "mp"),
+        ] {
+            let e = Plan::parse("t", &format!("{BASE}\n{bad}")).unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn defaults_and_thresholds() {

@@ -313,7 +313,10 @@ async fn drive(
         None => None,
     };
     let fleet = setup(&plan, &base, &site, &opts, signing).await?;
-    let observed = observe(&plan, &base, &fleet, opts.progress, link.as_ref()).await;
+    // The profile's syncs are the site's: fired once, by the collector of a fleet, else by this
+    // process unless it is one of several shards driving a shared target and not the first.
+    let fires = link.is_none() && (opts.target.is_none() || opts.shard.is_none_or(|(i, _)| i == 0));
+    let observed = observe(&plan, &base, &fleet, (opts.progress, fires), link.as_ref()).await;
     let finished = finish(&fleet).await;
     let settled = if opts.settle || opts.verify {
         settle(&plan, &base, &finished.truths, &opts, &dir).await?
@@ -401,12 +404,14 @@ async fn setup(
         None => None,
     };
     let real_end_at = SimClock::real_at(&clock, plan.duration);
+    let chooser = crate::client::MpChooser::new(plan, site)?.map(Arc::new);
     // Each arbiter creates its share of the clients on its own thread.
     let counts = ask_all(&arbiters, {
         let (plan, site, base, mine) =
             (Arc::clone(plan), Arc::clone(&site_info), base.to_owned(), Arc::clone(&mine));
         let keys = signing.as_ref().map(|s| Arc::clone(&s.pool));
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let chooser = chooser.clone();
         move || {
             let a = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let arb = Rc::new(Arb {
@@ -418,6 +423,14 @@ async fn setup(
                     plan.wire,
                     plan.zlib_level,
                 )),
+                mps: plan
+                    .mps
+                    .iter()
+                    .map(|m| {
+                        Rc::new(Transport::new(&m.url, per_arbiter_connections, plan.wire, plan.zlib_level))
+                    })
+                    .collect(),
+                chooser: chooser.clone(),
                 site: Arc::clone(&site),
                 keys: keys.clone(),
                 catalogs: RefCell::default(),
@@ -495,14 +508,14 @@ pub(crate) struct Observed {
 }
 
 /// The run: once a second, merge the arbiters' intervals into the interval logs and the
-/// timeline, show progress, fire the profile's due syncs, watch the backend's backlog. A shard
-/// of a fleet (`link`) sends each interval to the collector, which fires the syncs, judges the
+/// timeline, show progress, fire the profile's due syncs (when `fires`), watch the backend's
+/// backlog. A shard of a fleet (`link`) sends each interval to the collector, which judges the
 /// windows and stops it on an abort.
 async fn observe(
     plan: &Plan,
     base: &str,
     fleet: &Fleet,
-    progress: bool,
+    (progress, fires): (bool, bool),
     link: Option<&crate::collect::Link>,
 ) -> Observed {
     let real_end = fleet.clock.real_at(plan.duration);
@@ -540,8 +553,7 @@ async fn observe(
             }
         }
         last = Instant::now();
-        // A fleet's syncs are the collector's to fire (once for the site, not once a shard).
-        while let Some(e) = events.next_if(|e| link.is_none() && fleet.clock.real_at(e.at) <= last) {
+        while let Some(e) = events.next_if(|e| fires && fleet.clock.real_at(e.at) <= last) {
             sync(base, e, &fleet.clock, &mut syncs, &mut fired).await;
         }
         let status = get_json(base, "/api/v1/status").await.unwrap_or(Value::Null);
@@ -660,6 +672,8 @@ pub(crate) struct Finished {
     /// The clients' acknowledged scan results (see [`crate::convergence`]).
     pub acks: Vec<crate::convergence::Ack>,
     pub flush: Duration,
+    /// Per MP of the profile's: its clients, requests and failed requests.
+    pub mps: Vec<[u64; 3]>,
 }
 
 /// The end: every client flushes its queue (bounded) and reports its truth; the arbiters stop.
@@ -702,6 +716,28 @@ async fn finish(fleet: &Fleet) -> Finished {
     let flush = finish_started.elapsed();
     let totals = merge(ask_all(&fleet.arbiters, metrics::total).await);
     let cpu: Vec<Option<f64>> = ask_all(&fleet.arbiters, metrics::thread_cpu_seconds).await;
+    let per_mp: Vec<Vec<[u64; 3]>> = ask_all(&fleet.arbiters, || {
+        ARB.with(|a| {
+            a.borrow().as_ref().map_or_else(Vec::new, |arb| {
+                arb.mps
+                    .iter()
+                    .map(|t| {
+                        [&t.users, &t.sent, &t.failed].map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+                    })
+                    .collect()
+            })
+        })
+    })
+    .await;
+    let mut mps: Vec<[u64; 3]> = Vec::new();
+    for arbiter in per_mp {
+        mps.resize(mps.len().max(arbiter.len()), [0; 3]);
+        for (sum, c) in mps.iter_mut().zip(arbiter) {
+            for k in 0..3 {
+                sum[k] += c[k];
+            }
+        }
+    }
     let handed: Vec<(Vec<Truth>, Vec<crate::convergence::Ack>)> = ask_all(&fleet.arbiters, || {
         CLIENTS.with(|c| c.borrow_mut().clear());
         ARB.with(|a| {
@@ -727,7 +763,7 @@ async fn finish(fleet: &Fleet) -> Finished {
     }
     truths.sort_by_key(|t| t.index);
     acks.sort_by(|a, b| a.at.total_cmp(&b.at));
-    Finished { totals, cpu, truths, acks, flush }
+    Finished { totals, cpu, truths, acks, flush, mps }
 }
 
 /// What the result files say of the generator that ran: one process's arbiters, or a fleet's.
@@ -841,7 +877,19 @@ pub(crate) fn write_results(
 ) -> anyhow::Result<(Value, u8)> {
     let Observed { hlog, service_hlog, timeline, syncs, fired, peak_backlog, wall, windows, aborted } =
         observed;
-    let Finished { totals, cpu, truths, acks, flush } = finished;
+    let Finished { totals, cpu, truths, acks, flush, mps } = finished;
+    let mps: Value = if plan.mps.is_empty() {
+        Value::Null
+    } else {
+        plan.mps
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let [clients, requests, errors] = mps.get(i).copied().unwrap_or_default();
+                json!({ "url": m.url, "boundary_groups": m.boundary_groups, "clients": clients, "requests": requests, "errors": errors })
+            })
+            .collect()
+    };
     let Settled { status: backend_status, drain, convergence, tasks, summarize, verification } = settled;
     let convergence = crate::convergence::compute(&fired, &truths, &acks, convergence.as_ref());
     let (clients, n, startup) = (shape.clients, shape.arbiters, shape.startup);
@@ -913,6 +961,8 @@ pub(crate) fn write_results(
             "acknowledged": totals.messages_acked,
             "acknowledged_per_second": totals.messages_acked as f64 / wall.as_secs_f64().max(1e-9),
         },
+        // The site's MPs the clients spread over, when the profile lists them.
+        "mps": mps,
         "syncs": syncs,
         "convergence": convergence,
         "signing": shape.signing,

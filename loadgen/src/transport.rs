@@ -7,6 +7,7 @@
 //! connection carries one certificate, so each certificate has its own connections).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -143,6 +144,10 @@ pub struct Transport {
     /// CCM bodies' deflate level.
     pub zlib_level: u32,
     timeout: Duration,
+    /// Simulated clients that use it, and the measured requests it sent and saw fail.
+    pub users: AtomicU64,
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
 }
 
 impl Transport {
@@ -162,6 +167,9 @@ impl Transport {
             wire,
             zlib_level,
             timeout: Duration::from_secs(60),
+            users: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         }
     }
 
@@ -217,6 +225,10 @@ impl Transport {
         metrics::built(kind, started.saturating_duration_since(building));
         let outcome = self.roundtrip(who, request).await;
         let done = Instant::now();
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if !matches!(&outcome, Ok((status, _, _)) if status.is_success()) {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
         match outcome {
             Ok((status, _, body)) if status.is_success() => {
                 metrics::finished(kind, intended, started, done, true, true);

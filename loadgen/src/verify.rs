@@ -22,10 +22,47 @@ use crate::transport::get_json as get;
 
 /// What a boundary matches.
 #[derive(Debug, Clone)]
-enum Boundary {
+pub(crate) enum Boundary {
     Subnet(String),
     Range(Ipv4Addr, Ipv4Addr),
     AdSite(String),
+}
+
+impl Boundary {
+    pub(crate) fn contains(&self, p: &Place<'_>) -> bool {
+        match self {
+            Boundary::Subnet(s) => *s == p.subnet,
+            Boundary::Range(lo, hi) => (*lo..=*hi).contains(&p.address),
+            Boundary::AdSite(s) => s.eq_ignore_ascii_case(p.ad_site),
+        }
+    }
+}
+
+/// The site's boundary groups (`GET /api/v1/site`'s `BoundaryGroups`) by name.
+pub(crate) fn boundary_groups(site: &Value) -> HashMap<String, Vec<Boundary>> {
+    let mut groups = HashMap::new();
+    for g in site["BoundaryGroups"].as_array().into_iter().flatten() {
+        let boundaries = g["Boundaries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| {
+                if let Some(s) = b["Subnet"].as_str() {
+                    Some(Boundary::Subnet(s.to_owned()))
+                } else if let Some(s) = b["ADSite"].as_str() {
+                    Some(Boundary::AdSite(s.to_owned()))
+                } else {
+                    let r = b["IPRange"].as_array()?;
+                    Some(Boundary::Range(
+                        r.first()?.as_str()?.parse().ok()?,
+                        r.get(1)?.as_str()?.parse().ok()?,
+                    ))
+                }
+            })
+            .collect();
+        groups.insert(g["Name"].as_str().unwrap_or_default().to_owned(), boundaries);
+    }
+    groups
 }
 
 #[derive(Debug, Clone)]
@@ -36,10 +73,22 @@ enum Target {
 }
 
 /// Where a client is, as its location request said.
-struct Place<'a> {
-    ad_site: &'a str,
-    subnet: String,
-    address: Ipv4Addr,
+pub(crate) struct Place<'a> {
+    pub ad_site: &'a str,
+    pub subnet: String,
+    pub address: Ipv4Addr,
+}
+
+impl Place<'_> {
+    /// Where simulated client `index` of `plan` is.
+    pub(crate) fn of(plan: &Plan, index: u64) -> Place<'_> {
+        let id = sim::identity(plan, index);
+        Place {
+            ad_site: &plan.ad_sites[id.ad_site],
+            subnet: plan.subnets[id.subnet].network.to_string(),
+            address: id.address,
+        }
+    }
 }
 
 impl Target {
@@ -48,11 +97,7 @@ impl Target {
             (Target::All, _) => true,
             (_, None) => false,
             (Target::AdSites(sites), Some(p)) => sites.iter().any(|s| s.eq_ignore_ascii_case(p.ad_site)),
-            (Target::BoundaryGroups(groups), Some(p)) => groups.iter().flatten().any(|b| match b {
-                Boundary::Subnet(s) => *s == p.subnet,
-                Boundary::Range(lo, hi) => (*lo..=*hi).contains(&p.address),
-                Boundary::AdSite(s) => s.eq_ignore_ascii_case(p.ad_site),
-            }),
+            (Target::BoundaryGroups(groups), Some(p)) => groups.iter().flatten().any(|b| b.contains(p)),
         }
     }
 }
@@ -94,28 +139,7 @@ pub async fn verify(plan: &Plan, base: &str, truths: &[Truth]) -> anyhow::Result
             parse_catalog(&serde_json::to_vec(&body).unwrap_or_default())?.iter().map(|e| e.id).collect();
         scanned.insert(v, ids);
     }
-    let mut boundary_groups: HashMap<String, Vec<Boundary>> = HashMap::new();
-    for g in site["BoundaryGroups"].as_array().into_iter().flatten() {
-        let boundaries = g["Boundaries"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|b| {
-                if let Some(s) = b["Subnet"].as_str() {
-                    Some(Boundary::Subnet(s.to_owned()))
-                } else if let Some(s) = b["ADSite"].as_str() {
-                    Some(Boundary::AdSite(s.to_owned()))
-                } else {
-                    let r = b["IPRange"].as_array()?;
-                    Some(Boundary::Range(
-                        r.first()?.as_str()?.parse().ok()?,
-                        r.get(1)?.as_str()?.parse().ok()?,
-                    ))
-                }
-            })
-            .collect();
-        boundary_groups.insert(g["Name"].as_str().unwrap_or_default().to_owned(), boundaries);
-    }
+    let boundary_groups = boundary_groups(&site);
     let index_of: HashMap<Guid, usize> = active.iter().enumerate().map(|(i, g)| (*g, i)).collect();
     let groups: Vec<(u64, Vec<usize>)> = site["UpdateGroups"]
         .as_array()
@@ -188,12 +212,7 @@ pub async fn verify(plan: &Plan, base: &str, truths: &[Truth]) -> anyhow::Result
         for (g, (_, members)) in groups.iter().enumerate() {
             group_counts[g][status(members)] += 1;
         }
-        let id = sim::identity(plan, t.index);
-        let place = t.located.then(|| Place {
-            ad_site: &plan.ad_sites[id.ad_site],
-            subnet: plan.subnets[id.subnet].network.to_string(),
-            address: id.address,
-        });
+        let place = t.located.then(|| Place::of(plan, t.index));
         for (d, (_, g, target)) in deployments.iter().enumerate() {
             if target.contains(place.as_ref()) {
                 dep_counts[d][0] += 1;

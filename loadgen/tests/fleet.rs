@@ -351,3 +351,233 @@ fn a_fleet_in_namespaces_equals_one_run_with_a_shard_restarted() {
         assert_eq!(addresses, expected);
     }
 }
+
+/// Starts a fleet of `n` shards of `profile_text` against a fresh backend; returns what the
+/// test needs to go on: the lab, the backend, the collector, the shards.
+struct Fleet {
+    lab: Lab,
+    _backend: Proc,
+    target: String,
+    collector: Proc,
+    url: String,
+    shards: Vec<Proc>,
+    out: PathBuf,
+}
+
+fn fleet(tmp: &Path, profile_text: &str, n: usize, extra: &[&str]) -> Fleet {
+    let profile = tmp.join("profile.toml");
+    std::fs::write(&profile, profile_text).unwrap();
+    let lab = Lab::new(n);
+    let (backend, target) = backend(&lab.host, &tmp.join("backend"));
+    let out = tmp.join("fleet");
+    let (collector, url) = collector(&lab.host, &profile, n as u64, &target, &out, extra);
+    let shards = (0..n)
+        .map(|i| {
+            let args = shard_args(&profile, i, n, &target, &url, &out);
+            Proc(lab.shard(i, &args, &tmp.join(format!("shard-{i}.log"))))
+        })
+        .collect();
+    Fleet { lab, _backend: backend, target, collector, url, shards, out }
+}
+
+fn content_version(target: &str) -> u64 {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(loadgen::transport::get_json(target, "/api/v1/site")).unwrap()["ContentVersion"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn an_abort_stops_every_shard_within_five_seconds_and_the_sync_fires_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = r#"
+        [population]
+        clients = 90
+        seed = 5
+        [client]
+        policy_poll = "1m"
+        [run]
+        time_scale = 60
+        duration = "40m"
+        ramp_up = "30s"
+        [[event]]
+        at = "30s"
+        sync = { new_updates = 3, superseded = 0 }
+        [thresholds]
+        "policy_assignments.p50" = "< 1us in 50% of 1s windows, abort after 2s"
+    "#;
+    let mut f = fleet(tmp.path(), profile, 3, &[]);
+    let before = content_version(&f.target);
+    for (i, s) in f.shards.iter_mut().enumerate() {
+        assert_eq!(wait(&mut s.0, Duration::from_secs(60)), 0, "shard {i}");
+    }
+    let exit = wait(&mut f.collector.0, Duration::from_secs(60));
+    let s = summary(&f.out);
+    assert_eq!(exit, i32::from(loadgen::run::EXIT_THRESHOLD), "{s:#}");
+    assert_eq!(s["aborted"]["threshold"], "policy_assignments.p50");
+    assert!(
+        s["wall_seconds"].as_f64().unwrap() < 20.0,
+        "stopped long before its 40 s: {}",
+        s["wall_seconds"]
+    );
+    for shard in s["fleet"]["per_shard"].as_array().unwrap() {
+        let lag = shard["last_interval_after_abort_seconds"].as_f64().unwrap();
+        assert!(lag <= 5.0, "shard {} went on {lag} s after the abort", shard["shard"]);
+    }
+    // The collector fired the profile's one sync, once for the site.
+    assert_eq!(s["syncs"].as_array().map(Vec::len), Some(1), "{:#}", s["syncs"]);
+    assert_eq!(content_version(&f.target), before + 1);
+    assert_eq!(s["verification"]["exact"], true, "what was acknowledged up to the abort is applied");
+}
+
+#[test]
+fn a_shard_that_never_finishes_makes_the_run_incomplete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut f = fleet(tmp.path(), STEADY, 2, &["--grace", "2s"]);
+    started(&f.url);
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = f.shards[1].0.kill();
+    assert_eq!(wait(&mut f.shards[0].0, Duration::from_secs(60)), 0);
+    let exit = wait(&mut f.collector.0, Duration::from_secs(60));
+    let s = summary(&f.out);
+    assert_eq!(exit, i32::from(loadgen::collect::EXIT_INCOMPLETE), "{s:#}");
+    assert_eq!(s["exit"], 5);
+    assert_eq!(s["fleet"]["incomplete"], serde_json::json!([1]));
+    assert_eq!(s["verification"]["checked"], false, "nothing verified on half the truth");
+    // What did arrive is there: shard 0's figures.
+    assert!(s["requests"]["state_report"]["count"].as_u64().unwrap() > 0);
+    let _ = &f.lab;
+}
+
+#[test]
+fn posts_without_the_token_or_that_do_not_decode_are_refused_and_change_nothing() {
+    use hyper::{Method, StatusCode};
+    use loadgen::transport::call_with;
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let sink = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let target = format!("http://{}", sink.local_addr().unwrap());
+    rt.spawn(loadgen::sink::serve_on(sink));
+    let plan = loadgen::profile::Plan::parse("steady", STEADY).unwrap();
+    let cfg = loadgen::collect::Config {
+        shards: 2,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        out: tmp.path().join("fleet"),
+        target,
+        token: TOKEN.into(),
+        join_within: Duration::from_secs(4),
+        grace: Duration::from_secs(1),
+        verify: true,
+        allow_late: true,
+        progress: false,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let collector =
+        std::thread::spawn(move || loadgen::collect::collect(plan, STEADY, &cfg, Some(tx)).unwrap());
+    let url = format!("http://{}", rx.recv_timeout(Duration::from_secs(30)).unwrap());
+    let post = |path: &str, body: &str, token: Option<&str>| {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        rt.block_on(call_with(&url, Method::POST, path, body.as_bytes(), &headers, Duration::from_secs(5)))
+            .unwrap()
+    };
+    let id = |clients: u64| {
+        format!(
+            r#"{{"shard":0,"shards":2,"attempt":7,"plan":{{"profile":"steady","clients":{clients},"seed":33,"duration_seconds":2400.0,"time_scale":400.0}}}}"#
+        )
+    };
+    assert_eq!(post("/v1/hello", &id(60), None).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(post("/v1/hello", &id(60), Some("not-the-token")).0, StatusCode::FORBIDDEN);
+    assert_eq!(post("/v1/hello", "{ not json", Some(TOKEN)).0, StatusCode::BAD_REQUEST);
+    let (status, body) = post("/v1/hello", &id(61), Some(TOKEN));
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(String::from_utf8_lossy(&body).contains("another fleet"), "{}", String::from_utf8_lossy(&body));
+    let other_count = id(60).replace(r#""shard":0,"shards":2"#, r#""shard":5,"shards":9"#);
+    assert_eq!(post("/v1/hello", &other_count, Some(TOKEN)).0, StatusCode::CONFLICT);
+    let interval = r#"{"shard":0,"attempt":7,"seq":0,"length":1.0,"figures":{"kinds":{},"lateness":"AAAA","messages_sent":0,"messages_acked":0}}"#;
+    assert_eq!(
+        post("/v1/interval", interval, Some(TOKEN)).0,
+        StatusCode::BAD_REQUEST,
+        "a histogram that is not one"
+    );
+    let status = rt.block_on(loadgen::transport::get_json(&url, "/v1/status")).unwrap();
+    assert_eq!(status["started"], false);
+    for shard in status["shards"].as_array().unwrap() {
+        assert_eq!(shard["attempts"], 0, "a refused post changes nothing: {status:#}");
+    }
+    assert_eq!(status["refused"], serde_json::json!({ "400": 2, "401": 1, "403": 1, "409": 2 }));
+    // Nobody joined: incomplete, never a pass.
+    let collected = collector.join().unwrap();
+    assert_eq!(collected.exit, loadgen::collect::EXIT_INCOMPLETE);
+}
+
+/// A profile that lists the site's MPs: each client uses the MP of its boundary group (here,
+/// by AD site), and the run verifies exactly across them. The two "MPs" are one backend
+/// reached at two loopback addresses, so the site is one and the split is the clients' choice.
+#[test]
+fn clients_spread_over_the_sites_mps_by_boundary_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("site.toml");
+    std::fs::write(
+        &site,
+        r#"
+        site_code = "PS1"
+        update_source_id = "{C2D17964-BBDD-4339-B9F3-12D7205B39CC}"
+        [[boundary_group]]
+        name = "HQ"
+        ad_sites = ["CM12-R2-PS1"]
+        [[boundary_group]]
+        name = "Branch"
+        ad_sites = ["BRANCH-01"]
+        [[sup]]
+        name = "PS1SITE"
+        boundary_groups = ["HQ", "Branch"]
+        [[update_group]]
+        name = "Security Updates 2026-10"
+        updates = ["0..100"]
+        [[deployment]]
+        name = "Security Updates 2026-10 - All Clients"
+        update_group = "Security Updates 2026-10"
+        "#,
+    )
+    .unwrap();
+    let data = tmp.path().join("backend");
+    let mut child = Command::new(backend_binary())
+        .args(["serve", "--listen", "0.0.0.0:0", "--statesys-pause", "0", "--site"])
+        .arg(&site)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = line_with(&mut child, "http://", data.with_extension("log"));
+    let _backend = Proc(child);
+    let port =
+        line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().rsplit(':').next().unwrap();
+    let profile = format!(
+        "{}\n[[mp]]\nurl = \"http://127.0.0.1:{port}\"\nboundary_groups = [\"HQ\"]\n[[mp]]\nurl = \"http://127.0.0.2:{port}\"\nboundary_groups = [\"Branch\"]\n",
+        common::SMALL
+    );
+    let plan = loadgen::profile::Plan::parse("mps", &profile).unwrap();
+    let hq = (0..plan.clients).filter(|i| loadgen::sim::identity(&plan, *i).ad_site == 0).count() as u64;
+    assert!(0 < hq && hq < plan.clients, "both AD sites have clients");
+    let opts = loadgen::run::Options {
+        target: Some(format!("http://127.0.0.1:{port}")),
+        out: Some(tmp.path().join("run")),
+        arbiters: Some(2),
+        allow_late: true,
+        ..Default::default()
+    };
+    let outcome = loadgen::run::run(plan.clone(), &profile, &opts).unwrap();
+    let s = &outcome.summary;
+    assert_eq!(outcome.exit, 0, "{s:#}");
+    assert_eq!(s["verification"]["exact"], true);
+    let mps = s["mps"].as_array().unwrap();
+    assert_eq!(mps[0]["clients"].as_u64(), Some(hq), "{mps:#?}");
+    assert_eq!(mps[1]["clients"].as_u64(), Some(plan.clients - hq));
+    let requests: u64 =
+        s["requests"].as_object().unwrap().values().map(|k| k["count"].as_u64().unwrap()).sum();
+    assert_eq!(mps[0]["requests"].as_u64().unwrap() + mps[1]["requests"].as_u64().unwrap(), requests);
+    assert!(mps.iter().all(|m| m["requests"].as_u64().unwrap() > 0 && m["errors"] == 0));
+}
