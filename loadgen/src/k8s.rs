@@ -216,6 +216,8 @@ pub fn manifests(plan: &Plan, profile_text: &str, fleet: &Fleet, token: &str) ->
                         "metadata": { "labels": labels(fleet, "collector") },
                         "spec": {
                             "restartPolicy": "Never",
+                            // The image's user; the results volume writable by its group.
+                            "securityContext": { "runAsNonRoot": true, "runAsUser": 10001, "fsGroup": 10001 },
                             "containers": [{
                                 "name": "collector",
                                 "image": fleet.image,
@@ -281,6 +283,8 @@ pub fn manifests(plan: &Plan, profile_text: &str, fleet: &Fleet, token: &str) ->
                         "metadata": { "labels": labels(fleet, "shard") },
                         "spec": {
                             "restartPolicy": "Never",
+                            // The image's user; the results volume writable by its group.
+                            "securityContext": { "runAsNonRoot": true, "runAsUser": 10001, "fsGroup": 10001 },
                             "containers": [{
                                 "name": "loadgen",
                                 "image": fleet.image,
@@ -389,6 +393,10 @@ mod tests {
                 "spec.template.metadata.labels.{}",
                 "spec.template.spec",
                 "spec.template.spec.restartPolicy",
+                "spec.template.spec.securityContext",
+                "spec.template.spec.securityContext.runAsNonRoot",
+                "spec.template.spec.securityContext.runAsUser",
+                "spec.template.spec.securityContext.fsGroup",
                 "spec.template.spec.containers",
                 "spec.template.spec.containers.*",
                 "spec.template.spec.containers.*.name",

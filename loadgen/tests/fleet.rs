@@ -25,26 +25,19 @@ mod common;
 const TOKEN: &str = "fleet-test-token";
 const ADMIN: &str = "fleet-test-admin";
 
-/// 60 clients, no sync (what a client sends then depends on simulated time only, so shards add
-/// up to the unsharded run exactly), 40 simulated minutes at 400x: 6 s.
-const STEADY: &str = r#"
-[population]
-clients = 60
-seed = 33
-ad_sites = ["CM12-R2-PS1", "BRANCH-01"]
-subnets = ["192.168.2.0/24", "10.1.0.0/16"]
-[client]
-policy_poll = "10m"
-reporting_cycle = "2m"
-scan_window = "8m"
-scan_duration = "1m"
-[run]
-time_scale = 400
-duration = "40m"
-ramp_up = "2m"
-[transport]
-connections = 4
-"#;
+/// The tests' small site without its sync, for 25 simulated minutes at 150x (10 s): what a
+/// client sends then depends on simulated time only, so shards add up to the unsharded run
+/// exactly, as long as no Report takes longer than a reporting cycle (2 simulated minutes, 0.8 s
+/// here: a client skips a cycle while its last Report is in flight).
+fn steady() -> String {
+    let sync = "[[event]]\nat = \"10m\"\nsync = { new_updates = 4, superseded = 1 }\n";
+    let pace = "time_scale = 600\nduration = \"40m\"\n";
+    assert!(
+        common::SMALL.contains(sync) && common::SMALL.contains(pace),
+        "the small site changed: mend this"
+    );
+    common::SMALL.replace(sync, "").replace(pace, "time_scale = 150\nduration = \"25m\"\n")
+}
 
 fn loadgen() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_loadgen"))
@@ -286,7 +279,8 @@ fn started(collector: &str) {
 fn a_fleet_in_namespaces_equals_one_run_with_a_shard_restarted() {
     let tmp = tempfile::tempdir().unwrap();
     let profile = tmp.path().join("steady.toml");
-    std::fs::write(&profile, STEADY).unwrap();
+    let text = steady();
+    std::fs::write(&profile, &text).unwrap();
     // The unsharded run of the same seed.
     let opts = loadgen::run::Options {
         out: Some(tmp.path().join("whole")),
@@ -294,8 +288,8 @@ fn a_fleet_in_namespaces_equals_one_run_with_a_shard_restarted() {
         allow_late: true,
         ..Default::default()
     };
-    let plan = loadgen::profile::Plan::parse("steady", STEADY).unwrap();
-    let whole = loadgen::run::run(plan, STEADY, &opts).unwrap();
+    let plan = loadgen::profile::Plan::parse("steady", &text).unwrap();
+    let whole = loadgen::run::run(plan, &text, &opts).unwrap();
     assert_eq!(whole.exit, 0, "{:#}", whole.summary);
 
     let lab = Lab::new(3);
@@ -433,7 +427,7 @@ fn an_abort_stops_every_shard_within_five_seconds_and_the_sync_fires_once() {
 #[test]
 fn a_shard_that_never_finishes_makes_the_run_incomplete() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut f = fleet(tmp.path(), STEADY, 2, &["--grace", "2s"]);
+    let mut f = fleet(tmp.path(), &steady(), 2, &["--grace", "2s"]);
     started(&f.url);
     std::thread::sleep(Duration::from_secs(2));
     let _ = f.shards[1].0.kill();
@@ -458,7 +452,8 @@ fn posts_without_the_token_or_that_do_not_decode_are_refused_and_change_nothing(
     let sink = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let target = format!("http://{}", sink.local_addr().unwrap());
     rt.spawn(loadgen::sink::serve_on(sink));
-    let plan = loadgen::profile::Plan::parse("steady", STEADY).unwrap();
+    let text = steady();
+    let plan = loadgen::profile::Plan::parse("steady", &text).unwrap();
     let cfg = loadgen::collect::Config {
         shards: 2,
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -473,7 +468,7 @@ fn posts_without_the_token_or_that_do_not_decode_are_refused_and_change_nothing(
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let collector =
-        std::thread::spawn(move || loadgen::collect::collect(plan, STEADY, &cfg, Some(tx)).unwrap());
+        std::thread::spawn(move || loadgen::collect::collect(plan, &text, &cfg, Some(tx)).unwrap());
     let url = format!("http://{}", rx.recv_timeout(Duration::from_secs(30)).unwrap());
     let post = |path: &str, body: &str, token: Option<&str>| {
         let auth = token.map(|t| format!("Bearer {t}"));
@@ -483,16 +478,16 @@ fn posts_without_the_token_or_that_do_not_decode_are_refused_and_change_nothing(
     };
     let id = |clients: u64| {
         format!(
-            r#"{{"shard":0,"shards":2,"attempt":7,"plan":{{"profile":"steady","clients":{clients},"seed":33,"duration_seconds":2400.0,"time_scale":400.0}}}}"#
+            r#"{{"shard":0,"shards":2,"attempt":7,"plan":{{"profile":"steady","clients":{clients},"seed":21,"duration_seconds":1500.0,"time_scale":150.0}}}}"#
         )
     };
-    assert_eq!(post("/v1/hello", &id(60), None).0, StatusCode::UNAUTHORIZED);
-    assert_eq!(post("/v1/hello", &id(60), Some("not-the-token")).0, StatusCode::FORBIDDEN);
+    assert_eq!(post("/v1/hello", &id(40), None).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(post("/v1/hello", &id(40), Some("not-the-token")).0, StatusCode::FORBIDDEN);
     assert_eq!(post("/v1/hello", "{ not json", Some(TOKEN)).0, StatusCode::BAD_REQUEST);
     let (status, body) = post("/v1/hello", &id(61), Some(TOKEN));
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(String::from_utf8_lossy(&body).contains("another fleet"), "{}", String::from_utf8_lossy(&body));
-    let other_count = id(60).replace(r#""shard":0,"shards":2"#, r#""shard":5,"shards":9"#);
+    let other_count = id(40).replace(r#""shard":0,"shards":2"#, r#""shard":5,"shards":9"#);
     assert_eq!(post("/v1/hello", &other_count, Some(TOKEN)).0, StatusCode::CONFLICT);
     let interval = r#"{"shard":0,"attempt":7,"seq":0,"length":1.0,"figures":{"kinds":{},"lateness":"AAAA","messages_sent":0,"messages_acked":0}}"#;
     assert_eq!(
