@@ -804,6 +804,9 @@ fn run_command(
         Ok(outcome) => {
             eprintln!("{}", loadgen::results::console_summary(&outcome.summary));
             eprintln!("results: {} (report.html inside)", outcome.dir.display());
+            if fleet {
+                eprintln!("loadgen: the collector has this shard's figures; the fleet's verdict is its exit");
+            }
             ExitCode::from(outcome.exit)
         }
         // A --target that is not an MP with the site API: a bad argument.
