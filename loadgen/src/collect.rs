@@ -732,11 +732,6 @@ async fn serve(listener: tokio::net::TcpListener, state: Arc<Mutex<State>>) {
     }
 }
 
-fn hms(d: Duration) -> String {
-    let s = d.as_secs();
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
-
 /// Collects a fleet's run of `plan` (its text `profile_text`) as `cfg` says, on a runtime of
 /// its own; `ready` gets the address it listens on.
 pub fn collect(
@@ -893,8 +888,8 @@ async fn run_fleet(plan: &Plan, cfg: &Config, base: &str, state: &Mutex<State>, 
             let secs = length.as_secs_f64().max(1e-9);
             eprint!(
                 "\r[fleet {reporting}/{n} reporting, {finished} done | sim {} / {}] {:.0} req/s | {:.0} msg/s | p99 {:.1} ms | errors {} | backlog {backlog} files   ",
-                hms(simulated),
-                hms(plan.duration),
+                run::hms(simulated),
+                run::hms(plan.duration),
                 interval.requests() as f64 / secs,
                 interval.messages_acked as f64 / secs,
                 p99_so_far.value_at_quantile(0.99) as f64 / 1000.0,
