@@ -6,19 +6,24 @@
 # applied_msgs_per_s = state messages applied / (wrk's time + the drain after it).
 #   cargo run --release -p benches --example write_report > /tmp/report.xml
 #   benches/load/ingest.sh target/release/backend after 20
+# To keep wrk off the backend's cores (the backend's own capacity, with a client that is not
+# the limit), BACKEND_CPUS and CLIENT_CPUS pin each (taskset), e.g. BACKEND_CPUS=0 CLIENT_CPUS=1.
 set -euo pipefail
 BIN=${1:?backend binary}; LABEL=${2:-run}; DURATION=${3:-20}; PORT=${PORT:-18790}
 EXTRA=${EXTRA:-}
+PIN_BACKEND=(); PIN_CLIENT=()
+if [ -n "${BACKEND_CPUS:-}" ]; then PIN_BACKEND=(taskset -c "$BACKEND_CPUS"); fi
+if [ -n "${CLIENT_CPUS:-}" ]; then PIN_CLIENT=(taskset -c "$CLIENT_CPUS"); fi
 DIR=$(mktemp -d /tmp/ingest.XXXX)
 HERE=$(cd "$(dirname "$0")" && pwd)
-"$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$DIR/data" --statesys-pause 0 $EXTRA >"$DIR/backend.log" 2>&1 &
+"${PIN_BACKEND[@]}" "$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$DIR/data" --statesys-pause 0 $EXTRA >"$DIR/backend.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR"' EXIT
 for _ in $(seq 50); do curl -sf 127.0.0.1:$PORT/api/v1/status >/dev/null && break; sleep 0.1; done
 status() { curl -sf 127.0.0.1:$PORT/api/v1/status; }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d['$1'])"; }
 start=$(date +%s.%N)
-REPORT=${REPORT:-/tmp/report.xml} wrk -t1 -c64 -d${DURATION}s -s "$HERE/relay.lua" http://127.0.0.1:$PORT >"$DIR/wrk.txt" 2>&1
+REPORT=${REPORT:-/tmp/report.xml} "${PIN_CLIENT[@]}" wrk -t1 -c64 -d${DURATION}s -s "$HERE/relay.lua" http://127.0.0.1:$PORT >"$DIR/wrk.txt" 2>&1
 wrk_end=$(date +%s.%N)
 accepted=$(status | field StateMessagesAccepted)
 # Applied: every acknowledged Report processed (bounded wait: 120 s).
