@@ -27,7 +27,8 @@
 //!   from the store's checkpoint frames by its own thread, never in ingestion's path.
 //! - [`counters`]: one list of every stage's numbers, rendered as the status API and as metrics.
 //! - [`clock`]: site time with a time scale; [`logs`]: the product's two log formats;
-//!   [`faults`]: disk trouble on demand for tests.
+//!   [`faults`]: disk trouble on demand for tests; [`blockfile`]: appends that skip the page
+//!   cache (`O_DIRECT`) for the store's log.
 //!
 //! ## One Report's way through
 //! `server::routes` reads the body (`server::http`: size and time limits, charged to the
@@ -41,6 +42,7 @@
 //! (`statesys::schedule`) runs `statesys::tasks`, which count the change (`statesys::summary`)
 //! and publish the views the site API serves.
 
+pub mod blockfile;
 pub mod clock;
 pub mod counters;
 pub mod faults;

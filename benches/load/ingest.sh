@@ -3,7 +3,8 @@
 # (benches/load/relay.lua, 64 connections) for DURATION seconds, then the time until StateSys
 # has applied every acknowledged Report. Prints one line:
 #   <label> acked_msgs_per_s=... applied_msgs_per_s=... drain_s=... checkpoints=...
-# applied_msgs_per_s = state messages applied / (wrk's time + the drain after it).
+# applied_msgs_per_s = state messages applied / (wrk's time + the drain after it); the backend's
+# peak RSS and the clients its store holds at the end.
 #   cargo run --release -p benches --example write_report > /tmp/report.xml
 #   benches/load/ingest.sh target/release/backend after 20
 # To keep wrk off the backend's cores (the backend's own capacity, with a client that is not
@@ -35,12 +36,15 @@ for _ in $(seq 1200); do
 done
 done_at=$(date +%s.%N)
 ckpts=$(status | field Checkpoints)
-python3 - "$LABEL" "$start" "$wrk_end" "$done_at" "$accepted" "$relayed" "$ckpts" <<'PY'
+clients=$(curl -sf 127.0.0.1:$PORT/metrics | awk '/^sumstorm_store_clients /{print $2}')
+rss=$(awk '/VmHWM/{print $2}' /proc/$PID/status)
+python3 - "$LABEL" "$start" "$wrk_end" "$done_at" "$accepted" "$relayed" "$ckpts" "$rss" "${clients:-0}" <<'PY'
 import sys
-label, start, wrk_end, done, accepted, applied, ckpts = sys.argv[1:]
+label, start, wrk_end, done, accepted, applied, ckpts, rss, clients = sys.argv[1:]
 start, wrk_end, done = float(start), float(wrk_end), float(done)
 accepted, applied = int(accepted), int(applied)
 print(f"{label} acked_msgs_per_s={accepted/(wrk_end-start):.0f} applied_msgs_per_s={applied/(done-start):.0f} "
-      f"drain_s={done-wrk_end:.2f} applied={applied} accepted={accepted} checkpoints={ckpts}")
+      f"drain_s={done-wrk_end:.2f} applied={applied} accepted={accepted} checkpoints={ckpts} "
+      f"peak_rss_mib={int(rss)//1024} clients={clients}")
 PY
 grep -E "Requests/sec|Non-2xx|Latency" "$DIR/wrk.txt" | tr -s ' ' | tr '\n' ' '; echo

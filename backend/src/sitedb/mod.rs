@@ -56,7 +56,7 @@ const CHUNK_BYTES: usize = 4 << 20;
 /// Frames waiting for the database.
 #[derive(Debug, Default)]
 struct Queue {
-    frames: VecDeque<(Instant, Vec<u8>)>,
+    frames: VecDeque<(Instant, Bytes)>,
     bytes: usize,
     /// Frames were dropped (the queue outgrew its budget): a full load is due. When it began.
     behind: Option<Instant>,
@@ -108,7 +108,7 @@ fn pg_error(what: &str, e: &tokio_postgres::Error) -> io::Error {
 }
 
 impl FrameSink for Mirror {
-    fn frame(&self, body: Vec<u8>) {
+    fn frame(&self, body: Bytes) {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if q.behind.is_some() {
             return;
@@ -323,7 +323,7 @@ impl Mirror {
     }
 
     /// The queued frames (at most 16 MiB of them, or one larger), waiting up to `wait` for one.
-    fn take(&self, wait: Duration) -> Vec<(Instant, Vec<u8>)> {
+    fn take(&self, wait: Duration) -> Vec<(Instant, Bytes)> {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if q.frames.is_empty() && !self.stop.load(Ordering::Acquire) {
             q = self.wake.wait_timeout(q, wait).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
@@ -343,7 +343,7 @@ impl Mirror {
     }
 
     /// A batch that failed goes back to the front of the queue.
-    fn put_back(&self, batch: Vec<(Instant, Vec<u8>)>) {
+    fn put_back(&self, batch: Vec<(Instant, Bytes)>) {
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         q.applying = None;
         if q.behind.is_some() {
@@ -357,7 +357,7 @@ impl Mirror {
 
     /// Applies frames in one transaction: the clients they name, and their status entries (the
     /// last change of each wins; an entry without a state removes the row).
-    async fn apply(&self, pg: &Pg, batch: &[(Instant, Vec<u8>)], ids: &mut Ids) -> io::Result<()> {
+    async fn apply(&self, pg: &Pg, batch: &[(Instant, Bytes)], ids: &mut Ids) -> io::Result<()> {
         let mut clients: HashMap<Guid, Client> = HashMap::new();
         let mut changes: Vec<(i32, i32, Option<UpdateState>)> = Vec::new();
         // A client the database has never had has no rows: its states are copied in directly,

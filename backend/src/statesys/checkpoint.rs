@@ -20,8 +20,8 @@
 //!
 //! ```text
 //! base:   "SUMSTORM-STORE/3\n" | generation u64 | client* | clients u64 | crc32 u32
-//! log:    "SUMSTORM-STORELOG/1\n" | generation u64 | frame*
-//! frame:  body length u64 | crc32 of the body u32 | body = client*
+//! log:    "SUMSTORM-STORELOG/2\n" | generation u64 | zeros to 4096 | frame*
+//! frame:  body length u64 | crc32 of the body u32 | body = client* | zeros to a multiple of 4096
 //! client: id u128 | name len u16 + bytes | last_seen i64 | retired u8 | location: flag u8
 //!         (+ AD site len u16 + bytes, boundary groups u64) | scan: flag u8 (+ time i64,
 //!         serial u64, state u8, content_version u32) | serials: flag u8 (+ lo u64, hi u64) |
@@ -30,7 +30,10 @@
 //!        | 1 u8 | count u32 | count × state                  the row from index 0 (dense)
 //! state:  time i64 | changed i64 | serial u32 | state u8
 //! ```
-//! All integers little-endian. A CRC-32 covers the base and each frame.
+//! All integers little-endian. A CRC-32 covers the base and each frame. A log's frames start on
+//! 4 KiB blocks so that they are written without the page cache ([`crate::blockfile`]): nobody
+//! reads a frame before the next start. Logs of format 1 (frames back to back) still load, and
+//! one found at start is appended to in its own format until the next compaction.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -45,14 +48,18 @@ use protocol::Guid;
 use super::serials::Serials;
 use super::state::{Client, ScanState, UpdateState};
 use super::store::Store;
+use crate::blockfile::{BLOCK, BlockBuf, BlockFile, align_up};
 use crate::faults::{Disk, Faults};
 use crate::site::Location;
 
 const BASE_MAGIC: &[u8] = b"SUMSTORM-STORE/3\n";
 const MAGIC_V2: &[u8] = b"SUMSTORM-STORE/2\n";
 const MAGIC_V1: &[u8] = b"SUMSTORM-STORE/1\n";
-const LOG_MAGIC: &[u8] = b"SUMSTORM-STORELOG/1\n";
-const LOG_HEADER: u64 = (LOG_MAGIC.len() + 8) as u64;
+const LOG_MAGIC: &[u8] = b"SUMSTORM-STORELOG/2\n";
+const LOG_MAGIC_V1: &[u8] = b"SUMSTORM-STORELOG/1\n";
+/// Where a log's first frame starts: format 2 (a block), format 1.
+const LOG_HEADER: u64 = BLOCK as u64;
+const LOG_HEADER_V1: u64 = (LOG_MAGIC_V1.len() + 8) as u64;
 const FRAME_HEADER: usize = 12;
 /// The widest row a store has: the largest catalog.
 const MAX_STRIDE: usize = crate::site::catalog::MAX_UPDATES;
@@ -101,16 +108,16 @@ pub struct Durable {
     dir: PathBuf,
     /// The generation of the log appended to.
     generation: u64,
-    log: File,
+    log: Log,
     /// The log's length up to its last whole frame.
     log_bytes: u64,
     /// A failed append may have left bytes past `log_bytes`.
     torn: bool,
     /// The last base's length (0: none yet).
     base_bytes: u64,
-    /// Changes taken from the store that are not durable yet (an append failed): the next
-    /// checkpoint writes them first.
-    pending: Vec<u8>,
+    /// The frame being written (its header, then its body), or changes taken from the store
+    /// that are not durable yet (an append failed): the next checkpoint writes them first.
+    pending: BlockBuf,
     compaction: Option<JoinHandle<io::Result<(u64, Duration)>>>,
     /// The log is not compacted before it holds this many bytes.
     pub compact_min: u64,
@@ -158,16 +165,48 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The log appended to: format 2 (frames on blocks, written directly), or a format 1 log found
+/// at start (frames back to back, through the page cache) until the next compaction.
+#[derive(Debug)]
+enum Log {
+    Blocks(BlockFile),
+    V1(File),
+}
+
+impl Log {
+    fn file(&self) -> &File {
+        match self {
+            Log::Blocks(b) => b.file(),
+            Log::V1(f) => f,
+        }
+    }
+
+    /// Writes the frame in `frame` (header and body) at `at`: the bytes it takes in the log.
+    fn append(&mut self, at: u64, frame: &mut BlockBuf) -> io::Result<u64> {
+        match self {
+            Log::Blocks(b) => {
+                let blocks = frame.blocks();
+                b.write_blocks(at, blocks)?;
+                Ok(blocks.len() as u64)
+            }
+            Log::V1(f) => {
+                f.write_all_at(frame.bytes(), at)?;
+                Ok(frame.len() as u64)
+            }
+        }
+    }
+}
+
 /// Creates the (empty) log of `generation`, durably.
-fn create_log(dir: &Path, generation: u64) -> io::Result<File> {
+fn create_log(dir: &Path, generation: u64) -> io::Result<Log> {
     let path = log_path(dir, generation);
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
     let mut header = LOG_MAGIC.to_vec();
     header.extend_from_slice(&generation.to_le_bytes());
-    file.write_all_at(&header, 0)?;
+    BlockFile::write_padded(&file, 0, &header)?;
     file.sync_all()?;
     sync_dir(dir)?;
-    Ok(file)
+    Ok(Log::Blocks(BlockFile::open(&path)?))
 }
 
 impl Durable {
@@ -202,14 +241,18 @@ impl Durable {
             let (frames, valid) = replay_log(&bytes, generation, store)?;
             loaded.frames += frames;
             loaded.bytes += bytes.len() as u64;
-            tail = Some((generation, path, valid));
+            tail = Some((generation, path, valid, bytes.starts_with(LOG_MAGIC_V1)));
         }
         let (generation, log, log_bytes) = match tail {
-            Some((generation, path, valid)) if valid >= LOG_HEADER => {
-                let log = OpenOptions::new().read(true).write(true).open(&path)?;
+            Some((generation, path, valid, v1)) if valid >= if v1 { LOG_HEADER_V1 } else { LOG_HEADER } => {
+                let log = if v1 {
+                    Log::V1(OpenOptions::new().read(true).write(true).open(&path)?)
+                } else {
+                    Log::Blocks(BlockFile::open(&path)?)
+                };
                 // A torn last frame goes: new frames follow the last whole one.
-                log.set_len(valid)?;
-                log.sync_all()?;
+                log.file().set_len(valid)?;
+                log.file().sync_all()?;
                 (generation, log, valid)
             }
             // A log whose header was cut short by a crash is begun again.
@@ -224,7 +267,7 @@ impl Durable {
             log_bytes,
             torn: false,
             base_bytes,
-            pending: Vec::new(),
+            pending: BlockBuf::default(),
             compaction: None,
             compact_min: 64 << 20,
             retry_at: 0,
@@ -249,38 +292,52 @@ impl Durable {
     /// the changes are kept and written by the next checkpoint.
     pub fn save(&mut self, store: &Arc<Store>) -> io::Result<Saved> {
         let mut saved = Saved::default();
+        if self.pending.is_empty() {
+            // The header's place: filled in once the body is known.
+            self.pending.extend(&[0; FRAME_HEADER]);
+        }
+        // Encoded where the write takes it from: in place, on a block.
+        let out = self.pending.vec();
         store.take_unsaved(|c, row, listed| {
             saved.clients += 1;
             let which = match listed {
-                Some(indexes) => Which::Listed(indexes),
+                Some((indexes, states)) => Which::Listed(indexes, states),
                 None => Which::Unsaved,
             };
-            encode_client(&mut self.pending, c, row, which);
+            encode_client(out, c, row, which);
         });
-        if !self.pending.is_empty() {
+        let frame_len = self.pending.len();
+        if frame_len == FRAME_HEADER {
+            self.pending.clear();
+        } else {
             let at = self.log_bytes;
-            let mut header = [0u8; FRAME_HEADER];
-            header[..8].copy_from_slice(&(self.pending.len() as u64).to_le_bytes());
-            header[8..].copy_from_slice(&crc32fast::hash(&self.pending).to_le_bytes());
-            let end = at + (FRAME_HEADER + self.pending.len()) as u64;
+            let frame = self.pending.bytes_mut();
+            let crc = crc32fast::hash(&frame[FRAME_HEADER..]);
+            frame[..8].copy_from_slice(&((frame_len - FRAME_HEADER) as u64).to_le_bytes());
+            frame[8..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
             let written = (|| {
-                self.log.write_all_at(&header, at)?;
-                self.log.write_all_at(&self.pending, at + FRAME_HEADER as u64)?;
+                let end = at + self.log.append(at, &mut self.pending)?;
                 if self.torn {
-                    self.log.set_len(end)?;
+                    self.log.file().set_len(end)?;
                 }
                 self.faults.check(Disk::Checkpoint)?;
-                self.log.sync_data()
+                self.log.file().sync_data()?;
+                Ok::<_, io::Error>(end)
             })();
-            if let Err(e) = written {
-                self.torn = true;
-                return Err(e);
-            }
+            let end = match written {
+                Ok(end) => end,
+                Err(e) => {
+                    // Kept without its padding: the next changes follow the body.
+                    self.pending.truncate(frame_len);
+                    self.torn = true;
+                    return Err(e);
+                }
+            };
             self.torn = false;
             saved.bytes = end - at;
             self.log_bytes = end;
             match &self.sink {
-                Some(sink) => sink.frame(std::mem::take(&mut self.pending)),
+                Some(sink) => sink.frame(self.pending.take(FRAME_HEADER..frame_len)),
                 None => self.pending.clear(),
             }
         }
@@ -397,8 +454,9 @@ impl<W: Write> Crc<W> {
 /// Which entries of a row a client record carries.
 #[derive(Clone, Copy)]
 enum Which<'a> {
-    /// The ones the store listed as changed since the last checkpoint (a log frame), in order.
-    Listed(&'a [u32]),
+    /// The ones the store listed as changed since the last checkpoint (a log frame), in order,
+    /// with their states.
+    Listed(&'a [u32], &'a [UpdateState]),
     /// The ones the store marked changed since the last checkpoint (a log frame).
     Unsaved,
     /// Every known one (a base).
@@ -414,11 +472,26 @@ fn put_text(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
+/// A state as it is written: one copy of a fixed array, not four appends (a frame holds millions).
+fn state_bytes(u: &UpdateState) -> [u8; STATE_BYTES] {
+    let mut b = [0u8; STATE_BYTES];
+    b[..8].copy_from_slice(&u.time.to_le_bytes());
+    b[8..16].copy_from_slice(&u.changed.to_le_bytes());
+    b[16..20].copy_from_slice(&u.serial.to_le_bytes());
+    b[20] = u.state;
+    b
+}
+
 fn put_state(out: &mut Vec<u8>, u: &UpdateState) {
-    out.extend_from_slice(&u.time.to_le_bytes());
-    out.extend_from_slice(&u.changed.to_le_bytes());
-    out.extend_from_slice(&u.serial.to_le_bytes());
-    out.push(u.state);
+    out.extend_from_slice(&state_bytes(u));
+}
+
+/// A sparse entry: its index, then its state.
+fn put_entry(out: &mut Vec<u8>, i: usize, u: &UpdateState) {
+    let mut b = [0u8; 4 + STATE_BYTES];
+    b[..4].copy_from_slice(&(i as u32).to_le_bytes());
+    b[4..].copy_from_slice(&state_bytes(u));
+    out.extend_from_slice(&b);
 }
 
 fn encode_client(out: &mut Vec<u8>, c: &Client, row: &[UpdateState], which: Which<'_>) {
@@ -460,38 +533,36 @@ fn encode_client(out: &mut Vec<u8>, c: &Client, row: &[UpdateState], which: Whic
         out.extend_from_slice(&b.to_le_bytes());
     }
     let picked = |u: &UpdateState| match which {
-        Which::Unsaved | Which::Listed(_) => u.unsaved,
+        Which::Unsaved | Which::Listed(..) => u.unsaved,
         Which::Known => u.is_known(),
     };
     let count = match which {
-        Which::Listed(indexes) => indexes.len(),
+        Which::Listed(indexes, _) => indexes.len(),
         _ => row.iter().filter(|u| picked(u)).count(),
     };
     // Dense when the row costs less than the entries with their indexes.
     let dense = count > 0 && row.len() * STATE_BYTES <= count * (STATE_BYTES + 4);
     if dense {
         let len = row.iter().rposition(|u| picked(u) || u.is_known()).map_or(0, |i| i + 1);
+        out.reserve(5 + len * STATE_BYTES);
         out.push(1);
         out.extend_from_slice(&(len as u32).to_le_bytes());
         for u in &row[..len] {
             put_state(out, u);
         }
     } else {
+        out.reserve(5 + count * (4 + STATE_BYTES));
         out.push(0);
         out.extend_from_slice(&(count as u32).to_le_bytes());
-        let mut put = |i: usize, u: &UpdateState| {
-            out.extend_from_slice(&(i as u32).to_le_bytes());
-            put_state(out, u);
-        };
         match which {
-            Which::Listed(indexes) => {
-                for &i in indexes {
-                    put(i as usize, &row[i as usize]);
+            Which::Listed(indexes, states) => {
+                for (&i, u) in indexes.iter().zip(states) {
+                    put_entry(out, i as usize, u);
                 }
             }
             _ => {
                 for (i, u) in row.iter().enumerate().filter(|(_, u)| picked(u)) {
-                    put(i, u);
+                    put_entry(out, i, u);
                 }
             }
         }
@@ -653,7 +724,7 @@ pub fn read_frame(body: &[u8], mut f: impl FnMut(&Client, Entries<'_>)) -> Resul
 /// Takes each log frame once it is on disk (the site database's mirror): the store's changes,
 /// in order. It must not block.
 pub trait FrameSink: Send + Sync + std::fmt::Debug {
-    fn frame(&self, body: Vec<u8>);
+    fn frame(&self, body: bytes::Bytes);
 }
 
 /// Loads a base into `store`: its generation and client count.
@@ -689,22 +760,23 @@ fn load_base(bytes: &[u8], store: &Store) -> Result<(u64, u64), LoadError> {
 /// Replays a log of `generation` into `store`: the frames replayed and the length up to the
 /// last whole one. A torn last frame is where the log ends; damage before it is an error.
 fn replay_log(bytes: &[u8], generation: u64, store: &Store) -> Result<(u64, u64), LoadError> {
-    if bytes.len() < LOG_HEADER as usize {
+    let v1 = bytes.starts_with(LOG_MAGIC_V1);
+    let (header, align) = if v1 { (LOG_HEADER_V1, 1) } else { (LOG_HEADER, BLOCK) };
+    if bytes.len() < header as usize {
         // Cut short while it was being created: nothing was ever appended.
-        return if LOG_MAGIC.starts_with(&bytes[..bytes.len().min(LOG_MAGIC.len())]) {
-            Ok((0, 0))
-        } else {
-            Err(LoadError::Damaged("not a store log"))
-        };
+        let head = &bytes[..bytes.len().min(LOG_MAGIC.len())];
+        let magic = LOG_MAGIC.starts_with(head) || LOG_MAGIC_V1.starts_with(head);
+        return if magic { Ok((0, 0)) } else { Err(LoadError::Damaged("not a store log")) };
     }
     let mut r = Reader { b: bytes, at: 0 };
-    if !bytes.starts_with(LOG_MAGIC) {
+    if !v1 && !bytes.starts_with(LOG_MAGIC) {
         return Err(LoadError::Damaged("not a store log"));
     }
     r.at = LOG_MAGIC.len();
     if r.u64()? != generation {
         return Err(LoadError::Damaged("log generation"));
     }
+    r.at = header as usize;
     let (mut row, mut sparse, mut frames) = (Vec::new(), Vec::new(), 0u64);
     while r.left() > 0 {
         let start = r.at;
@@ -719,7 +791,7 @@ fn replay_log(bytes: &[u8], generation: u64, store: &Store) -> Result<(u64, u64)
         let crc = r.u32()?;
         let body = &bytes[r.at..r.at + len];
         if crc32fast::hash(body) != crc {
-            if r.at + len == bytes.len() {
+            if (r.at + len).next_multiple_of(align) >= bytes.len() {
                 // The last frame, torn by a crash mid-write.
                 return Ok((frames, start as u64));
             }
@@ -729,8 +801,13 @@ fn replay_log(bytes: &[u8], generation: u64, store: &Store) -> Result<(u64, u64)
         while fr.left() > 0 {
             restore_client(&mut fr, store, &mut row, &mut sparse)?;
         }
-        r.at += len;
+        // The next frame starts on the next block (format 2); padding a crash cut short is
+        // written again by the next frame.
+        r.at = (r.at + len).next_multiple_of(align).min(bytes.len());
         frames += 1;
+        if align > 1 && r.at == bytes.len() {
+            return Ok((frames, align_up((start + FRAME_HEADER + len) as u64)));
+        }
     }
     Ok((frames, r.at as u64))
 }
@@ -845,8 +922,9 @@ mod tests {
         store.apply(c, "PC3", &[record(1 << 40, 1 << 20, 1, 3)]);
         let second = durable.save(&store).unwrap();
         assert_eq!(second.clients, 1);
+        // (Frames take whole blocks: one change fits in one, every client takes several.)
         assert!(
-            second.bytes * 20 < first.bytes,
+            second.bytes == BLOCK as u64 && first.bytes >= 5 * BLOCK as u64,
             "{} bytes for one change, {} for all",
             second.bytes,
             first.bytes
@@ -930,12 +1008,26 @@ mod tests {
         drop(durable);
         let path = log_path(tmp.path(), 0);
         let bytes = fs::read(&path).unwrap();
+        // Frames start on blocks: the second one's data ends before the file's padding.
+        let len = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+        let second = align_up((BLOCK + FRAME_HEADER + len(BLOCK)) as u64) as usize;
+        let end = second + FRAME_HEADER + len(second);
+        assert_eq!(bytes.len(), align_up(end as u64) as usize);
         for cut in [1, 5, 13, 40] {
-            fs::write(&path, &bytes[..bytes.len() - cut]).unwrap();
+            fs::write(&path, &bytes[..end - cut]).unwrap();
             let (loaded, report) = reopen(tmp.path());
             assert_eq!(report.frames, 1, "cut {cut}");
             assert!(snapshot(&loaded) == whole, "cut {cut}");
+            // Torn where the padding is written too (one direct write of both), or flipped.
+            let mut torn = bytes.clone();
+            torn[end - cut] ^= 0x5A;
+            fs::write(&path, &torn).unwrap();
+            assert_eq!(reopen(tmp.path()).1.frames, 1, "flip {cut} from the end");
         }
+        // Cut in its padding only: the frame is whole.
+        fs::write(&path, &bytes[..end]).unwrap();
+        assert_eq!(reopen(tmp.path()).1.frames, 2);
+        fs::write(&path, &bytes).unwrap();
         // Reopened for appends, then one fails (the disk is full) and the next one retries it.
         let store = Arc::new(Store::new(2, 8));
         let (mut durable, _) = Durable::open(tmp.path(), &store, Arc::clone(&faults)).unwrap();
@@ -1138,9 +1230,12 @@ mod tests {
             }
 
             #[test]
-            fn arbitrary_frames(frame in proptest::collection::vec(any::<u8>(), 0..2048)) {
-                let mut log = LOG_MAGIC.to_vec();
+            fn arbitrary_frames(frame in proptest::collection::vec(any::<u8>(), 0..2048), v1: bool) {
+                let mut log = if v1 { LOG_MAGIC_V1 } else { LOG_MAGIC }.to_vec();
                 log.extend_from_slice(&5u64.to_le_bytes());
+                if !v1 {
+                    log.resize(LOG_HEADER as usize, 0);
+                }
                 log.extend_from_slice(&(frame.len() as u64).to_le_bytes());
                 log.extend_from_slice(&crc32fast::hash(&frame).to_le_bytes());
                 log.extend_from_slice(&frame);

@@ -39,6 +39,11 @@ use crate::faults::Faults;
 use crate::logs::{ComponentLog, Severity};
 use crate::site::live::LiveSite;
 
+/// A checkpoint comes before its time once this many entries changed (2 M: a frame of about
+/// 50 MB), so that a frame stays small in memory, on disk and on its way to the site database
+/// however fast Reports come.
+const FRAME_ENTRIES: u64 = 1 << 21;
+
 /// StateSys's intervals and limits.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -358,6 +363,11 @@ impl Run {
         self.recover();
         let timing = self.options.clone();
         let mut last_checkpoint = Instant::now();
+        let store = self.worker.store_handle();
+        // A checkpoint is due every `checkpoint_every`, or sooner once its frame would be large.
+        let due = |last: Instant| {
+            last.elapsed() >= timing.checkpoint_every || store.unsaved_entries() >= FRAME_ENTRIES
+        };
         let mut idle = true;
         // Files were left for after a checkpoint: look again at once.
         let mut more = false;
@@ -387,7 +397,7 @@ impl Run {
             loop {
                 // A long backlog still gets checkpoints, so applied files are deleted as it
                 // drains rather than all at its end.
-                if !idle && !stopping && last_checkpoint.elapsed() >= timing.checkpoint_every {
+                if !idle && !stopping && due(last_checkpoint) {
                     more = true;
                     break;
                 }
@@ -423,10 +433,7 @@ impl Run {
                     }
                 }
             }
-            if (stopping || last_checkpoint.elapsed() >= timing.checkpoint_every)
-                && self.worker.needs_checkpoint()
-                && self.checkpoint()
-            {
+            if (stopping || due(last_checkpoint)) && self.worker.needs_checkpoint() && self.checkpoint() {
                 last_checkpoint = Instant::now();
             }
             if stopping {

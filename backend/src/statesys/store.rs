@@ -26,6 +26,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use protocol::Guid;
 
@@ -135,6 +136,9 @@ pub struct Store {
     shards: Box<[Mutex<Shard>]>,
     shift: u32,
     convergence: Convergence,
+    /// Entries marked changed since the last [`Store::take_unsaved`] began (about: marks made
+    /// while it runs may be counted twice): how large the next checkpoint's frame will be.
+    unsaved_entries: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -169,7 +173,7 @@ impl Store {
             })
             .collect();
         let convergence = Convergence::new(crate::clock::SiteClock::real_time());
-        Store { shards, shift: 64 - shard_bits, convergence }
+        Store { shards, shift: 64 - shard_bits, convergence, unsaved_entries: AtomicU64::new(0) }
     }
 
     /// The store, stamping convergence on the site's clock.
@@ -197,7 +201,7 @@ impl Store {
         let mut guard = lock(self.shard(client));
         let shard = &mut *guard;
         let slot = shard.slot(client, netbios);
-        let mut done = Applied::default();
+        let (mut done, mut marked) = (Applied::default(), 0);
         for r in records {
             let changed = match r.target {
                 Target::Update { index, state } => {
@@ -219,6 +223,7 @@ impl Store {
                         shard.summary.state_changed(slot, index, e);
                         if first {
                             shard.note_entry(slot, index);
+                            marked += 1;
                         }
                     }
                     newer
@@ -253,7 +258,21 @@ impl Store {
         }
         // Serials and last-seen moved with every record.
         shard.touch(slot);
+        drop(guard);
+        self.count_marked(marked);
         done
+    }
+
+    fn count_marked(&self, marked: u64) {
+        if marked > 0 {
+            self.unsaved_entries.fetch_add(marked, Ordering::Relaxed);
+        }
+    }
+
+    /// About how many entries changed since the last checkpoint took them (each is a state in
+    /// the next log frame).
+    pub fn unsaved_entries(&self) -> u64 {
+        self.unsaved_entries.load(Ordering::Relaxed)
     }
 
     /// A client the MP heard from (registration, location request) at site time `now`: known
@@ -296,6 +315,7 @@ impl Store {
                 }
                 c.retired = true;
                 c.scan = None;
+                self.count_marked(stride as u64);
                 for e in &mut shard.rows[slot * stride..(slot + 1) * stride] {
                     // What was summarized stays in `seen`, for the summarizer to take back.
                     let unsaved = e.unsaved || e.is_known();
@@ -331,6 +351,7 @@ impl Store {
                 }
             }
         }
+        self.count_marked(moved);
         moved
     }
 
@@ -341,30 +362,41 @@ impl Store {
 
     /// Hands every client changed since the last call to `f`, with its row, whose entries
     /// changed since are marked `unsaved`, and (when the shard kept the list) the indexes of
-    /// those entries, in order; then clears the marks. One shard locked at a time, `f` called
-    /// under its lock (so it should only copy).
-    pub fn take_unsaved(&self, mut f: impl FnMut(&Client, &[UpdateState], Option<&[u32]>)) {
-        let mut indexes = Vec::new();
+    /// those entries, in order, with their states; then clears the marks. One shard locked at a
+    /// time, `f` called under its lock (so it should only copy).
+    pub fn take_unsaved(&self, mut f: impl FnMut(&Client, &[UpdateState], Option<(&[u32], &[UpdateState])>)) {
+        self.unsaved_entries.store(0, Ordering::Relaxed);
+        let (mut indexes, mut states) = (Vec::new(), Vec::new());
         for m in self.shards.iter() {
             let mut guard = lock(m);
             let shard = &mut *guard;
             let stride = shard.stride;
             shard.unsaved.sort_unstable();
-            let mut listed = shard.entries.take().map(|mut list| {
+            let list = shard.entries.take().map(|mut list| {
                 list.sort_unstable();
-                list.into_iter().peekable()
+                // The listed states first, in one tight pass: they are scattered over the rows,
+                // and loads that do not wait on each other overlap their cache misses (handed
+                // to `f` one by one, each would wait for its own).
+                states.clear();
+                states.extend(list.iter().map(|&(s, i)| shard.rows[s as usize * stride + i as usize]));
+                list
             });
+            let mut at = 0;
             for &slot in &shard.unsaved {
                 let slot = slot as usize;
                 let row = &mut shard.rows[slot * stride..(slot + 1) * stride];
-                match &mut listed {
+                match &list {
                     Some(list) => {
-                        indexes.clear();
-                        while list.next_if(|&(s, _)| (s as usize) < slot).is_some() {}
-                        while let Some((_, i)) = list.next_if(|&(s, _)| s as usize == slot) {
-                            indexes.push(i);
+                        while list.get(at).is_some_and(|&(s, _)| (s as usize) < slot) {
+                            at += 1;
                         }
-                        f(&shard.clients[slot], row, Some(&indexes));
+                        let from = at;
+                        indexes.clear();
+                        while let Some(&(_, i)) = list.get(at).filter(|&&(s, _)| s as usize == slot) {
+                            indexes.push(i);
+                            at += 1;
+                        }
+                        f(&shard.clients[slot], row, Some((&indexes, &states[from..at])));
                         for &i in &indexes {
                             row[i as usize].unsaved = false;
                         }
