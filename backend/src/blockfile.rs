@@ -1,5 +1,5 @@
 //! Appends that skip the page cache, for files written once and read back only when the
-//! process starts again: the store's log ([`crate::statesys::checkpoint`]).
+//! process starts again: the store's log and its base ([`crate::statesys::checkpoint`]).
 //!
 //! A buffered write copies every byte into freshly allocated page-cache pages (the kernel zeroes
 //! them first), which the `fdatasync` then writes and nobody reads. Opened with `O_DIRECT`, the
@@ -141,10 +141,17 @@ impl BlockBuf {
     /// The bytes padded with zeros to whole blocks, starting on a block in memory (moved there
     /// if the buffer grew and moved), as [`BlockFile::write_blocks`] wants them.
     pub fn blocks(&mut self) -> &[u8] {
+        let padded = align_up(self.len() as u64) as usize;
+        self.realign(padded - self.len());
+        self.buf.resize(self.start + padded, 0);
+        &self.buf[self.start..]
+    }
+
+    /// Moves the bytes back onto a block if the buffer grew and moved, with room for `more`.
+    fn realign(&mut self, more: usize) {
         let len = self.len();
-        let padded = align_up(len as u64) as usize;
-        // Room for the padding and for moving: the resizes below stay in place.
-        self.buf.reserve(padded - len + BLOCK);
+        // Room for `more` and for moving: the resizes below stay in place.
+        self.buf.reserve(more + BLOCK);
         let want = self.buf.as_ptr().align_offset(BLOCK);
         if want != self.start {
             let (old, end) = (self.start, self.buf.len());
@@ -155,8 +162,20 @@ impl BlockBuf {
             self.buf.truncate(want + len);
             self.start = want;
         }
-        self.buf.resize(self.start + padded, 0);
-        &self.buf[self.start..]
+    }
+
+    /// Writes the whole blocks it holds to `file` at `at` and keeps the rest (less than a
+    /// block): the bytes written. For a stream written in pieces.
+    pub fn write_whole_blocks(&mut self, file: &mut BlockFile, at: u64) -> io::Result<u64> {
+        let whole = self.len() / BLOCK * BLOCK;
+        if whole > 0 {
+            self.realign(0);
+            file.write_blocks(at, &self.buf[self.start..self.start + whole])?;
+            let (rest, end) = (self.start + whole, self.buf.len());
+            self.buf.copy_within(rest..end, self.start);
+            self.buf.truncate(self.start + end - rest);
+        }
+        Ok(whole as u64)
     }
 
     /// Hands `range` of the bytes over without a copy, leaving the buffer empty (and without
@@ -211,6 +230,30 @@ mod tests {
             }
             f.file().sync_data().unwrap();
             proptest::prop_assert_eq!(std::fs::read(&path).unwrap(), expect);
+        }
+    }
+
+    proptest::proptest! {
+        /// A stream written in pieces (whole blocks as they fill, the rest padded at the end)
+        /// is the stream, then zeros.
+        #[test]
+        fn a_stream_in_pieces_is_the_stream(
+            pieces in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12000), 0..8),
+        ) {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("f");
+            std::fs::write(&path, b"").unwrap();
+            let (mut f, mut buf, mut at) = (BlockFile::open(&path).unwrap(), BlockBuf::default(), 0);
+            for piece in &pieces {
+                buf.extend(piece);
+                at += buf.write_whole_blocks(&mut f, at).unwrap();
+                proptest::prop_assert!(buf.len() < BLOCK);
+            }
+            f.write_blocks(at, buf.blocks()).unwrap();
+            let stream = pieces.concat();
+            let back = std::fs::read(&path).unwrap();
+            proptest::prop_assert_eq!(&back[..stream.len()], &stream[..]);
+            proptest::prop_assert!(back[stream.len()..].iter().all(|&b| b == 0));
         }
     }
 

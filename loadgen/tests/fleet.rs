@@ -25,10 +25,11 @@ mod common;
 const TOKEN: &str = "fleet-test-token";
 const ADMIN: &str = "fleet-test-admin";
 
-/// The tests' small site without its sync, for 25 simulated minutes at 150x (10 s): what a
+/// The tests' small site without its sync, for 25 simulated minutes at 60x (25 s): what a
 /// client sends then depends on simulated time only, so shards add up to the unsharded run
-/// exactly, as long as no Report takes longer than a reporting cycle (2 simulated minutes, 0.8 s
-/// here: a client skips a cycle while its last Report is in flight).
+/// exactly, as long as no Report takes longer than a reporting cycle (2 simulated minutes, 2 s
+/// here: a client skips a cycle while its last Report is in flight). At 150x (0.8 s) a Report
+/// in a full test suite's load once took longer.
 fn steady() -> String {
     let sync = "[[event]]\nat = \"10m\"\nsync = { new_updates = 4, superseded = 1 }\n";
     let pace = "time_scale = 600\nduration = \"40m\"\n";
@@ -36,7 +37,7 @@ fn steady() -> String {
         common::SMALL.contains(sync) && common::SMALL.contains(pace),
         "the small site changed: mend this"
     );
-    common::SMALL.replace(sync, "").replace(pace, "time_scale = 150\nduration = \"25m\"\n")
+    common::SMALL.replace(sync, "").replace(pace, "time_scale = 60\nduration = \"25m\"\n")
 }
 
 fn loadgen() -> PathBuf {
@@ -478,7 +479,7 @@ fn posts_without_the_token_or_that_do_not_decode_are_refused_and_change_nothing(
     };
     let id = |clients: u64| {
         format!(
-            r#"{{"shard":0,"shards":2,"attempt":7,"plan":{{"profile":"steady","clients":{clients},"seed":21,"duration_seconds":1500.0,"time_scale":150.0}}}}"#
+            r#"{{"shard":0,"shards":2,"attempt":7,"plan":{{"profile":"steady","clients":{clients},"seed":21,"duration_seconds":1500.0,"time_scale":60.0}}}}"#
         )
     };
     assert_eq!(post("/v1/hello", &id(40), None).0, StatusCode::UNAUTHORIZED);

@@ -31,12 +31,12 @@
 //! state:  time i64 | changed i64 | serial u32 | state u8
 //! ```
 //! All integers little-endian. A CRC-32 covers the base and each frame. A log's frames start on
-//! 4 KiB blocks so that they are written without the page cache ([`crate::blockfile`]): nobody
-//! reads a frame before the next start. Logs of format 1 (frames back to back) still load, and
+//! 4 KiB blocks so that they are written without the page cache ([`crate::blockfile`]), and so is
+//! the base (in whole blocks, then cut to its length): nobody reads them before the next start. Logs of format 1 (frames back to back) still load, and
 //! one found at start is appended to in its own format until the next compaction.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,9 +65,11 @@ const FRAME_HEADER: usize = 12;
 const MAX_STRIDE: usize = crate::site::catalog::MAX_UPDATES;
 /// Bytes of one state: time, changed, serial, state.
 const STATE_BYTES: usize = 21;
-/// Write-back of a base being compacted is forced this often, so it trickles to the disk
-/// instead of landing on it at once (and on the inbox's `fdatasync`).
-const COMPACT_SYNC_BYTES: usize = 32 << 20;
+/// A base being compacted is synced this often, so it trickles to the disk instead of landing
+/// on it at once (and on the inbox's `fdatasync`).
+const COMPACT_SYNC_BYTES: u64 = 32 << 20;
+/// A base is written in pieces of about this many bytes.
+const BASE_CHUNK: usize = 8 << 20;
 
 /// What a checkpoint (one frame) did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -404,33 +406,43 @@ impl Durable {
 fn write_base(dir: &Path, generation: u64, store: &Store, faults: &Faults) -> io::Result<(u64, Duration)> {
     let started = Instant::now();
     let tmp = dir.join("store.tmp");
-    let mut out = Crc(BufWriter::with_capacity(1 << 20, File::create(&tmp)?), crc32fast::Hasher::new());
-    out.put(BASE_MAGIC)?;
-    out.put(&generation.to_le_bytes())?;
-    let (mut buf, mut clients, mut unsynced) = (Vec::new(), 0u64, 0usize);
+    File::create(&tmp)?;
+    // Around the page cache, as the log's frames: the base is read back only at a start, and a
+    // gigabyte of dirty pages would be written back under the inbox's `fdatasync`.
+    let mut file = BlockFile::open(&tmp)?;
+    let (mut buf, mut crc) = (BlockBuf::default(), crc32fast::Hasher::new());
+    let (mut at, mut clients, mut unsynced) = (0u64, 0u64, 0u64);
+    buf.extend(BASE_MAGIC);
+    buf.extend(&generation.to_le_bytes());
+    crc.update(buf.bytes());
     for shard in 0..store.shard_count() {
-        buf.clear();
+        let from = buf.len();
+        let out = buf.vec();
         // Copied under the shard's lock, written after it.
         store.for_each_in_shard(shard, |c, row| {
             clients += 1;
-            encode_client(&mut buf, c, row, Which::Known);
+            encode_client(out, c, row, Which::Known);
         });
-        out.put(&buf)?;
-        unsynced += buf.len();
+        crc.update(&buf.bytes()[from..]);
+        if buf.len() >= BASE_CHUNK {
+            let written = buf.write_whole_blocks(&mut file, at)?;
+            (at, unsynced) = (at + written, unsynced + written);
+        }
         if unsynced >= COMPACT_SYNC_BYTES {
-            out.0.flush()?;
-            out.0.get_ref().sync_data()?;
+            file.file().sync_data()?;
             unsynced = 0;
         }
     }
-    out.put(&clients.to_le_bytes())?;
-    let crc = out.1.clone().finalize();
-    let Crc(mut file, _) = out;
-    file.write_all(&crc.to_le_bytes())?;
-    let file = file.into_inner().map_err(|e| e.into_error())?;
+    buf.extend(&clients.to_le_bytes());
+    crc.update(&clients.to_le_bytes());
+    buf.extend(&crc.finalize().to_le_bytes());
+    let bytes = at + buf.len() as u64;
+    file.write_blocks(at, buf.blocks())?;
+    // The padding of the last block goes: the base ends with its checksum.
+    file.file().set_len(bytes)?;
     faults.check(Disk::Checkpoint)?;
-    file.sync_all()?;
-    let bytes = file.metadata()?.len();
+    file.file().sync_all()?;
+    drop(file);
     fs::rename(&tmp, dir.join("store.ckpt"))?;
     sync_dir(dir)?;
     for (older, path) in logs(dir)? {
@@ -439,16 +451,6 @@ fn write_base(dir: &Path, generation: u64, store: &Store, faults: &Faults) -> io
         }
     }
     Ok((bytes, started.elapsed()))
-}
-
-/// A writer that checksums what passes through it.
-struct Crc<W>(W, crc32fast::Hasher);
-
-impl<W: Write> Crc<W> {
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.1.update(bytes);
-        self.0.write_all(bytes)
-    }
 }
 
 /// Which entries of a row a client record carries.
