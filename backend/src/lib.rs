@@ -28,7 +28,8 @@
 //! - [`counters`]: one list of every stage's numbers, rendered as the status API and as metrics.
 //! - [`clock`]: site time with a time scale; [`logs`]: the product's two log formats;
 //!   [`faults`]: disk trouble on demand for tests; [`blockfile`]: appends that skip the page
-//!   cache (`O_DIRECT`) for the store's log.
+//!   cache (`O_DIRECT`) for the store's log; [`priority`]: the site server's threads below the
+//!   MP's request path.
 //!
 //! ## One Report's way through
 //! `server::routes` reads the body (`server::http`: size and time limits, charged to the
@@ -54,6 +55,7 @@ pub mod inbox;
 pub mod logs;
 pub mod mp;
 pub mod pki;
+pub mod priority;
 pub mod server;
 pub mod site;
 pub mod sitedb;

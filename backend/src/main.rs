@@ -72,6 +72,10 @@ enum Command {
         /// StateSys processing threads (default: one per core).
         #[arg(long)]
         statesys_threads: Option<usize>,
+        /// The nice value of the site server's threads (StateSys, its compactor, the
+        /// summarizer), so the MP answers first; 0 keeps them at the MP's priority.
+        #[arg(long, default_value_t = backend::priority::BACKGROUND_NICE, value_parser = clap::value_parser!(i32).range(0..=19))]
+        background_nice: i32,
         /// Act as an MP remote from the site server: relay into mp/outboxes/StateMsg.box and let
         /// MPFDM move files into the site's inbox.
         #[arg(long)]
@@ -191,6 +195,7 @@ fn main() -> ExitCode {
         remote_mp,
         statesys_pause,
         statesys_threads,
+        background_nice,
         fault_injection,
         statesys_rate,
         retry_after,
@@ -267,6 +272,7 @@ fn main() -> ExitCode {
     if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
         config.tls = Some(backend::server::tls::TlsSettings { cert, key, client_ca });
     }
+    config.background_nice = background_nice;
     if let Some(n) = statesys_threads {
         config.statesys_threads = n.clamp(1, 64);
     }

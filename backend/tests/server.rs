@@ -14,7 +14,7 @@ use protocol::report::{OutMessage, ReportIdentity, ReportWriter};
 use protocol::{Guid, GuidStyle, Timestamp, utf16};
 use serde_json::Value;
 
-use common::{Server, fixture};
+use common::{Binary, Server, fixture};
 
 fn sync_reply(body: &[u8]) -> (MsgHeader, String) {
     match envelope::decode_reply(CONTENT_TYPE, body, &Limits::default()).unwrap() {
@@ -581,4 +581,54 @@ fn a_real_full_disk_answers_503_and_resumes_when_space_returns() {
         assert_eq!(json["Updates"].as_array().unwrap().len(), 150, "client {k}");
     }
     drop(server);
+}
+
+/// Each thread of the process as (name, nice value), from `/proc`.
+fn thread_priorities(pid: u32) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(task.path().join("comm")),
+            std::fs::read_to_string(task.path().join("stat")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        // Fields after the name in parentheses; the nice value is the 19th field of the line.
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        out.push((comm.trim().to_owned(), fields[16].parse().unwrap()));
+    }
+    out
+}
+
+/// The site server's threads run below the MP's request path (`--background-nice`, 10 by
+/// default), and the threads they start with them; at 0 every thread keeps the process's.
+#[test]
+fn the_site_servers_threads_run_below_the_mps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = thread_priorities(std::process::id()).into_iter().map(|(_, n)| n).min().unwrap();
+    for (args, background) in [(&[][..], ours.max(10)), (&["--background-nice", "0"][..], ours)] {
+        let server = Binary::start(&tmp.path().join("data"), args);
+        // Each thread lowers itself as it starts: look until they all have (5 s at most).
+        let wanted = |name: &str| if ["statesys", "summarizer"].contains(&name) { background } else { ours };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let threads = loop {
+            let threads = thread_priorities(server.child.id());
+            let named = |name: &str| threads.iter().filter(|(n, _)| n == name).count() > 0;
+            let all_named =
+                ["statesys", "summarizer", "tokio-rt-worker", "inbox-commit"].iter().all(|n| named(n));
+            let right = threads
+                .iter()
+                .all(|(n, v)| !["statesys", "summarizer"].contains(&n.as_str()) || *v == background);
+            if (all_named && right) || std::time::Instant::now() > deadline {
+                break threads;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for name in ["statesys", "summarizer", "tokio-rt-worker", "inbox-commit"] {
+            let found: Vec<i32> = threads.iter().filter(|(n, _)| n == name).map(|(_, v)| *v).collect();
+            assert!(!found.is_empty(), "no thread {name}: {threads:?}");
+            assert!(found.iter().all(|&v| v == wanted(name)), "{name} with {args:?}: {threads:?}");
+        }
+        assert!(server.stop().success());
+    }
 }

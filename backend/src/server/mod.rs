@@ -113,6 +113,9 @@ pub struct Config {
     pub statesys_pause: Duration,
     /// StateSys processing threads (the product's default is 4).
     pub statesys_threads: usize,
+    /// The nice value of the site server's threads (StateSys, its compactor, the summarizer),
+    /// so the MP's request path comes first ([`crate::priority`]); 0 keeps them level with it.
+    pub background_nice: i32,
     /// Run the summarizers once at start, so the views are not empty until the first
     /// scheduled run.
     pub summarize_at_start: bool,
@@ -143,6 +146,7 @@ impl Config {
             remote_mp: false,
             statesys_pause: Duration::from_secs(10),
             statesys_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            background_nice: crate::priority::BACKGROUND_NICE,
             summarize_at_start: true,
             fault_injection: false,
             tls: None,
@@ -323,6 +327,7 @@ pub async fn run(
             pause: config.statesys_pause,
             rate: config.statesys_rate,
             sink: mirror.clone().map(|m| m as Arc<dyn crate::statesys::checkpoint::FrameSink>),
+            nice: config.background_nice,
         };
         let (site, log, faults, paths) =
             (Arc::clone(&site), Arc::clone(&statesys_log), Arc::clone(&faults), paths.clone());
@@ -341,8 +346,13 @@ pub async fn run(
         })?),
         None => None,
     };
-    let schedule =
-        Schedule::start(Arc::clone(&summarizer), Arc::clone(&site), clock, config.summarize_at_start)?;
+    let schedule = Schedule::start(
+        Arc::clone(&summarizer),
+        Arc::clone(&site),
+        clock,
+        config.summarize_at_start,
+        config.background_nice,
+    )?;
     let policy_provider = PolicyProvider::start(Arc::clone(&site), config.poll_every)?;
 
     // Co-located, the relay writes straight into StateSys's inbox; remote, into the MP outbox,

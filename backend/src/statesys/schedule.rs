@@ -28,18 +28,25 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Starts the thread; with `at_start`, the three summarizers run once first, so the views
-    /// are not empty until their first scheduled run.
+    /// Starts the thread at nice `nice` ([`crate::priority`]); with `at_start`, the three
+    /// summarizers run once first, so the views are not empty until their first scheduled run.
     pub fn start(
         summarizer: Arc<Summarizer>,
         site: Arc<LiveSite>,
         clock: SiteClock,
         at_start: bool,
+        nice: i32,
     ) -> io::Result<Schedule> {
         let (requests, received) = channel();
-        let thread = std::thread::Builder::new()
-            .name("summarizer".into())
-            .spawn(move || run(&summarizer, &site, clock, &received, at_start))?;
+        let thread = std::thread::Builder::new().name("summarizer".into()).spawn(move || {
+            if let Err(e) = crate::priority::lower_this_thread(nice) {
+                summarizer.log().log(
+                    crate::logs::Severity::Warning,
+                    &format!("The summarizers keep the MP's priority (nice {nice} refused: {e})"),
+                );
+            }
+            run(&summarizer, &site, clock, &received, at_start)
+        })?;
         Ok(Schedule { requests, thread: Mutex::new(Some(thread)) })
     }
 

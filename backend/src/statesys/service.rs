@@ -59,6 +59,9 @@ pub struct Options {
     pub rate: Option<u64>,
     /// Takes each checkpoint's frame once it is durable (the site database's mirror).
     pub sink: Option<Arc<dyn super::checkpoint::FrameSink>>,
+    /// The nice value of StateSys's thread and the threads it starts (its processing threads,
+    /// the compactor): [`crate::priority`].
+    pub nice: i32,
 }
 
 /// What StateSys has done, for the status API and metrics. Written with relaxed atomics.
@@ -346,6 +349,10 @@ impl Run {
     }
 
     fn run(mut self) {
+        if let Err(e) = crate::priority::lower_this_thread(self.options.nice) {
+            let why = format!("StateSys keeps the MP's priority (nice {} refused: {e})", self.options.nice);
+            self.worker.log().log(Severity::Warning, &why);
+        }
         match self.worker.load() {
             Ok(loaded) => {
                 self.counters.load_us.store(loaded.took.as_micros() as u64, Ordering::Relaxed);

@@ -238,6 +238,11 @@ impl Summarizer {
         }
     }
 
+    /// StateSys's log, where the tasks write.
+    pub fn log(&self) -> &ComponentLog {
+        &self.log
+    }
+
     /// The views as of the last runs. Never waits for a run.
     pub fn views(&self) -> Arc<Views> {
         Arc::clone(&self.views.read().unwrap_or_else(|p| p.into_inner()))
