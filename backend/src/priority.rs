@@ -12,6 +12,8 @@
 
 use std::io;
 
+use crate::logs::{ComponentLog, Severity};
+
 /// The nice value of the site server's threads by default (`backend serve --background-nice`):
 /// at 10 a thread weighs about a tenth of one at 0 (the kernel's weights: 1024 against 110).
 pub const BACKGROUND_NICE: i32 = 10;
@@ -26,6 +28,14 @@ pub fn lower_this_thread(nice: i32) -> io::Result<()> {
     }
     // On Linux, PRIO_PROCESS with a thread's id sets that thread alone.
     rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice).map_err(io::Error::from)
+}
+
+/// [`lower_this_thread`] for `who` (StateSys, the summarizers); a refusal is a warning in `log`,
+/// and the thread goes on at the MP's priority.
+pub fn lower_this_thread_or_warn(nice: i32, log: &ComponentLog, who: &str) {
+    if let Err(e) = lower_this_thread(nice) {
+        log.log(Severity::Warning, &format!("{who} keep the MP's priority (nice {nice} refused: {e})"));
+    }
 }
 
 /// The calling thread's nice value.

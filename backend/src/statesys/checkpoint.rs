@@ -11,13 +11,14 @@
 //!   thread writes base G+1 from the live store to `state/store.tmp`, one shard locked at a time,
 //!   syncs it, renames it over the old base (which keeps a second name, `state/store.old`),
 //!   syncs the directory, and deletes the old base and the older logs a slice at a time
-//!   (`remove_gradually`). StateSys never waits for it. The snapshot is fuzzy (shards are taken at different moments),
-//!   which is sound: every change after the switch is in log G+1, whose frames hold the values
-//!   at their time, so base G+1 then log G+1 replayed in order give the store as it is.
+//!   (`remove_gradually`). StateSys never waits for it. The snapshot is fuzzy (shards are
+//!   taken at different moments), which is sound: every change after the switch is in log G+1,
+//!   whose frames hold the values at their time, so base G+1 then log G+1 replayed in order give
+//!   the store as it is.
 //! - Loading: the base (generation B; none: empty), then every log of generation ≥ B in order;
-//!   older logs, `store.tmp` and `store.old` are deleted. Replaying a frame sets values, so a crash at any point, compaction
-//!   included, loads the store of the last whole frame. Bases of formats 1 and 2 (before the
-//!   log) load as generation 0.
+//!   older logs, `store.tmp` and `store.old` are deleted. Replaying a frame sets values, so a
+//!   crash at any point, compaction included, loads the store of the last whole frame. Bases of
+//!   formats 1 and 2 (before the log) load as generation 0.
 //!
 //! ```text
 //! base:   "SUMSTORM-STORE/3\n" | generation u64 | client* | clients u64 | crc32 u32

@@ -39,12 +39,7 @@ impl Schedule {
     ) -> io::Result<Schedule> {
         let (requests, received) = channel();
         let thread = std::thread::Builder::new().name("summarizer".into()).spawn(move || {
-            if let Err(e) = crate::priority::lower_this_thread(nice) {
-                summarizer.log().log(
-                    crate::logs::Severity::Warning,
-                    &format!("The summarizers keep the MP's priority (nice {nice} refused: {e})"),
-                );
-            }
+            crate::priority::lower_this_thread_or_warn(nice, summarizer.log(), "The summarizers");
             run(&summarizer, &site, clock, &received, at_start)
         })?;
         Ok(Schedule { requests, thread: Mutex::new(Some(thread)) })

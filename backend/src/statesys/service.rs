@@ -349,10 +349,11 @@ impl Run {
     }
 
     fn run(mut self) {
-        if let Err(e) = crate::priority::lower_this_thread(self.options.nice) {
-            let why = format!("StateSys keeps the MP's priority (nice {} refused: {e})", self.options.nice);
-            self.worker.log().log(Severity::Warning, &why);
-        }
+        crate::priority::lower_this_thread_or_warn(
+            self.options.nice,
+            self.worker.log(),
+            "StateSys's threads",
+        );
         match self.worker.load() {
             Ok(loaded) => {
                 self.counters.load_us.store(loaded.took.as_micros() as u64, Ordering::Relaxed);
