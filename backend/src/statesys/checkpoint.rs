@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use compact_str::CompactString;
 use protocol::Guid;
 
 use super::serials::Serials;
@@ -627,7 +628,7 @@ struct Reader<'b> {
     at: usize,
 }
 
-impl Reader<'_> {
+impl<'b> Reader<'b> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], LoadError> {
         let bytes = self.b.get(self.at..self.at + N).ok_or(LoadError::Damaged("truncated"))?;
         self.at += N;
@@ -648,10 +649,10 @@ impl Reader<'_> {
     fn i64(&mut self) -> Result<i64, LoadError> {
         Ok(i64::from_le_bytes(self.take()?))
     }
-    fn text(&mut self, len: usize, what: &'static str) -> Result<String, LoadError> {
+    fn text(&mut self, len: usize, what: &'static str) -> Result<&'b str, LoadError> {
         let bytes = self.b.get(self.at..self.at + len).ok_or(LoadError::Damaged("truncated"))?;
         self.at += len;
-        String::from_utf8(bytes.to_vec()).map_err(|_| LoadError::Damaged(what))
+        std::str::from_utf8(bytes).map_err(|_| LoadError::Damaged(what))
     }
     fn left(&self) -> usize {
         self.b.len().saturating_sub(self.at)
@@ -664,7 +665,7 @@ impl Reader<'_> {
             0 => None,
             _ => {
                 let len = self.u16()? as usize;
-                let ad_site = self.text(len, "AD site")?.into_boxed_str();
+                let ad_site = Box::from(self.text(len, "AD site")?);
                 Some(Location { ad_site, boundary_groups: self.u64()? })
             }
         })
@@ -706,7 +707,7 @@ fn read_client<'s>(
 ) -> Result<(Client, Entries<'s>), LoadError> {
     let id = Guid(u128::from_le_bytes(r.take()?));
     let len = r.u16()? as usize;
-    let netbios_name = r.text(len, "client name")?;
+    let netbios_name = CompactString::from(r.text(len, "client name")?);
     let last_seen = r.i64()?;
     let retired = r.u8()? != 0;
     let location = r.location()?;
@@ -878,7 +879,7 @@ fn load_v2(body: &[u8], store: &Store) -> Result<u64, LoadError> {
     for _ in 0..count {
         let id = Guid(u128::from_le_bytes(r.take()?));
         let len = r.u16()? as usize;
-        let netbios_name = r.text(len, "client name")?;
+        let netbios_name = CompactString::from(r.text(len, "client name")?);
         let last_seen = r.i64()?;
         let (retired, location) = if v1 { (false, None) } else { (r.u8()? != 0, r.location()?) };
         let (scan, serials) = r.scan_and_serials()?;
@@ -1216,7 +1217,7 @@ mod tests {
                         }
                         let client = Client {
                             id: Guid(id),
-                            netbios_name,
+                            netbios_name: netbios_name.into(),
                             scan: scan.map(|(time, serial, state, content_version)| ScanState {
                                 time,
                                 serial,
@@ -1262,7 +1263,7 @@ mod tests {
                 let kept: std::collections::HashMap<Guid, &Client> = clients.iter().map(|(c, _)| (c.id, c)).collect();
                 for c in kept.values() {
                     let (back, _) = loaded.client(c.id).unwrap();
-                    prop_assert!(c.netbios_name.starts_with(&back.netbios_name));
+                    prop_assert!(c.netbios_name.starts_with(back.netbios_name.as_str()));
                     let room = c.netbios_name.len().min(u16::MAX as usize);
                     prop_assert!(back.netbios_name.len() <= room && back.netbios_name.len() + 4 > room);
                     let (want, got) = (store.client(c.id).unwrap().1, loaded.client(c.id).unwrap().1);

@@ -2,6 +2,7 @@
 //! scan state, the records StateSys resolves from state messages, and the client row. The store
 //! ([`super::store`]) keeps them; the checkpoint, the summary and the site API read them.
 
+use compact_str::CompactString;
 use protocol::Guid;
 
 use super::serials::Serials;
@@ -87,7 +88,10 @@ pub enum Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
     pub id: Guid,
-    pub netbios_name: String,
+    /// Inline (no allocation of its own) up to 24 bytes, which every NetBIOS name of ASCII
+    /// characters fits: a checkpoint reads the names of thousands of clients, and each behind
+    /// a pointer of its own was a cache miss (a third of a 1 % checkpoint's time).
+    pub netbios_name: CompactString,
     pub scan: Option<ScanState>,
     pub serials: Serials,
     /// The newest MessageTime reported (or site time of a registration or location request),

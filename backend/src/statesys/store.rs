@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use compact_str::CompactString;
 use protocol::Guid;
 
 use super::convergence::{self, Convergence, Moves, Seen};
@@ -68,7 +69,7 @@ impl Shard {
         if let Some(&i) = self.index.get(&id) {
             let i = i as usize;
             if self.clients[i].netbios_name != netbios && !netbios.is_empty() {
-                netbios.clone_into(&mut self.clients[i].netbios_name);
+                self.clients[i].netbios_name = CompactString::from(netbios);
             }
             if self.clients[i].retired {
                 self.clients[i].retired = false;
@@ -80,7 +81,7 @@ impl Shard {
         self.index.insert(id, i as u32);
         self.clients.push(Client {
             id,
-            netbios_name: netbios.to_owned(),
+            netbios_name: CompactString::from(netbios),
             scan: None,
             serials: Serials::default(),
             last_seen: NO_TIME,

@@ -151,7 +151,7 @@ pub(super) fn client_json(shared: &Shared, id: &str) -> Reply {
         StatusCode::OK,
         &json!({
             "ClientID": format!("GUID:{}", client.id),
-            "NetBIOSName": client.netbios_name,
+            "NetBIOSName": client.netbios_name.as_str(),
             "LastScan": client.scan.map(|s| json!({
                 "State": s.state,
                 "StateName": statenames::state_name(statenames::TOPIC_SCAN, u32::from(s.state)),
