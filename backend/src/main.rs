@@ -290,15 +290,9 @@ fn main() -> ExitCode {
     }
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
-        // Scripts and harnesses read the address from this line while the process runs: it goes
-        // out in one write (`eprintln!` writes each formatted piece on its own, and a reader
-        // between two of them saw `http://127.0.0.1` without its port).
-        let line = format!(
-            "backend: serving {}://{} (data in {})\n",
-            if config.tls.is_some() { "https" } else { "http" },
-            listener.local_addr()?,
-            config.data_dir.display()
-        );
+        // In one write: see `serving_line`.
+        let line =
+            backend::server::serving_line(config.tls.is_some(), listener.local_addr()?, &config.data_dir);
         std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes())?;
         run(listener, config, shutdown_signal()).await
     });

@@ -186,7 +186,7 @@ fn start(opts: &Options, data: &Path, log: &Path) -> anyhow::Result<Backend> {
             let _ = f.seek(std::io::SeekFrom::Start(offset));
             let _ = f.read_to_string(&mut text);
         }
-        if let Some(addr) = served_address(&text) {
+        if let Some(addr) = backend::server::served_address(&text) {
             return Ok(Backend { child, base: format!("http://{addr}") });
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -198,13 +198,6 @@ fn start(opts: &Options, data: &Path, log: &Path) -> anyhow::Result<Backend> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// The address on the backend's `serving http://` line, once the whole line is there: read while
-/// the process writes it, the line may still lack its port.
-fn served_address(text: &str) -> Option<&str> {
-    let (line, _) = text.split("serving http://").nth(1)?.split_once('\n')?;
-    line.split_whitespace().next()
 }
 
 /// What the load shares.
@@ -592,21 +585,4 @@ pub fn summary(o: &Outcome) -> String {
         }
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::served_address;
-
-    #[test]
-    fn the_address_is_read_only_from_a_whole_line() {
-        let line = "backend: serving http://127.0.0.1:36397 (data in /tmp/d)\n";
-        // Every prefix a reader can see while the line is written: no address until the end.
-        for cut in 0..line.len() {
-            assert_eq!(served_address(&line[..cut]), None, "{:?}", &line[..cut]);
-        }
-        assert_eq!(served_address(line), Some("127.0.0.1:36397"));
-        let restarted = format!("earlier output\n{line}backend: shutting down\n");
-        assert_eq!(served_address(&restarted), Some("127.0.0.1:36397"));
-    }
 }

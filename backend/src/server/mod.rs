@@ -247,6 +247,22 @@ impl Shared {
     }
 }
 
+/// The line `backend serve` writes first to stderr, naming where it serves. Scripts and
+/// harnesses read it while the process runs, so it must go out in one write (`eprintln!` writes
+/// each formatted piece on its own: a reader between two of them saw `http://127.0.0.1` without
+/// its port); [`served_address`] reads it back.
+pub fn serving_line(tls: bool, addr: SocketAddr, data_dir: &std::path::Path) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("backend: serving {scheme}://{addr} (data in {})\n", data_dir.display())
+}
+
+/// The address on the `serving http://` line of [`serving_line`] in `text` (a log read
+/// while the process writes it), once the whole line is there.
+pub fn served_address(text: &str) -> Option<&str> {
+    let (line, _) = text.split("serving http://").nth(1)?.split_once('\n')?;
+    line.split_whitespace().next()
+}
+
 /// The file in the data directory that one process holds locked for its whole life.
 pub const LOCK_FILE: &str = "backend.lock";
 
@@ -560,4 +576,21 @@ async fn refuse(mut stream: tokio::net::TcpStream, retry_after: u32) {
     );
     let _ = stream.write_all(reply.as_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{served_address, serving_line};
+
+    #[test]
+    fn the_address_is_read_only_from_a_whole_line() {
+        let line = serving_line(false, "127.0.0.1:36397".parse().unwrap(), std::path::Path::new("/tmp/d"));
+        // Every prefix a reader can see while the line is written: no address until the end.
+        for cut in 0..line.len() {
+            assert_eq!(served_address(&line[..cut]), None, "{:?}", &line[..cut]);
+        }
+        assert_eq!(served_address(&line), Some("127.0.0.1:36397"));
+        let restarted = format!("earlier output\n{line}backend: shutting down\n");
+        assert_eq!(served_address(&restarted), Some("127.0.0.1:36397"));
+    }
 }

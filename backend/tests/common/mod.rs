@@ -207,9 +207,7 @@ impl Binary {
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let text = text.get(offset..).unwrap_or_default().to_owned();
-            // Only a whole line: read while it is written, it may still lack its port.
-            let line = text.split("serving http://").nth(1).and_then(|rest| rest.split_once('\n'));
-            if let Some(addr) = line.and_then(|(line, _)| line.split_whitespace().next()) {
+            if let Some(addr) = backend::server::served_address(&text) {
                 return Ok(Binary { child, addr: addr.parse().unwrap(), log });
             }
             if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
