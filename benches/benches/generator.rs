@@ -4,7 +4,8 @@
 //! plain wire: `generator/state_report_150msgs/<wire>`. The bytes each puts on the wire are
 //! printed once. `generator/deflate_150msgs/<implementation>_l<level>` compresses that Report's
 //! UTF-16 body alone with zlib-rs (through flate2, what loadgen uses), miniz_oxide and libdeflate,
-//! to say whether another deflate would pay.
+//! to say whether another deflate would pay; `generator/utf16_150msgs` encodes it as UTF-16LE
+//! alone.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -52,16 +53,33 @@ fn state_report(c: &mut Criterion) {
     g.finish();
 }
 
-/// The body the faithful wire compresses: the Report's XML as UTF-16LE with a BOM.
-fn utf16_body() -> Vec<u8> {
+/// The Report's XML, as the client writes it before the faithful wire encodes it.
+fn report_xml() -> String {
     let client = Guid(0x1F6E_4C4E_0A2D_4B6B_9C1D_0000_0000_0001);
     let mut report = Report::begin(client, "PC000001", Timestamp(T0), 150);
     for i in 0..150u64 {
         let update = Guid(0x505f_da07_b4f3_45fb_83d9_8642_554e_0000 + u128::from(i));
         report.update(update, 200, 1 + (i % 3) as u8, Timestamp(T0 + i as i64), 230 + i);
     }
-    let xml = report.finish();
-    protocol::utf16::encode(&xml, true)
+    report.finish()
+}
+
+/// The body the faithful wire compresses: the Report's XML as UTF-16LE with a BOM.
+fn utf16_body() -> Vec<u8> {
+    protocol::utf16::encode(&report_xml(), true)
+}
+
+/// `generator/utf16_150msgs`: the Report's XML made UTF-16LE (into a buffer kept between
+/// requests, as the transport does), the step before deflate.
+fn utf16(c: &mut Criterion) {
+    let xml = report_xml();
+    let mut out = Vec::new();
+    c.bench_function("generator/utf16_150msgs", |b| {
+        b.iter(|| {
+            out.clear();
+            protocol::utf16::encode_into(black_box(&xml), true, &mut out);
+        })
+    });
 }
 
 fn deflate(c: &mut Criterion) {
@@ -105,5 +123,5 @@ fn config() -> Criterion {
         .sample_size(50)
 }
 
-criterion_group! { name = benches; config = config(); targets = state_report, deflate }
+criterion_group! { name = benches; config = config(); targets = state_report, deflate, utf16 }
 criterion_main!(benches);
