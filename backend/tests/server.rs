@@ -354,6 +354,8 @@ fn admin_calls_need_loopback_or_the_token() {
     let metrics = String::from_utf8_lossy(&metrics);
     assert!(metrics.contains("sumstorm_statesys_records_total 0"));
     assert!(metrics.contains("sumstorm_mp_request_seconds_count{endpoint=\"api\"}"), "{metrics}");
+    assert!(metrics.contains("# TYPE sumstorm_inbox_commit_seconds histogram\n"), "{metrics}");
+    assert!(metrics.contains("sumstorm_inbox_commit_seconds_bucket{le=\"+Inf\"} 0\n"), "{metrics}");
 }
 
 #[test]
@@ -364,6 +366,9 @@ fn remote_mp_mode_relays_through_the_outbox_and_mpfdm() {
     assert_eq!((status, body.as_slice()), (200, NO_REPLY));
     let status = server.json("POST", "/api/v1/drain?timeout=30", b"");
     assert_eq!(status["RecordsProcessed"], 3);
+    // The Report's batch was written and synced once, and timed.
+    assert_eq!(status["InboxCommit"]["Count"], 1, "{status:#}");
+    assert_eq!(status["InboxCommit"]["AtMost"]["+Inf"], 1);
     let mpfdm = std::fs::read_to_string(tmp.path().join("logs/MPFDM.log")).unwrap();
     assert!(mpfdm.contains("Moved file ") && mpfdm.contains("StateMsg.box"), "{mpfdm}");
     let outbox = tmp.path().join("mp/outboxes/StateMsg.box");

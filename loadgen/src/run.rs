@@ -660,7 +660,48 @@ pub(crate) fn timeline_entry(
         "applied": status["RecordsProcessed"],
         // With a site database: how long its oldest change waited.
         "database_lag_seconds": status["Database"]["LagSeconds"],
+        // Our backend's inbox commits so far (cumulative buckets); made per interval by
+        // `inbox_commits_per_interval` before the timeline is written.
+        "inbox_commit_at_most": status["InboxCommit"]["AtMost"],
     })
+}
+
+/// Replaces each interval's cumulative inbox-commit buckets (the backend's histogram of how long
+/// a batch took to write and `fdatasync`) with that interval's figures: `inbox_commits` (how many
+/// batches were committed) and `inbox_commit_slowest_ms` (`[above, at_most]`: the bounds the
+/// slowest of them fell between; `at_most` is null past the last bound). A latency spike in a
+/// second whose slowest commit was short did not come from the backend's disk.
+pub(crate) fn inbox_commits_per_interval(timeline: &mut [Value]) {
+    let mut before: Vec<(f64, u64)> = Vec::new();
+    for entry in timeline {
+        let Some(object) = entry.as_object_mut() else { continue };
+        let Some(Value::Object(buckets)) = object.remove("inbox_commit_at_most") else { continue };
+        let mut now: Vec<(f64, u64)> =
+            buckets.iter().filter_map(|(bound, n)| Some((bound.parse::<f64>().ok()?, n.as_u64()?))).collect();
+        now.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let at = |list: &[(f64, u64)], i: usize| list.get(i).map_or(0, |b| b.1);
+        // Commits per bucket in this interval: the growth of the cumulative counts, less what the
+        // bucket below grew (a restarted backend's counts start again from zero).
+        let grew: Vec<u64> = (0..now.len())
+            .map(|i| {
+                if before.len() == now.len() {
+                    at(&now, i).saturating_sub(at(&before, i))
+                } else {
+                    at(&now, i)
+                }
+            })
+            .collect();
+        let count = grew.last().copied().unwrap_or(0);
+        let below = |i: usize| if i == 0 { 0 } else { grew[i - 1] };
+        let slowest = (0..grew.len()).rev().find(|&i| grew[i] > below(i));
+        object.insert("inbox_commits".into(), json!(count));
+        if let Some(i) = slowest {
+            let above = if i == 0 { 0.0 } else { now[i - 1].0 * 1e3 };
+            let at_most = now[i].0.is_finite().then(|| now[i].0 * 1e3);
+            object.insert("inbox_commit_slowest_ms".into(), json!([above, at_most]));
+        }
+        before = now;
+    }
 }
 
 /// What the clients handed back.
@@ -905,6 +946,8 @@ pub(crate) fn write_results(
     std::fs::write(dir.join("service-time.hlog"), &service_hlog.bytes)?;
     let database_peak_lag =
         timeline.iter().filter_map(|t| t["database_lag_seconds"].as_f64()).reduce(f64::max);
+    let mut timeline = timeline;
+    inbox_commits_per_interval(&mut timeline);
     write_json(&dir.join("timeline.json"), &Value::Array(timeline))?;
     let mut checked = results::check(&plan.thresholds, &totals, wall);
     for c in &mut checked {
@@ -1019,4 +1062,38 @@ fn merge(parts: Vec<Figures>) -> Figures {
 fn write_json(path: &Path, v: &Value) -> anyhow::Result<()> {
     let bytes = serde_json::to_vec_pretty(v)?;
     std::fs::write(path, bytes).with_context(|| path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_commits_are_made_per_interval_with_the_slowest_ones_bounds() {
+        let at_most = |counts: [u64; 4]| json!({ "0.001": counts[0], "0.025": counts[1], "0.5": counts[2], "+Inf": counts[3] });
+        let mut timeline = vec![
+            json!({ "t": 1.0, "inbox_commit_at_most": at_most([90, 100, 100, 100]) }),
+            json!({ "t": 2.0, "inbox_commit_at_most": at_most([150, 200, 200, 200]) }),
+            json!({ "t": 3.0, "inbox_commit_at_most": at_most([250, 300, 301, 301]) }),
+            json!({ "t": 4.0, "inbox_commit_at_most": at_most([250, 300, 301, 302]) }),
+            // Another target: no histogram, no figures.
+            json!({ "t": 5.0, "inbox_commit_at_most": null }),
+        ];
+        inbox_commits_per_interval(&mut timeline);
+        let figures: Vec<_> = timeline
+            .iter()
+            .map(|t| (t["inbox_commits"].clone(), t["inbox_commit_slowest_ms"].clone()))
+            .collect();
+        assert_eq!(
+            figures,
+            [
+                (json!(100), json!([1.0, 25.0])),
+                (json!(100), json!([1.0, 25.0])),
+                (json!(101), json!([25.0, 500.0])),
+                (json!(1), json!([500.0, null])),
+                (Value::Null, Value::Null),
+            ]
+        );
+        assert!(timeline.iter().all(|t| t.get("inbox_commit_at_most").is_none()), "the raw counts go");
+    }
 }

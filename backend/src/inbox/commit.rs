@@ -83,6 +83,22 @@ impl CommitConfig {
     }
 }
 
+/// Each bucket of the batch-commit histogram ([`crate::counters::BOUNDS`], then the rest): its
+/// place in the status API and its Prometheus sample.
+const COMMIT_BUCKETS: [(&[&str], &str); 11] = [
+    (&["InboxCommit", "AtMost", "0.0005"], "sumstorm_inbox_commit_seconds_bucket{le=\"0.0005\"}"),
+    (&["InboxCommit", "AtMost", "0.001"], "sumstorm_inbox_commit_seconds_bucket{le=\"0.001\"}"),
+    (&["InboxCommit", "AtMost", "0.0025"], "sumstorm_inbox_commit_seconds_bucket{le=\"0.0025\"}"),
+    (&["InboxCommit", "AtMost", "0.005"], "sumstorm_inbox_commit_seconds_bucket{le=\"0.005\"}"),
+    (&["InboxCommit", "AtMost", "0.01"], "sumstorm_inbox_commit_seconds_bucket{le=\"0.01\"}"),
+    (&["InboxCommit", "AtMost", "0.025"], "sumstorm_inbox_commit_seconds_bucket{le=\"0.025\"}"),
+    (&["InboxCommit", "AtMost", "0.05"], "sumstorm_inbox_commit_seconds_bucket{le=\"0.05\"}"),
+    (&["InboxCommit", "AtMost", "0.1"], "sumstorm_inbox_commit_seconds_bucket{le=\"0.1\"}"),
+    (&["InboxCommit", "AtMost", "0.5"], "sumstorm_inbox_commit_seconds_bucket{le=\"0.5\"}"),
+    (&["InboxCommit", "AtMost", "2.5"], "sumstorm_inbox_commit_seconds_bucket{le=\"2.5\"}"),
+    (&["InboxCommit", "AtMost", "+Inf"], "sumstorm_inbox_commit_seconds_bucket{le=\"+Inf\"}"),
+];
+
 /// Counters, read by the status API and metrics while the writer runs.
 #[derive(Debug, Default)]
 pub struct CommitStats {
@@ -92,12 +108,16 @@ pub struct CommitStats {
     pub syncs: AtomicU64,
     pub segments_sealed: AtomicU64,
     pub errors: AtomicU64,
+    /// How long each batch took to write and `fdatasync`: the wait every Report of the batch had
+    /// for its durability, past its queueing. A stall of the disk shows here; a stall elsewhere
+    /// (the CPU, the network, the client) does not.
+    pub commit_took: crate::counters::Histogram,
 }
 
 impl CommitStats {
     /// The counters the status API and metrics show.
     pub fn readings(&self, out: &mut Vec<crate::counters::Reading>) {
-        use crate::counters::Reading;
+        use crate::counters::{Kind, Reading};
         let n = |a: &AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         out.extend([
             Reading::counter(&["InboxSyncs"], "sumstorm_inbox_syncs_total", n(&self.syncs)),
@@ -108,6 +128,27 @@ impl CommitStats {
             ),
             Reading::counter(&["InboxWriteErrors"], "sumstorm_inbox_write_errors_total", n(&self.errors)),
         ]);
+        let at_most = self.commit_took.cumulative();
+        for (count, (status, metric)) in at_most.into_iter().zip(COMMIT_BUCKETS) {
+            out.push(Reading::of(Kind::Bucket, status, metric, count));
+        }
+        let total = at_most.last().copied().unwrap_or(0);
+        out.extend([
+            Reading::of(
+                Kind::Sum,
+                &["InboxCommit", "Seconds"],
+                "sumstorm_inbox_commit_seconds_sum",
+                self.commit_took.sum_nanos(),
+            ),
+            Reading::of(Kind::Count, &["InboxCommit", "Count"], "sumstorm_inbox_commit_seconds_count", total),
+        ]);
+    }
+
+    #[cfg(test)]
+    fn readings_vec(&self) -> Vec<crate::counters::Reading> {
+        let mut out = Vec::new();
+        self.readings(&mut out);
+        out
     }
 }
 
@@ -235,7 +276,9 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: &mut Vec<Entry>) {
+        let started = Instant::now();
         let result = self.write(batch);
+        self.stats.commit_took.record(started.elapsed());
         let bytes: usize = batch.iter().map(|e| e.report.len()).sum();
         match &result {
             Ok(()) => {
@@ -386,6 +429,10 @@ mod tests {
         assert_eq!(reports.len(), 4000);
         assert_eq!(reports.iter().collect::<BTreeSet<_>>().len(), 4000, "each exactly once");
         assert!(syncs < 4000, "batches share fsyncs ({syncs} for 4000 reports)");
+        let mut status = serde_json::Map::new();
+        crate::counters::status_json(&commit.stats().readings_vec(), &mut status);
+        assert_eq!(status["InboxCommit"]["Count"], syncs, "every batch's commit is timed: {status:?}");
+        assert_eq!(status["InboxCommit"]["AtMost"]["+Inf"], syncs);
         let sealed = sealed.lock().unwrap();
         assert!(sealed.len() > 1, "segments are sealed by size");
         assert!(
@@ -394,6 +441,26 @@ mod tests {
                 .flatten()
                 .all(|e| e.path().extension().is_some_and(|x| x == SEALED))
         );
+    }
+
+    #[test]
+    fn commit_times_fall_in_the_bucket_their_bound_includes() {
+        let stats = CommitStats::default();
+        for ms in [0.2, 1.0, 1.001, 20.0, 3_000.0] {
+            stats.commit_took.record(Duration::from_secs_f64(ms / 1e3));
+        }
+        let mut status = serde_json::Map::new();
+        crate::counters::status_json(&stats.readings_vec(), &mut status);
+        let at_most = &status["InboxCommit"]["AtMost"];
+        assert_eq!(
+            (&at_most["0.0005"], &at_most["0.001"], &at_most["0.0025"]),
+            (&1.into(), &2.into(), &3.into())
+        );
+        assert_eq!((&at_most["0.01"], &at_most["0.025"], &at_most["2.5"]), (&3.into(), &4.into(), &4.into()));
+        assert_eq!(at_most["+Inf"], 5);
+        assert_eq!(status["InboxCommit"]["Count"], 5);
+        let seconds = status["InboxCommit"]["Seconds"].as_f64().unwrap();
+        assert!((seconds - 3.022_201).abs() < 1e-6, "{seconds}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::counters::Reading;
+use crate::counters::{BOUNDS, Histogram, Reading};
 
 /// What the HTTP face counts.
 #[derive(Debug, Default)]
@@ -48,16 +48,6 @@ pub(crate) const ENDPOINTS: [&str; 11] = [
     "other",
 ];
 
-/// Upper bounds of the latency buckets, in seconds.
-const BOUNDS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
-
-#[derive(Debug, Default)]
-struct Histogram {
-    /// Per bucket (not cumulative), the last one for everything past the bounds.
-    buckets: [AtomicU64; BOUNDS.len() + 1],
-    sum_nanos: AtomicU64,
-}
-
 #[derive(Debug, Default)]
 pub(crate) struct RequestMetrics {
     by_endpoint: [Histogram; ENDPOINTS.len()],
@@ -68,12 +58,7 @@ impl RequestMetrics {
     pub(crate) fn record(&self, endpoint: &str, took: Duration) {
         let i = ENDPOINTS.iter().position(|e| *e == endpoint);
         let Some(h) = i.and_then(|i| self.by_endpoint.get(i)).or(self.by_endpoint.last()) else { return };
-        let secs = took.as_secs_f64();
-        let bucket = BOUNDS.iter().position(|b| secs <= *b).unwrap_or(BOUNDS.len());
-        if let Some(b) = h.buckets.get(bucket).or(h.buckets.last()) {
-            b.fetch_add(1, Ordering::Relaxed);
-        }
-        h.sum_nanos.fetch_add(took.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        h.record(took);
     }
 
     /// The Prometheus text of every endpoint that has seen a request.
@@ -81,18 +66,16 @@ impl RequestMetrics {
         let name = "sumstorm_mp_request_seconds";
         let _ = writeln!(out, "# TYPE {name} histogram");
         for (endpoint, h) in ENDPOINTS.iter().zip(&self.by_endpoint) {
-            let counts: Vec<u64> = h.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
-            let total: u64 = counts.iter().sum();
+            let at_most = h.cumulative();
+            let total = at_most.last().copied().unwrap_or(0);
             if total == 0 {
                 continue;
             }
-            let mut cumulative = 0;
-            for (bound, count) in BOUNDS.iter().zip(&counts) {
-                cumulative = count.saturating_add(cumulative);
+            for (bound, cumulative) in BOUNDS.iter().zip(&at_most) {
                 let _ = writeln!(out, "{name}_bucket{{endpoint=\"{endpoint}\",le=\"{bound}\"}} {cumulative}");
             }
             let _ = writeln!(out, "{name}_bucket{{endpoint=\"{endpoint}\",le=\"+Inf\"}} {total}");
-            let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+            let sum = h.sum_nanos() as f64 / 1e9;
             let _ = writeln!(out, "{name}_sum{{endpoint=\"{endpoint}\"}} {sum}");
             let _ = writeln!(out, "{name}_count{{endpoint=\"{endpoint}\"}} {total}");
         }
