@@ -7,7 +7,9 @@
 # applied state messages/s; divide by 150.
 #   benches/load/stalls.sh target/release/backend target/release/loadgen after 2450 [-- backend args]
 # Prints loadgen's state_report line (count, errors, p50, p99, p99.9, max: corrected for
-# coordinated omission), its verdict on its own lateness, and the p99 of every second.
+# coordinated omission), its verdict on its own lateness, the p99 of every second, and the upper
+# bound of every second's slowest inbox commit (write + fdatasync; "inf" past 2.5 s): a spike in
+# a second whose commits were all short did not come from the disk.
 set -euo pipefail
 BACKEND=${1:?backend binary}; LOADGEN=${2:?loadgen binary}; LABEL=${3:-run}; RATE=${4:-2450}
 shift $(( $# < 4 ? $# : 4 )); [ "${1:-}" = "--" ] && shift
@@ -24,5 +26,10 @@ echo "$LABEL $(grep -E '^state_report' "$DIR/loadgen.txt" | head -1)"
 grep -o 'GENERATOR-BOUND: [^(]*(lateness p99 [0-9.]* ms' "$DIR/loadgen.txt" || echo "generator on schedule"
 python3 - "$DIR"/results/runs/*/*/timeline.json <<'PY'
 import json, sys
-print('per-second p99 ms:', ' '.join(f"{x['p99_ms']:.0f}" for x in json.load(open(sys.argv[1]))))
+timeline = json.load(open(sys.argv[1]))
+print('per-second p99 ms:', ' '.join(f"{x['p99_ms']:.0f}" for x in timeline))
+def bound(x):
+    s = x.get('inbox_commit_slowest_ms')
+    return '-' if s is None else 'inf' if s[1] is None else f"{s[1]:g}"
+print('per-second slowest commit at most ms:', ' '.join(bound(x) for x in timeline))
 PY
