@@ -11,7 +11,7 @@
 # bound of every second's slowest inbox commit (write + fdatasync; "inf" past 2.5 s): a spike in
 # a second whose commits were all short did not come from the disk.
 set -euo pipefail
-BACKEND=${1:?backend binary}; LOADGEN=${2:?loadgen binary}; LABEL=${3:-run}; RATE=${4:-2450}
+BACKEND=$(realpath "${1:?backend binary}"); LOADGEN=$(realpath "${2:?loadgen binary}"); LABEL=${3:-run}; RATE=${4:-2450}
 shift $(( $# < 4 ? $# : 4 )); [ "${1:-}" = "--" ] && shift
 BACKEND_CPUS=${BACKEND_CPUS:-0}; CLIENT_CPUS=${CLIENT_CPUS:-1}; PORT=${PORT:-18791}
 HERE=$(cd "$(dirname "$0")" && pwd)
