@@ -679,19 +679,16 @@ pub(crate) fn inbox_commits_per_interval(timeline: &mut [Value]) {
         let mut now: Vec<(f64, u64)> =
             buckets.iter().filter_map(|(bound, n)| Some((bound.parse::<f64>().ok()?, n.as_u64()?))).collect();
         now.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let at = |list: &[(f64, u64)], i: usize| list.get(i).map_or(0, |b| b.1);
-        // Commits per bucket in this interval: the growth of the cumulative counts, less what the
-        // bucket below grew (a restarted backend's counts start again from zero).
-        let grew: Vec<u64> = (0..now.len())
-            .map(|i| {
-                if before.len() == now.len() {
-                    at(&now, i).saturating_sub(at(&before, i))
-                } else {
-                    at(&now, i)
-                }
-            })
+        // How much each cumulative count grew in this interval (from zero at the first status or
+        // after the buckets changed; a restarted backend's lower counts give no growth).
+        let same = before.len() == now.len();
+        let grew: Vec<u64> = now
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n.1.saturating_sub(if same { before[i].1 } else { 0 }))
             .collect();
         let count = grew.last().copied().unwrap_or(0);
+        // The slowest bucket that gained a commit: the highest whose growth exceeds the one below's.
         let below = |i: usize| if i == 0 { 0 } else { grew[i - 1] };
         let slowest = (0..grew.len()).rev().find(|&i| grew[i] > below(i));
         object.insert("inbox_commits".into(), json!(count));

@@ -444,6 +444,16 @@ mod tests {
     }
 
     #[test]
+    fn the_commit_buckets_names_are_the_shared_bounds() {
+        let named: Vec<f64> = COMMIT_BUCKETS.iter().map(|(status, _)| status[2].parse().unwrap()).collect();
+        let bounds: Vec<f64> = crate::counters::BOUNDS.iter().copied().chain([f64::INFINITY]).collect();
+        assert_eq!(named, bounds);
+        for (status, metric) in COMMIT_BUCKETS {
+            assert_eq!(*metric, format!("sumstorm_inbox_commit_seconds_bucket{{le=\"{}\"}}", status[2]));
+        }
+    }
+
+    #[test]
     fn commit_times_fall_in_the_bucket_their_bound_includes() {
         let stats = CommitStats::default();
         for ms in [0.2, 1.0, 1.001, 20.0, 3_000.0] {
