@@ -15,8 +15,11 @@ use std::io;
 use crate::logs::{ComponentLog, Severity};
 
 /// The nice value of the site server's threads by default (`backend serve --background-nice`):
-/// at 10 a thread weighs about a tenth of one at 0 (the kernel's weights: 1024 against 110).
-pub const BACKGROUND_NICE: i32 = 10;
+/// the lowest there is, where a thread weighs about a seventieth of one at 0 (the kernel's
+/// weights: 1024 against 15). At 10 (weight 110) a compaction sharing the relay's core still
+/// held clients for 46-154 ms at 80 % of one core's capacity; at 19, 20-39 ms, with StateSys
+/// keeping up (`results/bench/session15-2026-12-03.md`).
+pub const BACKGROUND_NICE: i32 = 19;
 
 /// Lowers the calling thread's priority to nice `nice` (at most 19); a thread already at that
 /// or lower is left as it is (so is every thread for 0). Threads it starts inherit it. Raising

@@ -605,13 +605,13 @@ fn thread_priorities(pid: u32) -> Vec<(String, i32)> {
     out
 }
 
-/// The site server's threads run below the MP's request path (`--background-nice`, 10 by
+/// The site server's threads run below the MP's request path (`--background-nice`, 19 by
 /// default), and the threads they start with them; at 0 every thread keeps the process's.
 #[test]
 fn the_site_servers_threads_run_below_the_mps() {
     let tmp = tempfile::tempdir().unwrap();
     let ours = thread_priorities(std::process::id()).into_iter().map(|(_, n)| n).min().unwrap();
-    for (args, background) in [(&[][..], ours.max(10)), (&["--background-nice", "0"][..], ours)] {
+    for (args, background) in [(&[][..], ours.max(19)), (&["--background-nice", "0"][..], ours)] {
         let server = Binary::start(&tmp.path().join("data"), args);
         // Each thread lowers itself as it starts: look until they all have (5 s at most).
         let wanted = |name: &str| if ["statesys", "summarizer"].contains(&name) { background } else { ours };

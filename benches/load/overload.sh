@@ -5,7 +5,8 @@
 # 4 inbox files, samples the backend's RSS and applied records twice a second, runs
 # profiles/overload-3x.toml against it (300,000 messages/s offered for 20 s), and prints the
 # backend's peak RSS, the applied rate while backlogged (the capacity actually delivered) and the
-# run's summary. Needs release builds: cargo build --release -p backend -p loadgen.
+# run's summary. Needs release builds: cargo build --release -p backend -p loadgen. EXTRA adds
+# backend arguments (e.g. EXTRA="--background-nice 10").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-results/runs/overload/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -13,7 +14,7 @@ mkdir -p "$out"
 data=$(mktemp -d)
 port=18650
 ./target/release/backend serve --listen 127.0.0.1:$port --data-dir "$data" \
-    --statesys-rate 100000 --high-water-files 4 --retry-after 2 2> "$out/backend.log" &
+    --statesys-rate 100000 --high-water-files 4 --retry-after 2 ${EXTRA:-} 2> "$out/backend.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/api/v1/status" > /dev/null && break; sleep 0.1; done

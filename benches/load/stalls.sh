@@ -6,7 +6,7 @@
 # same session: BACKEND_CPUS=0 CLIENT_CPUS=1 benches/load/ingest.sh BACKEND ... gives it in
 # applied state messages/s; divide by 150.
 #   benches/load/stalls.sh target/release/backend target/release/loadgen after 2450 [-- backend args]
-# e.g. `-- --background-nice 19` to run the site server's threads further below the relay's.
+# e.g. `-- --background-nice 10` to run the site server's threads less far below the relay's.
 # Prints loadgen's state_report line (count, errors, p50, p99, p99.9, max: corrected for
 # coordinated omission), its verdict on its own lateness, the p99 of every second, and the upper
 # bound of every second's slowest inbox commit (write + fdatasync; "inf" past 2.5 s): a spike in

@@ -120,6 +120,11 @@ impl Embedded {
         config.require_signing = require_signing;
         config.database = database;
         config.time_scale = plan.time_scale;
+        // The generator's threads share this process and its cores at nice 0: at the backend's
+        // own default (19) StateSys would get a seventieth of a core the generator wants, and
+        // the convergence measured would be the generator's doing. At 10 it still keeps out of
+        // the relay's way, as every shipped profile was measured.
+        config.background_nice = 10;
         let b = &plan.backend;
         config.statesys_rate = b.statesys_rate;
         if let Some(n) = b.high_water_files {
