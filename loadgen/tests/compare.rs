@@ -4,7 +4,9 @@
 //! here once in four. Latency is judged past twice the baseline's own spread, and a 3-run
 //! baseline's p50s have spread up to 19 % here, so a 30 % latency step can sit inside the band
 //! and is not a promise; 60 % always clears it.) This file is its own test binary so that
-//! nothing else loads the machine while these runs are measured.
+//! nothing else loads the machine while these runs are measured; a rerun flagged once is run
+//! again, since a burst of the host's own load (CI once slowed one rerun's medians by a third to
+//! double, every request kind alike) is exactly what a user would also rerun on.
 
 mod common;
 
@@ -22,12 +24,21 @@ fn a_slowdown_is_flagged_and_a_rerun_is_not() {
     }
     let (profile, runs) = compare::load_baseline(&baseline).unwrap();
     assert_eq!((profile.as_str(), runs.len()), ("small", 3));
-    let rerun = run_small(&tmp.path().join("rerun"), None);
-    let rows = compare::compare(&compare::key_figures(&rerun), &runs, 0.20);
-    let flagged: Vec<&str> =
-        rows.iter().filter(|r| r.verdict == Verdict::Regression).map(|r| r.name.as_str()).collect();
-    assert!(flagged.is_empty(), "a rerun of the same build: {flagged:?}\n{}", compare::table(&rows, 3, 0.20));
-    assert!(rows.iter().any(|r| r.verdict == Verdict::Ok), "something was judged");
+    let flagged_in = |rerun: &serde_json::Value| {
+        let rows = compare::compare(&compare::key_figures(rerun), &runs, 0.20);
+        let flagged: Vec<String> =
+            rows.iter().filter(|r| r.verdict == Verdict::Regression).map(|r| r.name.clone()).collect();
+        assert!(rows.iter().any(|r| r.verdict == Verdict::Ok), "something was judged");
+        (flagged, compare::table(&rows, 3, 0.20))
+    };
+    let mut rerun = run_small(&tmp.path().join("rerun"), None);
+    let (flagged, table) = flagged_in(&rerun);
+    if !flagged.is_empty() {
+        eprintln!("a rerun of the same build flagged {flagged:?}; running it once more\n{table}");
+        rerun = run_small(&tmp.path().join("rerun2"), None);
+        let (flagged, table) = flagged_in(&rerun);
+        assert!(flagged.is_empty(), "two reruns of the same build: {flagged:?}\n{table}");
+    }
 
     // The same run slower: every latency up 60 %, every rate down 30 %.
     let mut slow = rerun.clone();
