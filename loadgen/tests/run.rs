@@ -165,6 +165,46 @@ async fn stalling_server(listener: tokio::net::TcpListener, started: Instant) {
     }
 }
 
+/// The embedded backend's StateSys runs at nice 10, not a standalone backend's 19: the
+/// generator shares the process and its cores (README, the profile's `[backend]` section).
+#[test]
+fn the_embedded_backends_statesys_runs_at_nice_10() {
+    let nice_of = |task: &Path| -> Option<(String, i32)> {
+        let comm = std::fs::read_to_string(task.join("comm")).ok()?;
+        let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+        // The nice value is the 17th field after the name in parentheses.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        Some((comm.trim().to_owned(), fields.get(16)?.parse().ok()?))
+    };
+    let ours = nice_of(Path::new("/proc/thread-self")).unwrap().1;
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let done = Arc::clone(&done);
+        move || {
+            let mut seen = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+                    if let Some(("statesys", nice)) =
+                        nice_of(&task.path()).as_ref().map(|(n, v)| (n.as_str(), *v))
+                    {
+                        seen.push(nice);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let outcome = run(Plan::parse("small", SMALL).unwrap(), SMALL, &options(tmp.path())).unwrap();
+    done.store(true, Ordering::Relaxed);
+    let seen = sampler.join().unwrap();
+    assert_eq!(outcome.exit, EXIT_OK, "{:#}", outcome.summary);
+    // StateSys lowers itself as it starts, so the first samples may precede it: judge the lowest
+    // priority it reached (other tests' embedded backends in this process run at 10 too).
+    assert_eq!(seen.iter().max(), Some(&ours.max(10)), "{} samples", seen.len());
+}
+
 #[test]
 fn a_stall_shows_in_corrected_latency_not_in_service_time() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
