@@ -276,6 +276,13 @@ fn main() -> ExitCode {
     if let Some(n) = statesys_threads {
         config.statesys_threads = n.clamp(1, 64);
     }
+    // Fresh heap pages a page at a time, not 2 MiB at once: mimalloc advises transparent huge
+    // pages on its arenas, and under a relay load the kernel then zeroed a whole huge page on the
+    // request path each time freed heap was touched again (18 % of the backend's CPU at 80 % of a
+    // core; 1 % with them off, and tail latency lower: results/bench/session16-2026-12-04.md).
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("backend: transparent huge pages stay on (prctl refused: {e})");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

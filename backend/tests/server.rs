@@ -588,6 +588,19 @@ fn a_real_full_disk_answers_503_and_resumes_when_space_returns() {
     drop(server);
 }
 
+/// `backend serve` turns transparent huge pages off for its process (the kernel shows it in
+/// `/proc/<pid>/status`), so a fault on freed heap zeroes a page, not 2 MiB.
+#[test]
+fn the_backend_runs_without_transparent_huge_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Binary::start(&tmp.path().join("data"), &[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let line =
+        status.lines().find(|l| l.starts_with("THP_enabled:")).expect("a kernel that shows THP_enabled");
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    assert!(server.stop().success());
+}
+
 /// Each thread of the process as (name, nice value), from `/proc`.
 fn thread_priorities(pid: u32) -> Vec<(String, i32)> {
     let mut out = Vec::new();
