@@ -919,7 +919,7 @@ pub(crate) fn write_results(
     finished: Finished,
     settled: Settled,
 ) -> anyhow::Result<(Value, u8)> {
-    let Observed { hlog, service_hlog, timeline, syncs, fired, peak_backlog, wall, windows, aborted } =
+    let Observed { hlog, service_hlog, mut timeline, syncs, fired, peak_backlog, wall, windows, aborted } =
         observed;
     let Finished { totals, cpu, truths, acks, flush, mps } = finished;
     let mps: Value = if plan.mps.is_empty() {
@@ -948,7 +948,6 @@ pub(crate) fn write_results(
     std::fs::write(dir.join("service-time.hlog"), &service_hlog.bytes)?;
     let database_peak_lag =
         timeline.iter().filter_map(|t| t["database_lag_seconds"].as_f64()).reduce(f64::max);
-    let mut timeline = timeline;
     inbox_commits_per_interval(&mut timeline);
     write_json(&dir.join("timeline.json"), &Value::Array(timeline))?;
     let mut checked = results::check(&plan.thresholds, &totals, wall);
