@@ -91,6 +91,37 @@ fn bad_input_gets_clear_answers_and_loses_nothing() {
     assert_eq!(server.json("GET", "/api/v1/status", b"")["BadFiles"], 1);
 }
 
+/// Co-located, every segment comes to StateSys in memory, so it does not list its inboxes per
+/// batch (a directory of applied segments would be all its work): a file dropped by hand waits
+/// for the next poll, however many Reports are relayed meanwhile, and is then read.
+#[test]
+fn statesys_lists_its_inboxes_once_a_poll_not_per_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), |c| c.poll_every = Duration::from_secs(3));
+    let relay = || {
+        let (status, _, body) = server.ccm(&fixture("ccm-relay-report-three.bin"));
+        assert_eq!((status, body.as_slice()), (200, NO_REPLY));
+    };
+    // StateSys is up and has listed its inboxes.
+    relay();
+    assert_eq!(server.json("POST", "/api/v1/drain?timeout=30", b"")["RecordsProcessed"], 3);
+    let incoming = tmp.path().join("inboxes/auth/statesys.box/incoming");
+    std::fs::write(incoming.join("BYHAND01.SMX"), fixture("report-bad-records.xml")).unwrap();
+    for _ in 0..20 {
+        relay();
+    }
+    let status = server.json("POST", "/api/v1/drain?timeout=30", b"");
+    assert_eq!(status["InvalidRecords"], 0, "the file dropped by hand is not read before the poll");
+    assert_eq!(status["RecordsProcessed"], 63, "every relayed Report applied");
+    for _ in 0..150 {
+        if server.json("GET", "/api/v1/status", b"")["InvalidRecords"] == 3 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the file dropped by hand was not read at the poll");
+}
+
 /// The seed's flow on one client: sync → STN → policy version → assignments → body → location →
 /// relay → StateSys → client status, with the product's log lines; then a restart keeps it.
 #[test]

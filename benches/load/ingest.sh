@@ -4,7 +4,8 @@
 # has applied every acknowledged Report. Prints one line:
 #   <label> acked_msgs_per_s=... applied_msgs_per_s=... drain_s=... checkpoints=...
 # applied_msgs_per_s = state messages applied / (wrk's time + the drain after it); the backend's
-# peak RSS and the clients its store holds at the end.
+# peak RSS, the clients its store holds at the end, and its CPU time (user + system) in all and
+# per applied state message (steadier than the rate on a shared host).
 #   cargo run --release -p benches --example write_report > /tmp/report.xml
 #   benches/load/ingest.sh target/release/backend after 20
 # To keep wrk off the backend's cores (the backend's own capacity, with a client that is not
@@ -38,13 +39,17 @@ done_at=$(date +%s.%N)
 ckpts=$(status | field Checkpoints)
 clients=$(curl -sf 127.0.0.1:$PORT/metrics | awk '/^sumstorm_store_clients /{print $2}')
 rss=$(awk '/VmHWM/{print $2}' /proc/$PID/status)
-python3 - "$LABEL" "$start" "$wrk_end" "$done_at" "$accepted" "$relayed" "$ckpts" "$rss" "${clients:-0}" <<'PY'
+# The backend's CPU time (user + system clock ticks), to cost a message on a shared host.
+ticks=$(awk '{print $14 + $15}' /proc/$PID/stat); hz=$(getconf CLK_TCK)
+python3 - "$LABEL" "$start" "$wrk_end" "$done_at" "$accepted" "$relayed" "$ckpts" "$rss" "${clients:-0}" "$ticks" "$hz" <<'PY'
 import sys
-label, start, wrk_end, done, accepted, applied, ckpts, rss, clients = sys.argv[1:]
+label, start, wrk_end, done, accepted, applied, ckpts, rss, clients, ticks, hz = sys.argv[1:]
+cpu = int(ticks) / int(hz)
 start, wrk_end, done = float(start), float(wrk_end), float(done)
 accepted, applied = int(accepted), int(applied)
 print(f"{label} acked_msgs_per_s={accepted/(wrk_end-start):.0f} applied_msgs_per_s={applied/(done-start):.0f} "
       f"drain_s={done-wrk_end:.2f} applied={applied} accepted={accepted} checkpoints={ckpts} "
-      f"peak_rss_mib={int(rss)//1024} clients={clients}")
+      f"peak_rss_mib={int(rss)//1024} clients={clients} "
+      f"backend_cpu_s={cpu:.1f} backend_cpu_ns_per_msg={1e9 * cpu / max(applied, 1):.0f}")
 PY
 grep -E "Requests/sec|Non-2xx|Latency" "$DIR/wrk.txt" | tr -s ' ' | tr '\n' ' '; echo

@@ -7,7 +7,9 @@
 //!   new catalog (a sync)? take the new update index
 //!   apply what the relay handed over in memory (co-located: [`super::handoff`]), then run
 //!     batches of files until the inboxes are empty (paced to `rate` state messages a second if
-//!     set; a long backlog breaks off for a checkpoint when one is due)
+//!     set; a long backlog breaks off for a checkpoint when one is due); the inboxes are listed
+//!     only when a file may wait (a segment not all handed over, a remote MP's file, the start,
+//!     the stop) or once a poll (files dropped by hand)
 //!   checkpoint when due and there is something to save (applied files, a task's changes)
 //! stop: process what is left (unpaced: nobody waits on a stop), checkpoint, return
 //! ```
@@ -79,7 +81,7 @@ pub struct Counters {
     pub invalid_records: AtomicU64,
     pub files_processed: AtomicU64,
     pub bad_files: AtomicU64,
-    /// Inbox files waiting: counted up as the relay seals segments (so the high-water mark
+    /// Inbox files waiting: counted up as the relay seals segments StateSys must read (so the high-water mark
     /// holds while StateSys pauses), set exactly by StateSys after each batch.
     pub files_waiting: AtomicU64,
     pub checkpoints: AtomicU64,
@@ -171,7 +173,8 @@ impl Counters {
     }
 }
 
-/// Tells StateSys a segment was sealed: one more file waits, look now.
+/// Tells StateSys a segment was sealed: unless every record in it came in memory, one more file
+/// waits; look now.
 #[derive(Debug, Clone)]
 pub struct Notifier {
     counters: Arc<Counters>,
@@ -182,7 +185,9 @@ impl Notifier {
     /// A segment was sealed (at `path`, when known); `complete` when every record in it was
     /// handed over in memory, so StateSys need not read it.
     pub fn sealed(&self, path: Option<PathBuf>, complete: bool) {
-        self.counters.files_waiting.fetch_add(1, Ordering::Relaxed);
+        if !complete {
+            self.counters.files_waiting.fetch_add(1, Ordering::Relaxed);
+        }
         let _ = self.wake.send(match path {
             Some(path) => Wake::Sealed { path, complete },
             None => Wake::Look,
@@ -251,6 +256,8 @@ impl StateSys {
                 clock,
                 paced_from: Instant::now(),
                 paced: 0,
+                look: true,
+                listed: Instant::now(),
             };
             std::thread::Builder::new().name("statesys".into()).spawn(move || run.run())?
         };
@@ -308,6 +315,13 @@ struct Run {
     /// The pace: records applied since `paced_from`, which restarts whenever StateSys idles.
     paced_from: Instant,
     paced: u64,
+    /// A file may wait to be read (a segment not all handed over, a remote MP's file, the
+    /// start, the stop): list the inboxes. Otherwise they are listed once a `poll` (files
+    /// dropped by hand), not on every batch: co-located under load, every segment comes in
+    /// memory and listing a directory of applied segments would be all the work there is.
+    look: bool,
+    /// When a listing last found nothing to read.
+    listed: Instant,
 }
 
 impl Run {
@@ -386,7 +400,10 @@ impl Run {
                     self.handed.push(wake);
                     (true, self.stop.load(Ordering::Acquire))
                 }
-                Err(RecvTimeoutError::Timeout) => (false, self.stop.load(Ordering::Acquire)),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.look = true;
+                    (false, self.stop.load(Ordering::Acquire))
+                }
                 Err(RecvTimeoutError::Disconnected) => (false, true),
             };
             if woken && idle && !stopping && !timing.pause.is_zero() {
@@ -415,6 +432,9 @@ impl Run {
                 if handed.reports > 0 || handed.files > 0 {
                     idle = false;
                 }
+                if !self.look && !stopping && self.listed.elapsed() < timing.poll {
+                    break;
+                }
                 let (woken, handed) = (&self.woken, &mut self.handed);
                 let refresh = |w: &mut Worker| {
                     for wake in woken.try_iter() {
@@ -433,6 +453,7 @@ impl Run {
                     }
                     Ok(_) => {
                         self.counters.files_waiting.store(0, Ordering::Relaxed);
+                        (self.look, self.listed) = (false, Instant::now());
                         break;
                     }
                     Err(e) => {
@@ -470,12 +491,13 @@ impl Run {
                     batch.processed += b.processed;
                 }
                 Wake::Sealed { path, complete } => {
+                    self.look |= !complete;
                     self.worker.sealed(path, complete);
                     let files = u64::from(complete);
                     self.counters.count(&Batch { files, ..Batch::default() });
                     batch.files += files;
                 }
-                Wake::Look => {}
+                Wake::Look => self.look = true,
             }
         }
         if batch.reports > 0 {

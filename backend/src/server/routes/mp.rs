@@ -37,7 +37,7 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
     // The request holds its charge until it is answered (a relayed Report waits in the inbox
     // queue meanwhile).
     let mut charge = Charge::new(shared);
-    let (parts, body) = match read_body(shared, req, &mut charge).await {
+    let (parts, mut body) = match read_body(shared, req, &mut charge).await {
         Ok(b) => b,
         Err(r) => return (r, None),
     };
@@ -61,7 +61,9 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
         if !charge.take(body.len().saturating_add(tree(endpoint, body.len()))) {
             return (busy(shared, "too many request bytes in flight; retry later"), None);
         }
-        let Ok(text_body) = String::from_utf8(body.to_vec()) else {
+        // A body read in pieces was gathered into one buffer of its own: taken, not copied.
+        // (A plain request has no signed payload, so nothing below needs the raw bytes.)
+        let Ok(text_body) = String::from_utf8(Vec::from(std::mem::take(&mut body))) else {
             return (text(StatusCode::BAD_REQUEST, "plain XML requests are UTF-8"), None);
         };
         let header = MsgHeader {
