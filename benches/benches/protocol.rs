@@ -21,6 +21,14 @@ fn scan(c: &mut Criterion) {
             fold
         })
     });
+    let text = std::str::from_utf8(&input).expect("UTF-8");
+    g.bench_function("fast_str", |b| {
+        b.iter(|| {
+            let mut fold = Fold::default();
+            report::scan_str(black_box(text), &mut fold).expect("well-formed");
+            fold
+        })
+    });
     g.bench_function("quick_xml", |b| b.iter(|| quick_xml_loop(black_box(&input))));
     g.bench_function("reference", |b| {
         b.iter(|| {

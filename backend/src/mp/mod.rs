@@ -186,7 +186,7 @@ fn discovery(site: &Site, request: &Request, ddr: DiscoveryRecord) -> Dispatch {
 /// requests from tools carry none).
 fn relay_check(request: &Request) -> Dispatch {
     let mut scanned = Box::<Scanned>::default();
-    if let Err(e) = scanned.scan(request.body.as_bytes()) {
+    if let Err(e) = scanned.scan_str(&request.body) {
         return Dispatch::BadRequest(e.to_string());
     }
     if !names::fits(&scanned.netbios, names::MAX_NETBIOS_NAME) {

@@ -123,6 +123,14 @@ impl Scanned {
         self.messages.clear();
         report::scan(report, self).map(|_| ())
     }
+
+    /// [`Scanned::scan`] of text already known to be UTF-8 (the MP's decoded request).
+    pub fn scan_str(&mut self, report: &str) -> Result<(), ScanError> {
+        self.client = None;
+        self.netbios.clear();
+        self.messages.clear();
+        report::scan_str(report, self).map(|_| ())
+    }
 }
 
 /// Applies a scanned Report; records timed past `not_after` (µs, see [`not_after`]) are

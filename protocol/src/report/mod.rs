@@ -28,7 +28,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 pub use assemble::MAX_DEPTH;
-pub use scan::scan;
+pub use scan::{scan, scan_str};
 pub use write::{OutMessage, ReportIdentity, ReportWriter};
 
 use crate::cimtime::Timestamp;

@@ -136,7 +136,13 @@ fn has_amp(s: &[u8]) -> bool {
 /// Scans a UTF-8 Report, pushing the header and every record into `sink`.
 pub fn scan<'a, S: ReportSink<'a>>(input: &'a [u8], sink: &mut S) -> Result<ScanSummary, ScanError> {
     let text = std::str::from_utf8(input).map_err(|e| ScanError::new(Kind::Utf8, e.valid_up_to()))?;
-    let mut scanner = Scanner { s: text, b: input, names: [Name::default(); MAX_DEPTH] };
+    scan_str(text, sink)
+}
+
+/// [`scan`] of text already known to be UTF-8 (the MP's decoded request body), without checking
+/// its encoding a second time.
+pub fn scan_str<'a, S: ReportSink<'a>>(text: &'a str, sink: &mut S) -> Result<ScanSummary, ScanError> {
+    let mut scanner = Scanner { s: text, b: text.as_bytes(), names: [Name::default(); MAX_DEPTH] };
     scanner.run(Assembler::new(sink))
 }
 
