@@ -2,9 +2,10 @@
 //!
 //! Layout: clients are spread over shards by a hash of their SMS ID; each shard (one mutex) holds
 //! its clients in a `Vec` and, for the dense update catalog, one row of [`UpdateState`] per client
-//! (`stride` entries of 24 bytes, rows grown by at most a quarter at a time), so a (client,
-//! update) state costs at most 32 bytes with slack, and a Report's records for one client touch
-//! one lock and one row.
+//! (`stride` entries of 24 bytes; room for the first 4 MiB of rows taken at once, as address
+//! space, then grown by at most a quarter at a time), so a (client, update) state costs at most
+//! 32 bytes of memory with slack, and a Report's records for one client touch one lock and one
+//! row.
 //!
 //! Applying a record (flow.md §5): per (client, update) the record with the greatest
 //! `MessageTime` is in force, equal times going to the greater serial; an identical or older
