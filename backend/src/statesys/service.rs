@@ -81,8 +81,9 @@ pub struct Counters {
     pub invalid_records: AtomicU64,
     pub files_processed: AtomicU64,
     pub bad_files: AtomicU64,
-    /// Inbox files waiting: counted up as the relay seals segments StateSys must read (so the high-water mark
-    /// holds while StateSys pauses), set exactly by StateSys after each batch.
+    /// Inbox files waiting: counted up as the relay seals segments (so the high-water mark
+    /// holds while StateSys pauses or is paced), down as StateSys applies a segment that came
+    /// in memory, and set exactly whenever StateSys lists its inboxes.
     pub files_waiting: AtomicU64,
     pub checkpoints: AtomicU64,
     pub checkpoint_errors: AtomicU64,
@@ -173,8 +174,8 @@ impl Counters {
     }
 }
 
-/// Tells StateSys a segment was sealed: unless every record in it came in memory, one more file
-/// waits; look now.
+/// Tells StateSys a segment was sealed: one more file waits (until StateSys has applied what
+/// came of it in memory, or read it); look now.
 #[derive(Debug, Clone)]
 pub struct Notifier {
     counters: Arc<Counters>,
@@ -185,9 +186,7 @@ impl Notifier {
     /// A segment was sealed (at `path`, when known); `complete` when every record in it was
     /// handed over in memory, so StateSys need not read it.
     pub fn sealed(&self, path: Option<PathBuf>, complete: bool) {
-        if !complete {
-            self.counters.files_waiting.fetch_add(1, Ordering::Relaxed);
-        }
+        self.counters.files_waiting.fetch_add(1, Ordering::Relaxed);
         let _ = self.wake.send(match path {
             Some(path) => Wake::Sealed { path, complete },
             None => Wake::Look,
@@ -492,6 +491,14 @@ impl Run {
                 }
                 Wake::Sealed { path, complete } => {
                     self.look |= !complete;
+                    if complete {
+                        // Applied: it waits no more (the inboxes are not listed to say so).
+                        let _ = self.counters.files_waiting.fetch_update(
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                            |n| Some(n.saturating_sub(1)),
+                        );
+                    }
                     self.worker.sealed(path, complete);
                     let files = u64::from(complete);
                     self.counters.count(&Batch { files, ..Batch::default() });
