@@ -118,18 +118,20 @@ impl<'a> ReportSink<'a> for Scanned {
 impl Scanned {
     /// Scans `report` into this one (its buffers reused).
     pub fn scan(&mut self, report: &[u8]) -> Result<(), ScanError> {
-        self.client = None;
-        self.netbios.clear();
-        self.messages.clear();
+        self.clear();
         report::scan(report, self).map(|_| ())
     }
 
     /// [`Scanned::scan`] of text already known to be UTF-8 (the MP's decoded request).
     pub fn scan_str(&mut self, report: &str) -> Result<(), ScanError> {
+        self.clear();
+        report::scan_str(report, self).map(|_| ())
+    }
+
+    fn clear(&mut self) {
         self.client = None;
         self.netbios.clear();
         self.messages.clear();
-        report::scan_str(report, self).map(|_| ())
     }
 }
 

@@ -399,10 +399,7 @@ impl Run {
                     self.handed.push(wake);
                     (true, self.stop.load(Ordering::Acquire))
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    self.look = true;
-                    (false, self.stop.load(Ordering::Acquire))
-                }
+                Err(RecvTimeoutError::Timeout) => (false, self.stop.load(Ordering::Acquire)),
                 Err(RecvTimeoutError::Disconnected) => (false, true),
             };
             if woken && idle && !stopping && !timing.pause.is_zero() {
