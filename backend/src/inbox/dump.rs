@@ -1,6 +1,7 @@
 //! `backend inbox dump <FILE>`: an inbox file as an admin reads it. Every Report of a segment
 //! is printed as the XML the client sent (the relay stores each Report's body as the MP decoded
-//! it: UTF-8 XML, without the CCM envelope), one after another, each on its own line; a
+//! it: UTF-8 XML, without the CCM envelope, LZ4-compressed by default; the dump decompresses
+//! it), one after another, each on its own line; a
 //! discovery record is printed as an XML comment naming the client, its name, where it is and
 //! the site time. A plain `.SMX` file (one Report, as the product writes them) prints as it is.
 //! A record that does not read ends the dump with an error naming its byte offset, after
@@ -40,8 +41,9 @@ pub fn dump(bytes: &[u8], out: &mut impl Write) -> Result<Dumped, DumpError> {
         dumped.reports = 1;
         return Ok(dumped);
     }
+    let mut scratch = Vec::new();
     for record in segment::records(bytes) {
-        let record = record.map_err(DumpError::Segment)?;
+        let record = record.and_then(|r| r.bytes(&mut scratch)).map_err(DumpError::Segment)?;
         if discovery::is_discovery(record) {
             dumped.discovery += 1;
             let d = Discovery::decode(record).ok_or(DumpError::Discovery(dumped.discovery))?;

@@ -131,6 +131,8 @@ pub struct Config {
     pub require_signing: bool,
     /// Keep a PostgreSQL site database current (`postgres://...`; [`crate::sitedb`]).
     pub database: Option<String>,
+    /// How the relay stores Reports in its inbox segments.
+    pub inbox_codec: crate::inbox::segment::Codec,
 }
 
 impl Config {
@@ -153,6 +155,7 @@ impl Config {
             statesys_rate: None,
             require_signing: false,
             database: None,
+            inbox_codec: crate::inbox::segment::Codec::default(),
         }
     }
 }
@@ -383,6 +386,7 @@ pub async fn run(
     let mut commit_config = CommitConfig::new(relay_dir.clone());
     commit_config.faults = Arc::clone(&faults);
     commit_config.clock = clock;
+    commit_config.codec = config.inbox_codec;
     // Co-located, StateSys takes what the relay made durable in memory.
     commit_config.handoff = fdm.is_none().then(|| statesys.handoff());
     let notifier = statesys.notifier();

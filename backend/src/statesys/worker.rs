@@ -425,6 +425,8 @@ struct FileOutcome {
 #[derive(Debug, Default)]
 struct Scratch {
     bytes: Vec<u8>,
+    /// A compressed record, decompressed.
+    record: Vec<u8>,
     scanned: Scanned,
     records: Vec<Record>,
 }
@@ -439,7 +441,7 @@ fn process_file(
     now: i64,
 ) -> io::Result<FileOutcome> {
     use std::io::Read as _;
-    let Scratch { bytes, scanned, records: scratch } = scratch;
+    let Scratch { bytes, record: plain, scanned, records: scratch } = scratch;
     bytes.clear();
     fs::File::open(path)?.read_to_end(bytes)?;
     let bytes = &bytes[..];
@@ -459,10 +461,19 @@ fn process_file(
     let limit = not_after(segment::created(bytes).unwrap_or(now));
     let mut outcome = outcome(0, true, false);
     for record in segment::records(bytes) {
-        let Ok(record) = record else {
+        let record = match record {
+            Ok(record) => record,
             // Corrupt before its end: what follows cannot be found.
-            outcome.bad = true;
-            break;
+            Err(_) => {
+                outcome.bad = true;
+                break;
+            }
+        };
+        // Whole but not decompressing (written by hand, or damaged before its checksum): it
+        // alone is lost.
+        let Ok(record) = record.bytes(plain) else {
+            outcome.bad_records += 1;
+            continue;
         };
         if discovery::is_discovery(record) {
             match discovery::Discovery::decode(record) {
