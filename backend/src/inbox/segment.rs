@@ -57,6 +57,13 @@ pub enum SegmentError {
     Undecodable(usize),
 }
 
+/// Largest compression buffer a thread keeps between records (a bigger record gets its own).
+const SCRATCH_KEPT: usize = 1 << 20;
+
+thread_local! {
+    static COMPRESS_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// How the relay stores records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Codec {
@@ -73,14 +80,27 @@ impl Codec {
     pub fn encode(self, record: Vec<u8>) -> Encoded {
         match self {
             Codec::Lz4 if record.len() >= COMPRESS_FROM && record.len() <= MAX_RECORD => {
-                let mut payload = vec![0u8; 4 + lz4_flex::block::get_maximum_output_size(record.len())];
-                payload[..4].copy_from_slice(&(record.len() as u32).to_le_bytes());
-                match lz4_flex::block::compress_into(&record, &mut payload[4..]) {
-                    Ok(n) if 4 + n < record.len() => {
-                        payload.truncate(4 + n);
-                        Encoded { payload, lz4: true }
+                // Into a buffer of the thread's, zeroed once, not per record (a fresh one of the
+                // block's worst-case size cost more to clear than the block took to write).
+                let block = COMPRESS_SCRATCH.with_borrow_mut(|scratch| {
+                    let room = lz4_flex::block::get_maximum_output_size(record.len());
+                    let keep = room <= SCRATCH_KEPT;
+                    let mut fresh = Vec::new();
+                    let out = if keep { &mut *scratch } else { &mut fresh };
+                    if out.len() < room {
+                        out.resize(room, 0);
                     }
-                    _ => Encoded { payload: record, lz4: false },
+                    let n = lz4_flex::block::compress_into(&record, out).ok()?;
+                    (4 + n < record.len()).then(|| {
+                        let mut payload = Vec::with_capacity(4 + n);
+                        payload.extend_from_slice(&(record.len() as u32).to_le_bytes());
+                        payload.extend_from_slice(&out[..n]);
+                        payload
+                    })
+                });
+                match block {
+                    Some(payload) => Encoded { payload, lz4: true },
+                    None => Encoded { payload: record, lz4: false },
                 }
             }
             _ => Encoded { payload: record, lz4: false },
