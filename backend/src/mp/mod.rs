@@ -185,7 +185,7 @@ fn discovery(site: &Site, request: &Request, ddr: DiscoveryRecord) -> Dispatch {
 /// is the one the message came from (`SourceID`, when the envelope carries one; plain-XML
 /// requests from tools carry none).
 fn relay_check(request: &Request) -> Dispatch {
-    let mut scanned = Box::<Scanned>::default();
+    let mut scanned = Box::new(Scanned::for_report_of(request.body.len()));
     if let Err(e) = scanned.scan_str(&request.body) {
         return Dispatch::BadRequest(e.to_string());
     }

@@ -116,6 +116,12 @@ impl<'a> ReportSink<'a> for Scanned {
 }
 
 impl Scanned {
+    /// Room for the state messages a Report of `bytes` usually holds (one per 256 bytes or
+    /// more), so a fresh one does not grow as it fills.
+    pub fn for_report_of(bytes: usize) -> Scanned {
+        Scanned { messages: Vec::with_capacity(bytes / 256), ..Scanned::default() }
+    }
+
     /// Scans `report` into this one (its buffers reused).
     pub fn scan(&mut self, report: &[u8]) -> Result<(), ScanError> {
         self.clear();
