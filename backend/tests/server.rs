@@ -397,6 +397,8 @@ fn remote_mp_mode_relays_through_the_outbox_and_mpfdm() {
     assert_eq!((status, body.as_slice()), (200, NO_REPLY));
     let status = server.json("POST", "/api/v1/drain?timeout=30", b"");
     assert_eq!(status["RecordsProcessed"], 3);
+    // StateSys read the Report from its compressed segment.
+    assert!(status["InboxStoredBytes"].as_u64() < status["InboxRecordBytes"].as_u64(), "{status:#}");
     // The Report's batch was written and synced once, and timed.
     assert_eq!(status["InboxCommit"]["Count"], 1, "{status:#}");
     assert_eq!(status["InboxCommit"]["AtMost"]["+Inf"], 1);
@@ -679,5 +681,77 @@ fn the_site_servers_threads_run_below_the_mps() {
             assert!(found.iter().all(|&v| v == wanted(name)), "{name} with {args:?}: {threads:?}");
         }
         assert!(server.stop().success());
+    }
+}
+
+/// The relay stores Reports LZ4-compressed by default (a fraction of their bytes on disk) or,
+/// with `--inbox-compression none`, as received; either way `backend inbox dump` prints each
+/// sealed segment's Reports as the XML the client sent.
+#[test]
+fn inbox_segments_are_compressed_and_dump_as_the_xml_sent() {
+    use backend::inbox::segment::Codec;
+    for codec in [Codec::Lz4, Codec::Plain] {
+        let tmp = tempfile::tempdir().unwrap();
+        // No checkpoint during the test: an applied segment stays until the next one.
+        let server = Server::start(tmp.path(), |c| {
+            c.inbox_codec = codec;
+            c.checkpoint_every = Duration::from_secs(3600);
+        });
+        let catalog = server.json("GET", "/api/v1/catalog", b"");
+        let now = Timestamp(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64,
+        );
+        let states: Vec<(usize, u32)> = (0..150).map(|i| (i, 1 + (i % 3) as u32)).collect();
+        let reports: Vec<Vec<u8>> = (1..=2u128)
+            .map(|c| report_for(Guid(0xC0DE_0000_0000_0000_0000_0000_0000_0000 | c), &catalog, now, &states))
+            .collect();
+        for report in &reports {
+            let (status, _, _) = server.call(
+                "POST",
+                "/ccm_system/request",
+                &[("Content-Type", "text/xml"), ("X-Target-Endpoint", "MP_RelayEndpoint")],
+                report,
+            );
+            assert_eq!(status, 200);
+        }
+        // The segment seals by age (200 ms).
+        let incoming = tmp.path().join("inboxes/auth/statesys.box/incoming");
+        let mut sealed = Vec::new();
+        for _ in 0..500 {
+            sealed = std::fs::read_dir(&incoming)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "SMX"))
+                .collect();
+            if !sealed.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(sealed.len(), 1, "{codec:?}: one segment holds both Reports");
+        let size = std::fs::metadata(&sealed[0]).unwrap().len() as usize;
+        let sent: usize = reports.iter().map(Vec::len).sum();
+        match codec {
+            Codec::Lz4 => assert!(size * 3 < sent, "{size} bytes on disk for {sent} sent"),
+            Codec::Plain => assert!(size > sent, "{size} bytes on disk for {sent} sent"),
+        }
+        let status = server.json("GET", "/api/v1/status", b"");
+        assert_eq!(status["InboxRecordBytes"], sent, "{status:#}");
+        assert!(status["InboxStoredBytes"].as_u64().unwrap() < size as u64, "{status:#}");
+        let dump = std::process::Command::new(env!("CARGO_BIN_EXE_backend"))
+            .args(["inbox", "dump"])
+            .arg(&sealed[0])
+            .output()
+            .unwrap();
+        assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+        let mut expected = Vec::new();
+        for report in &reports {
+            expected.extend_from_slice(report);
+            if !report.ends_with(b"\n") {
+                expected.push(b'\n');
+            }
+        }
+        assert!(dump.stdout == expected, "{codec:?}: the dump is not the Reports sent");
     }
 }
