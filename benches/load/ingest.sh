@@ -10,6 +10,11 @@
 #   benches/load/ingest.sh target/release/backend after 20
 # To keep wrk off the backend's cores (the backend's own capacity, with a client that is not
 # the limit), BACKEND_CPUS and CLIENT_CPUS pin each (taskset), e.g. BACKEND_CPUS=0 CLIENT_CPUS=1.
+# WIRE=faithful sends faithful CCM envelopes (UTF-16, zlib) from relay_load's `prebuilt` mode
+# instead of wrk (RELAY_LOAD=path, default target/release/examples/relay_load; build it with
+# `cargo build --release -p benches --example relay_load`): 16,384 distinct clients' requests
+# built before the clock starts, so the client only sends; its CPU time while sending is printed
+# too, which says whether it could have been the limit.
 set -euo pipefail
 BIN=${1:?backend binary}; LABEL=${2:-run}; DURATION=${3:-20}; PORT=${PORT:-18790}
 EXTRA=${EXTRA:-}
@@ -25,7 +30,17 @@ for _ in $(seq 50); do curl -sf 127.0.0.1:$PORT/api/v1/status >/dev/null && brea
 status() { curl -sf 127.0.0.1:$PORT/api/v1/status; }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d['$1'])"; }
 start=$(date +%s.%N)
-REPORT=${REPORT:-/tmp/report.xml} "${PIN_CLIENT[@]}" wrk -t1 -c64 -d${DURATION}s -s "$HERE/relay.lua" http://127.0.0.1:$PORT >"$DIR/wrk.txt" 2>&1
+if [ "${WIRE:-plain}" = faithful ]; then
+  "${PIN_CLIENT[@]}" "${RELAY_LOAD:-$HERE/../../target/release/examples/relay_load}" \
+    http://127.0.0.1:$PORT 64 "$DURATION" prebuilt >"$DIR/wrk.txt" 2>&1 &
+  CLIENT=$!
+  # The clock starts when the requests, built, start going out (bounded: 120 s).
+  for _ in $(seq 1200); do grep -q "relay_load: sending" "$DIR/wrk.txt" && break; sleep 0.1; done
+  start=$(date +%s.%N)
+  wait $CLIENT
+else
+  REPORT=${REPORT:-/tmp/report.xml} "${PIN_CLIENT[@]}" wrk -t1 -c64 -d${DURATION}s -s "$HERE/relay.lua" http://127.0.0.1:$PORT >"$DIR/wrk.txt" 2>&1
+fi
 wrk_end=$(date +%s.%N)
 accepted=$(status | field StateMessagesAccepted)
 # Applied: every acknowledged Report processed (bounded wait: 120 s).
@@ -52,4 +67,4 @@ print(f"{label} acked_msgs_per_s={accepted/(wrk_end-start):.0f} applied_msgs_per
       f"peak_rss_mib={int(rss)//1024} clients={clients} "
       f"backend_cpu_s={cpu:.1f} backend_cpu_ns_per_msg={1e9 * cpu / max(applied, 1):.0f}")
 PY
-grep -E "Requests/sec|Non-2xx|Latency" "$DIR/wrk.txt" | tr -s ' ' | tr '\n' ' '; echo
+grep -E "Requests/sec|Non-2xx|Latency|requests ok" "$DIR/wrk.txt" | tr -s ' ' | tr '\n' ' '; echo
