@@ -55,7 +55,9 @@ pub struct CommitConfig {
     pub queue: usize,
     /// A batch stops growing at this many bytes (one write, one fdatasync).
     pub max_batch_bytes: usize,
-    /// A segment is sealed (handed to StateSys) once it holds this many bytes...
+    /// A segment is sealed (handed to StateSys) once it holds this many bytes of records as
+    /// submitted (before compression, so a segment holds as many Reports whatever the codec:
+    /// one StateSys must read back, when it fell behind, is no longer for compressing)...
     pub seal_bytes: u64,
     /// ...or once its first record is this old.
     pub seal_after: Duration,
@@ -202,6 +204,7 @@ impl GroupCommit {
             segment: None,
             opened: 0,
             complete: true,
+            submitted: 0,
             on_sealed,
         };
         let thread = std::thread::Builder::new().name("inbox-commit".into()).spawn(move || writer.run(rx))?;
@@ -260,6 +263,8 @@ struct Writer {
     /// was handed over in memory.
     opened: i64,
     complete: bool,
+    /// Bytes of the open segment's records as submitted.
+    submitted: u64,
     on_sealed: OnSealed,
 }
 
@@ -328,7 +333,10 @@ impl Writer {
         for ack in acks {
             ack(result.clone());
         }
-        if self.segment.as_ref().is_some_and(|(s, _)| s.len() >= self.config.seal_bytes) {
+        if result.is_ok() {
+            self.submitted += bytes as u64;
+        }
+        if self.submitted >= self.config.seal_bytes {
             self.seal();
         }
     }
@@ -349,7 +357,7 @@ impl Writer {
         loop {
             self.seq += 1;
             let created = self.config.clock.now().0;
-            (self.opened, self.complete) = (created, true);
+            (self.opened, self.complete, self.submitted) = (created, true, 0);
             match SegmentWriter::create(&self.config.dir, &format!("{:016X}", self.seq), created) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 other => return other.map(|w| w.with_faults(Arc::clone(&self.config.faults))),
