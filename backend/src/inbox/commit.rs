@@ -56,8 +56,8 @@ pub struct CommitConfig {
     /// A batch stops growing at this many bytes (one write, one fdatasync).
     pub max_batch_bytes: usize,
     /// A segment is sealed (handed to StateSys) once it holds this many bytes of records as
-    /// submitted (before compression, so a segment holds as many Reports whatever the codec:
-    /// one StateSys must read back, when it fell behind, is no longer for compressing)...
+    /// submitted, before compression: a segment holds as many Reports whatever the codec, so
+    /// one StateSys must read back (it fell behind, or after a crash) costs no more...
     pub seal_bytes: u64,
     /// ...or once its first record is this old.
     pub seal_after: Duration,
@@ -107,8 +107,9 @@ const COMMIT_BUCKETS: [(&[&str], &str); 11] = [
 #[derive(Debug, Default)]
 pub struct CommitStats {
     pub reports: AtomicU64,
-    /// Bytes of the records as submitted, and as stored in segments (compressed).
+    /// Bytes of the records as submitted.
     pub bytes: AtomicU64,
+    /// Bytes of the same records as stored in segments (compressed).
     pub stored_bytes: AtomicU64,
     /// fdatasync calls (one per batch).
     pub syncs: AtomicU64,

@@ -80,25 +80,20 @@ impl Codec {
     pub fn encode(self, record: Vec<u8>) -> Encoded {
         match self {
             Codec::Lz4 if record.len() >= COMPRESS_FROM && record.len() <= MAX_RECORD => {
+                let room = lz4_flex::block::get_maximum_output_size(record.len());
                 // Into a buffer of the thread's, zeroed once, not per record (a fresh one of the
                 // block's worst-case size cost more to clear than the block took to write).
-                let block = COMPRESS_SCRATCH.with_borrow_mut(|scratch| {
-                    let room = lz4_flex::block::get_maximum_output_size(record.len());
-                    let keep = room <= SCRATCH_KEPT;
-                    let mut fresh = Vec::new();
-                    let out = if keep { &mut *scratch } else { &mut fresh };
-                    if out.len() < room {
-                        out.resize(room, 0);
-                    }
-                    let n = lz4_flex::block::compress_into(&record, out).ok()?;
-                    (4 + n < record.len()).then(|| {
-                        let mut payload = Vec::with_capacity(4 + n);
-                        payload.extend_from_slice(&(record.len() as u32).to_le_bytes());
-                        payload.extend_from_slice(&out[..n]);
-                        payload
+                let payload = if room <= SCRATCH_KEPT {
+                    COMPRESS_SCRATCH.with_borrow_mut(|scratch| {
+                        if scratch.len() < room {
+                            scratch.resize(room, 0);
+                        }
+                        lz4_payload(&record, scratch)
                     })
-                });
-                match block {
+                } else {
+                    lz4_payload(&record, &mut vec![0; room])
+                };
+                match payload {
                     Some(payload) => Encoded { payload, lz4: true },
                     None => Encoded { payload: record, lz4: false },
                 }
@@ -106,6 +101,18 @@ impl Codec {
             _ => Encoded { payload: record, lz4: false },
         }
     }
+}
+
+/// `raw_len | LZ4 block` of `record`, compressed through `out` (room for the worst case), when
+/// that is smaller than the record.
+fn lz4_payload(record: &[u8], out: &mut [u8]) -> Option<Vec<u8>> {
+    let n = lz4_flex::block::compress_into(record, out).ok()?;
+    (4 + n < record.len()).then(|| {
+        let mut payload = Vec::with_capacity(4 + n);
+        payload.extend_from_slice(&(record.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&out[..n]);
+        payload
+    })
 }
 
 /// A record as a segment stores it ([`Codec::encode`]).
@@ -181,7 +188,7 @@ impl<'a> Record<'a> {
     }
 
     /// Bytes it takes in the segment, head included.
-    fn stored_len(&self) -> usize {
+    fn extent(&self) -> usize {
         RECORD_HEAD + self.payload.len()
     }
 }
@@ -228,7 +235,7 @@ pub fn records(bytes: &[u8]) -> impl Iterator<Item = Result<Record<'_>, SegmentE
         let record = read_record(bytes, at, compressed);
         match record {
             Ok(record) => {
-                at += record.stored_len();
+                at += record.extent();
                 Some(Ok(record))
             }
             Err(e) => {
@@ -268,7 +275,7 @@ pub fn valid_len(bytes: &[u8]) -> Result<usize, SegmentError> {
     let mut at = header_len(bytes).ok_or(SegmentError::NotASegment)?;
     for r in records(bytes) {
         match r {
-            Ok(record) => at += record.stored_len(),
+            Ok(record) => at += record.extent(),
             Err(SegmentError::TornTail { .. }) => return Ok(at),
             Err(e) => return Err(e),
         }
@@ -307,14 +314,9 @@ impl SegmentWriter {
         self
     }
 
-    /// Bytes in the segment.
     /// Where it is being written (the `.part` file).
     pub fn path(&self) -> &Path {
         &self.part
-    }
-
-    pub fn len(&self) -> u64 {
-        self.len
     }
 
     /// Whether no record has been appended.
@@ -635,7 +637,7 @@ mod tests {
             let mut whole = 0;
             for r in records(&bytes).take_while(Result::is_ok) {
                 let r = r.unwrap();
-                whole += r.stored_len();
+                whole += r.extent();
                 let _ = r.bytes(&mut scratch);
             }
             let Some(start) = header_len(&bytes) else {

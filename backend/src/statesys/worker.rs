@@ -461,13 +461,10 @@ fn process_file(
     let limit = not_after(segment::created(bytes).unwrap_or(now));
     let mut outcome = outcome(0, true, false);
     for record in segment::records(bytes) {
-        let record = match record {
-            Ok(record) => record,
+        let Ok(record) = record else {
             // Corrupt before its end: what follows cannot be found.
-            Err(_) => {
-                outcome.bad = true;
-                break;
-            }
+            outcome.bad = true;
+            break;
         };
         // Whole but not decompressing (written by hand, or damaged before its checksum): it
         // alone is lost.
