@@ -107,10 +107,15 @@ enum Command {
         /// product's (`postgres://user:password@host/dbname`); checked at start.
         #[arg(long, value_name = "URL")]
         database: Option<String>,
-        /// How the relay stores Reports in its inbox segments: LZ4-compressed (a tenth of the
-        /// bytes on disk for little CPU), or as received.
-        #[arg(long, value_enum, default_value = "lz4")]
-        inbox_compression: backend::inbox::segment::Codec,
+        /// How the relay stores Reports in its inbox segments: `auto` compresses them with LZ4
+        /// (a tenth of the bytes for CPU on the request's thread) only while the disk is the
+        /// limit, as the writer's commit times tell; `lz4` always, `none` never.
+        #[arg(long, value_enum, default_value = "auto")]
+        inbox_compression: backend::inbox::adaptive::Compression,
+        /// With `auto`: compress while more than this many MB/s (10^6 bytes) of Reports arrive
+        /// for two seconds running; stop under two thirds of it. Lower it for a slow disk.
+        #[arg(long, default_value_t = 300, value_name = "MB_PER_S")]
+        inbox_compress_above: u64,
     },
     /// Read the inbox's files.
     Inbox {
@@ -211,6 +216,7 @@ fn main() -> ExitCode {
         require_signing,
         database,
         inbox_compression,
+        inbox_compress_above,
     } = command
     else {
         return match command {
@@ -272,7 +278,8 @@ fn main() -> ExitCode {
     config.fault_injection = fault_injection;
     config.require_signing = require_signing;
     config.database = database;
-    config.inbox_codec = inbox_compression;
+    config.inbox_compression = inbox_compression;
+    config.inbox_compress_above = inbox_compress_above.saturating_mul(1_000_000);
     config.statesys_rate = statesys_rate;
     config.statesys_pause = Duration::from_secs_f64(statesys_pause.clamp(0.0, 3600.0));
     if let (Some(cert), Some(key)) = (tls_cert, tls_key) {

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::segment::{Codec, Encoded, SegmentWriter};
+use super::adaptive::{Compression, Gauge, Switch};
+use super::segment::{Encoded, SegmentWriter};
 use crate::faults::Faults;
 use crate::statesys::handoff::{Handoff, Parsed};
 
@@ -68,7 +69,9 @@ pub struct CommitConfig {
     /// Co-located: where durable records go in memory. `None`: StateSys reads every segment.
     pub handoff: Option<Handoff>,
     /// How records are stored (compressed by the submitting thread, not the writer's).
-    pub codec: Codec,
+    pub compression: Compression,
+    /// `auto` compresses above this many bytes/s of Reports as submitted.
+    pub compress_above: u64,
 }
 
 impl CommitConfig {
@@ -82,7 +85,8 @@ impl CommitConfig {
             faults: Arc::default(),
             clock: crate::clock::SiteClock::real_time(),
             handoff: None,
-            codec: Codec::default(),
+            compression: Compression::default(),
+            compress_above: super::adaptive::COMPRESS_ABOVE,
         }
     }
 }
@@ -119,6 +123,8 @@ pub struct CommitStats {
     /// for its durability, past its queueing. A stall of the disk shows here; a stall elsewhere
     /// (the CPU, the network, the client) does not.
     pub commit_took: crate::counters::Histogram,
+    /// Whether records are compressed now.
+    pub compression: Arc<Switch>,
 }
 
 impl CommitStats {
@@ -139,6 +145,16 @@ impl CommitStats {
                 &["InboxStoredBytes"],
                 "sumstorm_inbox_stored_bytes_total",
                 n(&self.stored_bytes),
+            ),
+            Reading::flag(
+                &["InboxCompressing"],
+                "sumstorm_inbox_compressing",
+                self.compression.compressing(),
+            ),
+            Reading::counter(
+                &["InboxCompressionSwitches"],
+                "sumstorm_inbox_compression_switches_total",
+                self.compression.switches(),
             ),
         ]);
         let at_most = self.commit_took.cumulative();
@@ -181,7 +197,6 @@ pub struct GroupCommit {
     tx: RwLock<Option<SyncSender<Entry>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<CommitStats>,
-    codec: Codec,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -196,9 +211,12 @@ impl GroupCommit {
     pub fn start(config: CommitConfig, on_sealed: OnSealed) -> io::Result<GroupCommit> {
         std::fs::create_dir_all(&config.dir)?;
         let (tx, rx) = sync_channel(config.queue.max(1));
-        let stats = Arc::new(CommitStats::default());
-        let codec = config.codec;
+        let switch = Arc::new(Switch::new(config.compression));
+        let gauge = (config.compression == Compression::Auto)
+            .then(|| Gauge::new(Arc::clone(&switch), config.compress_above, Instant::now()));
+        let stats = Arc::new(CommitStats { compression: switch, ..CommitStats::default() });
         let writer = Writer {
+            gauge,
             seq: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64),
             config,
             stats: Arc::clone(&stats),
@@ -209,12 +227,12 @@ impl GroupCommit {
             on_sealed,
         };
         let thread = std::thread::Builder::new().name("inbox-commit".into()).spawn(move || writer.run(rx))?;
-        Ok(GroupCommit { tx: RwLock::new(Some(tx)), thread: Mutex::new(Some(thread)), stats, codec })
+        Ok(GroupCommit { tx: RwLock::new(Some(tx)), thread: Mutex::new(Some(thread)), stats })
     }
 
     /// Queues a record (with its in-memory form for StateSys, if it has one); `ack` is called
-    /// once it is durable (or failed). Never blocks; the record is encoded (compressed) here,
-    /// on the caller's thread, so the one writer thread only writes.
+    /// once it is durable (or failed). Never blocks; the record is encoded (compressed, if it is
+    /// to be) here, on the caller's thread, so the one writer thread only writes.
     pub fn submit(&self, report: Vec<u8>, parsed: Option<Parsed>, ack: Ack) -> Result<(), Busy> {
         let guard = self.tx.read().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = guard.as_ref() else {
@@ -222,7 +240,7 @@ impl GroupCommit {
             return Ok(());
         };
         let len = report.len();
-        match tx.try_send(Entry { record: self.codec.encode(report), len, parsed, ack }) {
+        match tx.try_send(Entry { record: self.stats.compression.codec().encode(report), len, parsed, ack }) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(e)) => Err(Busy { ack: e.ack }),
             Err(TrySendError::Disconnected(e)) => {
@@ -267,6 +285,8 @@ struct Writer {
     /// Bytes of the open segment's records as submitted.
     submitted: u64,
     on_sealed: OnSealed,
+    /// `auto` compression's measure of the disk.
+    gauge: Option<Gauge>,
 }
 
 impl Writer {
@@ -300,8 +320,12 @@ impl Writer {
     fn commit(&mut self, batch: &mut Vec<Entry>) {
         let started = Instant::now();
         let result = self.write(batch);
-        self.stats.commit_took.record(started.elapsed());
+        let took = started.elapsed();
+        self.stats.commit_took.record(took);
         let bytes: usize = batch.iter().map(|e| e.len).sum();
+        if let (Some(gauge), Ok(())) = (&mut self.gauge, &result) {
+            gauge.commit(started + took, bytes);
+        }
         let stored: usize = batch.iter().map(|e| e.record.stored_len()).sum();
         match &result {
             Ok(()) => {
@@ -416,6 +440,7 @@ mod tests {
         config.seal_bytes = 64 * 1024;
         // Small batches, so several segments fill even when everything queues behind one fsync.
         config.max_batch_bytes = 8 * 1024;
+        config.compression = Compression::Lz4;
         let sealed = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&sealed);
         let commit = Arc::new(
@@ -461,7 +486,7 @@ mod tests {
         crate::counters::status_json(&commit.stats().readings_vec(), &mut status);
         assert_eq!(status["InboxCommit"]["Count"], syncs, "every batch's commit is timed: {status:?}");
         assert_eq!(status["InboxCommit"]["AtMost"]["+Inf"], syncs);
-        // The default codec stored the repetitive Reports in fewer bytes than they came in.
+        // Compressed, the repetitive Reports took fewer bytes than they came in.
         let (record, stored) =
             (status["InboxRecordBytes"].as_u64().unwrap(), status["InboxStoredBytes"].as_u64().unwrap());
         let sent: usize = reports.iter().map(Vec::len).sum();

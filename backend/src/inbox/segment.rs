@@ -11,8 +11,8 @@
 //! `created` (µs) is when the relay opened the segment, so every record in it was acknowledged
 //! at or after that site time: StateSys judges MessageTimes against it, the same way at every
 //! replay. Reports are XML that repeats itself (150 state messages are mostly the same
-//! elements), so the relay stores them LZ4-compressed ([`Codec::Lz4`], about a tenth of the
-//! bytes): the inbox's disk, not its CPU, had paced the relay. Versions 1 (no `created`) and 2
+//! elements), so while the inbox's disk is what paces the relay it stores them LZ4-compressed
+//! ([`Codec::Lz4`], about a tenth of the bytes; [`crate::inbox::adaptive`] decides when). Versions 1 (no `created`) and 2
 //! (no compression) still read.
 //! A segment is written as `<name>.part` and renamed to `<name>.SMX` when sealed, so StateSys
 //! never reads a file still being written. A crash can leave a `.part` whose last record is torn
@@ -64,14 +64,12 @@ thread_local! {
     static COMPRESS_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// How the relay stores records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+/// How a record is stored (the relay chooses per record: [`crate::inbox::adaptive`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
     /// As received.
-    #[value(name = "none")]
     Plain,
     /// LZ4 blocks (a record that would not shrink is stored as received).
-    #[default]
     Lz4,
 }
 

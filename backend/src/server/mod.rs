@@ -132,7 +132,9 @@ pub struct Config {
     /// Keep a PostgreSQL site database current (`postgres://...`; [`crate::sitedb`]).
     pub database: Option<String>,
     /// How the relay stores Reports in its inbox segments.
-    pub inbox_codec: crate::inbox::segment::Codec,
+    pub inbox_compression: crate::inbox::adaptive::Compression,
+    /// `auto` compresses above this many bytes/s of Reports.
+    pub inbox_compress_above: u64,
 }
 
 impl Config {
@@ -155,7 +157,8 @@ impl Config {
             statesys_rate: None,
             require_signing: false,
             database: None,
-            inbox_codec: crate::inbox::segment::Codec::default(),
+            inbox_compression: crate::inbox::adaptive::Compression::default(),
+            inbox_compress_above: crate::inbox::adaptive::COMPRESS_ABOVE,
         }
     }
 }
@@ -386,7 +389,8 @@ pub async fn run(
     let mut commit_config = CommitConfig::new(relay_dir.clone());
     commit_config.faults = Arc::clone(&faults);
     commit_config.clock = clock;
-    commit_config.codec = config.inbox_codec;
+    commit_config.compression = config.inbox_compression;
+    commit_config.compress_above = config.inbox_compress_above;
     // Co-located, StateSys takes what the relay made durable in memory.
     commit_config.handoff = fdm.is_none().then(|| statesys.handoff());
     let notifier = statesys.notifier();
