@@ -392,7 +392,11 @@ fn admin_calls_need_loopback_or_the_token() {
 #[test]
 fn remote_mp_mode_relays_through_the_outbox_and_mpfdm() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(tmp.path(), |c| c.remote_mp = true);
+    // Compressed whatever the rate, so StateSys reads a compressed record from the file MPFDM moved.
+    let server = Server::start(tmp.path(), |c| {
+        c.remote_mp = true;
+        c.inbox_compression = backend::inbox::adaptive::Compression::Lz4;
+    });
     let (status, _, body) = server.ccm(&fixture("ccm-relay-report-three.bin"));
     assert_eq!((status, body.as_slice()), (200, NO_REPLY));
     let status = server.json("POST", "/api/v1/drain?timeout=30", b"");
