@@ -180,7 +180,7 @@ pub fn safe_message(message: &str) -> std::borrow::Cow<'_, str> {
 /// would be the bottleneck it is meant to observe.
 #[derive(Debug)]
 pub struct SampledLog {
-    log: ComponentLog,
+    log: std::sync::Arc<ComponentLog>,
     every_micros: u64,
     origin: Instant,
     /// Microseconds since `origin` of the last group, and messages since.
@@ -189,9 +189,10 @@ pub struct SampledLog {
 }
 
 impl SampledLog {
-    pub fn new(log: ComponentLog, every: std::time::Duration) -> SampledLog {
+    /// Over `log`, which others may share (a component's unsampled lines go to the same file).
+    pub fn new(log: impl Into<std::sync::Arc<ComponentLog>>, every: std::time::Duration) -> SampledLog {
         SampledLog {
-            log,
+            log: log.into(),
             every_micros: every.as_micros() as u64,
             origin: Instant::now(),
             last: AtomicU64::new(0),

@@ -764,3 +764,76 @@ fn inbox_segments_are_compressed_and_dump_as_the_xml_sent() {
         assert!(dump.stdout == expected, "{codec:?}: the dump is not the Reports sent");
     }
 }
+
+/// `auto` turns compression on once Reports arrive faster than `--inbox-compress-above` (here a
+/// thousand bytes a second, so a few Reports do it), says so in `MP_Relay.log` and the status,
+/// and the segments, records of both kinds, dump as the XML sent.
+#[test]
+fn auto_compression_turns_on_over_its_rate_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(tmp.path(), |c| {
+        c.inbox_compress_above = 1_000;
+        c.checkpoint_every = Duration::from_secs(3600);
+    });
+    let catalog = server.json("GET", "/api/v1/catalog", b"");
+    let now = Timestamp(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64,
+    );
+    let states: Vec<(usize, u32)> = (0..150).map(|i| (i, 1 + (i % 3) as u32)).collect();
+    let reports: Vec<Vec<u8>> = (1..=12u128)
+        .map(|c| report_for(Guid(0xA070_0000_0000_0000_0000_0000_0000_0000 | c), &catalog, now, &states))
+        .collect();
+    // Over a second: the rate is measured per quarter second, and two quarters above it switch.
+    for report in &reports {
+        let (status, _, _) = server.call(
+            "POST",
+            "/ccm_system/request",
+            &[("Content-Type", "text/xml"), ("X-Target-Endpoint", "MP_RelayEndpoint")],
+            report,
+        );
+        assert_eq!(status, 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = server.json("GET", "/api/v1/status", b"");
+    assert_eq!(status["InboxCompressing"], true, "{status:#}");
+    assert_eq!(status["InboxCompressionSwitches"], 1, "{status:#}");
+    let sent: u64 = reports.iter().map(|r| r.len() as u64).sum();
+    let stored = status["InboxStoredBytes"].as_u64().unwrap();
+    assert!(stored < sent * 9 / 10, "the later Reports are compressed: {stored} of {sent}");
+    let relay_log = std::fs::read_to_string(tmp.path().join("logs/MP_Relay.log")).unwrap();
+    assert!(relay_log.contains("Inbox compression on: "), "{relay_log}");
+    assert!(relay_log.contains("over 0 MB/s"), "{relay_log}");
+    // Every segment sealed (by age), in order, dumps as the Reports sent.
+    let incoming = tmp.path().join("inboxes/auth/statesys.box/incoming");
+    let mut sealed = Vec::new();
+    for _ in 0..500 {
+        let files: Vec<_> = std::fs::read_dir(&incoming).unwrap().flatten().map(|e| e.path()).collect();
+        if !files.iter().any(|p| p.extension().is_some_and(|x| x == "part")) {
+            sealed = files.into_iter().filter(|p| p.extension().is_some_and(|x| x == "SMX")).collect();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sealed.sort();
+    assert!(sealed.len() > 1, "{sealed:?}");
+    let mut dumped = Vec::new();
+    for file in &sealed {
+        let dump = std::process::Command::new(env!("CARGO_BIN_EXE_backend"))
+            .args(["inbox", "dump"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+        dumped.extend(dump.stdout);
+    }
+    let mut expected = Vec::new();
+    for report in &reports {
+        expected.extend_from_slice(report);
+        if !report.ends_with(b"\n") {
+            expected.push(b'\n');
+        }
+    }
+    assert!(dumped == expected, "the dump is not the Reports sent");
+    server.json("POST", "/api/v1/drain?timeout=30", b"");
+    assert_eq!(server.json("GET", "/api/v1/status", b"")["RecordsProcessed"], 12 * 150);
+}

@@ -17,19 +17,21 @@
 //! (on one core at 190 MB/s it estimated this disk at 330 MB/s instead of ~550 and turned
 //! compression on just where it hurts).
 //!
-//! The decision is the writer's; the request threads read it (one relaxed atomic) when they
-//! encode. Records of both kinds share a segment (each record says how it is stored).
+//! The decision is the writer's, logged in `MP_Relay.log`; the request threads read it (one
+//! relaxed atomic) when they encode. Records of both kinds share a segment (each record says how it is stored).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::segment::Codec;
+use crate::logs::ComponentLog;
 
 /// How the relay stores Reports (`serve --inbox-compression`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compression {
-    /// LZ4 while the disk is the limit, as received otherwise.
+    /// LZ4 while Reports arrive faster than `--inbox-compress-above` (where the disk becomes
+    /// the limit), as received otherwise.
     #[default]
     Auto,
     /// Always LZ4 (a record that would not shrink is stored as received).
@@ -87,11 +89,13 @@ pub struct Gauge {
     raw: u64,
     /// Windows running that argued for a change.
     streak: u32,
+    /// Where each change is logged.
+    log: Option<Arc<ComponentLog>>,
 }
 
 impl Gauge {
-    pub fn new(switch: Arc<Switch>, above: u64, now: Instant) -> Gauge {
-        Gauge { switch, above: above as f64, started: now, raw: 0, streak: 0 }
+    pub fn new(switch: Arc<Switch>, above: u64, now: Instant, log: Option<Arc<ComponentLog>>) -> Gauge {
+        Gauge { switch, above: above as f64, started: now, raw: 0, streak: 0, log }
     }
 
     /// One commit of `raw` bytes (as submitted), finished at `now`.
@@ -107,6 +111,22 @@ impl Gauge {
                 self.switch.compress.store(!compressing, Ordering::Relaxed);
                 self.switch.switches.fetch_add(1, Ordering::Relaxed);
                 self.streak = 0;
+                if let Some(log) = &self.log {
+                    let mb = |bytes: f64| (bytes / 1e6).round();
+                    log.info(&if compressing {
+                        format!(
+                            "Inbox compression off: {} MB/s of Reports arriving, under {} MB/s",
+                            mb(rate),
+                            mb(self.above * 2.0 / 3.0)
+                        )
+                    } else {
+                        format!(
+                            "Inbox compression on: {} MB/s of Reports arriving, over {} MB/s",
+                            mb(rate),
+                            mb(self.above)
+                        )
+                    });
+                }
             }
             (self.started, self.raw) = (now, 0);
         }
@@ -129,7 +149,7 @@ mod tests {
     fn a_high_rate_turns_compression_on_and_a_low_one_off() {
         let switch = Arc::new(Switch::new(Compression::Auto));
         let mut now = Instant::now();
-        let mut gauge = Gauge::new(Arc::clone(&switch), COMPRESS_ABOVE, now);
+        let mut gauge = Gauge::new(Arc::clone(&switch), COMPRESS_ABOVE, now, None);
         run(&mut gauge, &mut now, 10, 190_000_000);
         assert!(!switch.compressing());
         // On after the streak (the window open when the rate rose may argue for it already).
@@ -155,7 +175,7 @@ mod tests {
     fn one_busy_window_is_not_a_streak_and_an_idle_spell_counts_as_low() {
         let switch = Arc::new(Switch::new(Compression::Auto));
         let mut now = Instant::now();
-        let mut gauge = Gauge::new(Arc::clone(&switch), COMPRESS_ABOVE, now);
+        let mut gauge = Gauge::new(Arc::clone(&switch), COMPRESS_ABOVE, now, None);
         for _ in 0..5 {
             run(&mut gauge, &mut now, STREAK_ON - 1, 500_000_000);
             run(&mut gauge, &mut now, 1, 100_000_000);

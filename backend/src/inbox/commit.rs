@@ -72,6 +72,8 @@ pub struct CommitConfig {
     pub compression: Compression,
     /// `auto` compresses above this many bytes/s of Reports as submitted.
     pub compress_above: u64,
+    /// Where `auto` says when it turns compression on or off (the relay's `MP_Relay.log`).
+    pub log: Option<Arc<crate::logs::ComponentLog>>,
 }
 
 impl CommitConfig {
@@ -87,6 +89,7 @@ impl CommitConfig {
             handoff: None,
             compression: Compression::default(),
             compress_above: super::adaptive::COMPRESS_ABOVE,
+            log: None,
         }
     }
 }
@@ -212,8 +215,9 @@ impl GroupCommit {
         std::fs::create_dir_all(&config.dir)?;
         let (tx, rx) = sync_channel(config.queue.max(1));
         let switch = Arc::new(Switch::new(config.compression));
-        let gauge = (config.compression == Compression::Auto)
-            .then(|| Gauge::new(Arc::clone(&switch), config.compress_above, Instant::now()));
+        let gauge = (config.compression == Compression::Auto).then(|| {
+            Gauge::new(Arc::clone(&switch), config.compress_above, Instant::now(), config.log.clone())
+        });
         let stats = Arc::new(CommitStats { compression: switch, ..CommitStats::default() });
         let writer = Writer {
             gauge,
@@ -285,7 +289,7 @@ struct Writer {
     /// Bytes of the open segment's records as submitted.
     submitted: u64,
     on_sealed: OnSealed,
-    /// `auto` compression's measure of the disk.
+    /// `auto` compression's measure of the rate Reports arrive at.
     gauge: Option<Gauge>,
 }
 

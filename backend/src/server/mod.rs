@@ -391,6 +391,8 @@ pub async fn run(
     commit_config.clock = clock;
     commit_config.compression = config.inbox_compression;
     commit_config.compress_above = config.inbox_compress_above;
+    let relay_log = Arc::new(mp_log("MP_Relay.log", "MP_RelayEndpoint")?);
+    commit_config.log = Some(Arc::clone(&relay_log));
     // Co-located, StateSys takes what the relay made durable in memory.
     commit_config.handoff = fdm.is_none().then(|| statesys.handoff());
     let notifier = statesys.notifier();
@@ -428,7 +430,7 @@ pub async fn run(
         http: counters::HttpCounters::default(),
         relay: RelayCounters::default(),
         statesys: statesys.counters(),
-        relay_log: SampledLog::new(mp_log("MP_Relay.log", "MP_RelayEndpoint")?, Duration::from_secs(1)),
+        relay_log: SampledLog::new(relay_log, Duration::from_secs(1)),
         location_log: SampledLog::new(
             mp_log("MP_Location.log", "MP_LocationManager")?,
             Duration::from_secs(1),
