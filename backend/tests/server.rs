@@ -688,6 +688,28 @@ fn the_site_servers_threads_run_below_the_mps() {
     }
 }
 
+/// `count` plain Reports of 150 state messages against the site's catalog, each from another
+/// client (ids `tag` in the top 16 bits, then 1, 2, ...).
+fn distinct_reports(server: &Server, tag: u128, count: u128) -> Vec<Vec<u8>> {
+    let catalog = server.json("GET", "/api/v1/catalog", b"");
+    let now = Timestamp(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64,
+    );
+    let states: Vec<(usize, u32)> = (0..150).map(|i| (i, 1 + (i % 3) as u32)).collect();
+    (1..=count).map(|c| report_for(Guid(tag << 112 | c), &catalog, now, &states)).collect()
+}
+
+/// Relays one plain Report; it must be acknowledged.
+fn relay_plain(server: &Server, report: &[u8]) {
+    let (status, _, _) = server.call(
+        "POST",
+        "/ccm_system/request",
+        &[("Content-Type", "text/xml"), ("X-Target-Endpoint", "MP_RelayEndpoint")],
+        report,
+    );
+    assert_eq!(status, 200);
+}
+
 /// The relay stores Reports LZ4-compressed with `--inbox-compression lz4` (a fraction of their
 /// bytes on disk), as received with `none`, and with `auto` (the default) as received while the
 /// disk is not the limit, as under these two requests; either way `backend inbox dump` prints
@@ -702,22 +724,9 @@ fn inbox_segments_are_compressed_and_dump_as_the_xml_sent() {
             c.inbox_compression = codec;
             c.checkpoint_every = Duration::from_secs(3600);
         });
-        let catalog = server.json("GET", "/api/v1/catalog", b"");
-        let now = Timestamp(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64,
-        );
-        let states: Vec<(usize, u32)> = (0..150).map(|i| (i, 1 + (i % 3) as u32)).collect();
-        let reports: Vec<Vec<u8>> = (1..=2u128)
-            .map(|c| report_for(Guid(0xC0DE_0000_0000_0000_0000_0000_0000_0000 | c), &catalog, now, &states))
-            .collect();
+        let reports = distinct_reports(&server, 0xC0DE, 2);
         for report in &reports {
-            let (status, _, _) = server.call(
-                "POST",
-                "/ccm_system/request",
-                &[("Content-Type", "text/xml"), ("X-Target-Endpoint", "MP_RelayEndpoint")],
-                report,
-            );
-            assert_eq!(status, 200);
+            relay_plain(&server, report);
         }
         // The segment seals by age (200 ms).
         let incoming = tmp.path().join("inboxes/auth/statesys.box/incoming");
@@ -775,23 +784,10 @@ fn auto_compression_turns_on_over_its_rate_and_says_so() {
         c.inbox_compress_above = 1_000;
         c.checkpoint_every = Duration::from_secs(3600);
     });
-    let catalog = server.json("GET", "/api/v1/catalog", b"");
-    let now = Timestamp(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64,
-    );
-    let states: Vec<(usize, u32)> = (0..150).map(|i| (i, 1 + (i % 3) as u32)).collect();
-    let reports: Vec<Vec<u8>> = (1..=12u128)
-        .map(|c| report_for(Guid(0xA070_0000_0000_0000_0000_0000_0000_0000 | c), &catalog, now, &states))
-        .collect();
+    let reports = distinct_reports(&server, 0xA070, 12);
     // Over a second: the rate is measured per quarter second, and two quarters above it switch.
     for report in &reports {
-        let (status, _, _) = server.call(
-            "POST",
-            "/ccm_system/request",
-            &[("Content-Type", "text/xml"), ("X-Target-Endpoint", "MP_RelayEndpoint")],
-            report,
-        );
-        assert_eq!(status, 200);
+        relay_plain(&server, report);
         std::thread::sleep(Duration::from_millis(100));
     }
     let status = server.json("GET", "/api/v1/status", b"");
