@@ -18,7 +18,8 @@
 //! compression on just where it hurts).
 //!
 //! The decision is the writer's, logged in `MP_Relay.log`; the request threads read it (one
-//! relaxed atomic) when they encode. Records of both kinds share a segment (each record says how it is stored).
+//! relaxed atomic) when they encode. Records of both kinds share a segment (each record says
+//! how it is stored).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -82,8 +83,10 @@ impl Switch {
 #[derive(Debug)]
 pub struct Gauge {
     switch: Arc<Switch>,
-    /// Compress above this many raw bytes/s; stop under two thirds of it.
-    above: f64,
+    /// Compress above this many raw bytes/s...
+    on_above: f64,
+    /// ...and stop under this many (two thirds of it).
+    off_below: f64,
     started: Instant,
     /// Bytes of the window's records as submitted.
     raw: u64,
@@ -95,7 +98,8 @@ pub struct Gauge {
 
 impl Gauge {
     pub fn new(switch: Arc<Switch>, above: u64, now: Instant, log: Option<Arc<ComponentLog>>) -> Gauge {
-        Gauge { switch, above: above as f64, started: now, raw: 0, streak: 0, log }
+        let on_above = above as f64;
+        Gauge { switch, on_above, off_below: on_above * 2.0 / 3.0, started: now, raw: 0, streak: 0, log }
     }
 
     /// One commit of `raw` bytes (as submitted), finished at `now`.
@@ -105,27 +109,23 @@ impl Gauge {
         if elapsed >= WINDOW {
             let rate = self.raw as f64 / elapsed.as_secs_f64();
             let compressing = self.switch.compressing();
-            let change = if compressing { rate < self.above * 2.0 / 3.0 } else { rate > self.above };
+            let change = if compressing { rate < self.off_below } else { rate > self.on_above };
             self.streak = if change { self.streak + 1 } else { 0 };
             if self.streak >= if compressing { STREAK_OFF } else { STREAK_ON } {
                 self.switch.compress.store(!compressing, Ordering::Relaxed);
                 self.switch.switches.fetch_add(1, Ordering::Relaxed);
                 self.streak = 0;
                 if let Some(log) = &self.log {
-                    let mb = |bytes: f64| (bytes / 1e6).round();
-                    log.info(&if compressing {
-                        format!(
-                            "Inbox compression off: {} MB/s of Reports arriving, under {} MB/s",
-                            mb(rate),
-                            mb(self.above * 2.0 / 3.0)
-                        )
+                    let (turned, side, bound) = if compressing {
+                        ("off", "under", self.off_below)
                     } else {
-                        format!(
-                            "Inbox compression on: {} MB/s of Reports arriving, over {} MB/s",
-                            mb(rate),
-                            mb(self.above)
-                        )
-                    });
+                        ("on", "over", self.on_above)
+                    };
+                    log.info(&format!(
+                        "Inbox compression {turned}: {:.0} MB/s of Reports arriving, {side} {:.0} MB/s",
+                        rate / 1e6,
+                        bound / 1e6
+                    ));
                 }
             }
             (self.started, self.raw) = (now, 0);
