@@ -108,14 +108,19 @@ enum Command {
         #[arg(long, value_name = "URL")]
         database: Option<String>,
         /// How the relay stores Reports in its inbox segments: `auto` compresses them with LZ4
-        /// (a tenth of the bytes for CPU on the request's thread) only while the disk is the
-        /// limit, as the writer's commit times tell; `lz4` always, `none` never.
+        /// (a tenth of the bytes for CPU on the request's thread) only while Reports arrive
+        /// faster than `--inbox-compress-above`; `lz4` always, `none` never.
         #[arg(long, value_enum, default_value = "auto")]
         inbox_compression: backend::inbox::adaptive::Compression,
         /// With `auto`: compress while more than this many MB/s (10^6 bytes) of Reports arrive
         /// for two seconds running; stop under two thirds of it. Lower it for a slow disk.
         #[arg(long, default_value_t = 300, value_name = "MB_PER_S")]
         inbox_compress_above: u64,
+        /// Microseconds a Report may wait for others to share its inbox commit (one write, one
+        /// fdatasync), only while Reports arrive faster than one per commit; 0 commits what is
+        /// queued at once. At most 100,000 (0.1 s).
+        #[arg(long, default_value_t = 1000, value_name = "MICROS", value_parser = clap::value_parser!(u64).range(0..=100_000))]
+        inbox_commit_delay_us: u64,
     },
     /// Read the inbox's files.
     Inbox {
@@ -217,6 +222,7 @@ fn main() -> ExitCode {
         database,
         inbox_compression,
         inbox_compress_above,
+        inbox_commit_delay_us,
     } = command
     else {
         return match command {
@@ -280,6 +286,7 @@ fn main() -> ExitCode {
     config.database = database;
     config.inbox_compression = inbox_compression;
     config.inbox_compress_above = inbox_compress_above.saturating_mul(1_000_000);
+    config.inbox_commit_delay = Duration::from_micros(inbox_commit_delay_us);
     config.statesys_rate = statesys_rate;
     config.statesys_pause = Duration::from_secs_f64(statesys_pause.clamp(0.0, 3600.0));
     if let (Some(cert), Some(key)) = (tls_cert, tls_key) {

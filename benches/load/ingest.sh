@@ -5,7 +5,9 @@
 #   <label> acked_msgs_per_s=... applied_msgs_per_s=... drain_s=... checkpoints=...
 # applied_msgs_per_s = state messages applied / (wrk's time + the drain after it); the backend's
 # peak RSS, the clients its store holds at the end, and its CPU time (user + system) in all and
-# per applied state message (steadier than the rate on a shared host).
+# per applied state message (steadier than the rate on a shared host), the inbox's commits
+# (fdatasyncs), and wrk's own CPU time (client_cpu_s=user+system: what the client took of the
+# cores it shares with the backend). LUA=path runs another wrk script in relay.lua's place.
 #   cargo run --release -p benches --example write_report > /tmp/report.xml
 #   benches/load/ingest.sh target/release/backend after 20
 # To keep wrk off the backend's cores (the backend's own capacity, with a client that is not
@@ -39,7 +41,8 @@ if [ "${WIRE:-plain}" = faithful ]; then
   start=$(date +%s.%N)
   wait $CLIENT
 else
-  REPORT=${REPORT:-/tmp/report.xml} "${PIN_CLIENT[@]}" wrk -t1 -c64 -d${DURATION}s -s "$HERE/relay.lua" http://127.0.0.1:$PORT >"$DIR/wrk.txt" 2>&1
+  REPORT=${REPORT:-/tmp/report.xml} /usr/bin/time -f "client_cpu_s=%U+%S" "${PIN_CLIENT[@]}" \
+    wrk -t1 -c64 -d${DURATION}s -s "${LUA:-$HERE/relay.lua}" http://127.0.0.1:$PORT >"$DIR/wrk.txt" 2>&1
 fi
 wrk_end=$(date +%s.%N)
 accepted=$(status | field StateMessagesAccepted)
@@ -52,19 +55,20 @@ for _ in $(seq 1200); do
 done
 done_at=$(date +%s.%N)
 ckpts=$(status | field Checkpoints)
+syncs=$(status | field InboxSyncs)
 clients=$(curl -sf 127.0.0.1:$PORT/metrics | awk '/^sumstorm_store_clients /{print $2}')
 rss=$(awk '/VmHWM/{print $2}' /proc/$PID/status)
 # The backend's CPU time (user + system clock ticks), to cost a message on a shared host.
 ticks=$(awk '{print $14 + $15}' /proc/$PID/stat); hz=$(getconf CLK_TCK)
-python3 - "$LABEL" "$start" "$wrk_end" "$done_at" "$accepted" "$relayed" "$ckpts" "$rss" "${clients:-0}" "$ticks" "$hz" <<'PY'
+python3 - "$LABEL" "$start" "$wrk_end" "$done_at" "$accepted" "$relayed" "$ckpts" "$syncs" "$rss" "${clients:-0}" "$ticks" "$hz" <<'PY'
 import sys
-label, start, wrk_end, done, accepted, applied, ckpts, rss, clients, ticks, hz = sys.argv[1:]
+label, start, wrk_end, done, accepted, applied, ckpts, syncs, rss, clients, ticks, hz = sys.argv[1:]
 cpu = int(ticks) / int(hz)
 start, wrk_end, done = float(start), float(wrk_end), float(done)
 accepted, applied = int(accepted), int(applied)
 print(f"{label} acked_msgs_per_s={accepted/(wrk_end-start):.0f} applied_msgs_per_s={applied/(done-start):.0f} "
-      f"drain_s={done-wrk_end:.2f} applied={applied} accepted={accepted} checkpoints={ckpts} "
+      f"drain_s={done-wrk_end:.2f} applied={applied} accepted={accepted} checkpoints={ckpts} syncs={syncs} "
       f"peak_rss_mib={int(rss)//1024} clients={clients} "
       f"backend_cpu_s={cpu:.1f} backend_cpu_ns_per_msg={1e9 * cpu / max(applied, 1):.0f}")
 PY
-grep -E "Requests/sec|Non-2xx|Latency|requests ok" "$DIR/wrk.txt" | tr -s ' ' | tr '\n' ' '; echo
+grep -E "Requests/sec|Non-2xx|Latency|requests ok|client_cpu_s" "$DIR/wrk.txt" | tr -s ' ' | tr '\n' ' '; echo

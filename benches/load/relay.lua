@@ -16,10 +16,21 @@ function setup(thread)
   thread_id = thread_id + 1
 end
 
+-- The request is formatted once around a placeholder ClientID of the same length (so its
+-- Content-Length holds); each request then costs one concatenation of 43 KB, not two and a
+-- table.concat, which kept wrk at 0.4 of a core on the backend's two.
+local head, tail
+
+function init(args)
+  local mark = "00000000-0000-4000-8000-000000000000"
+  local whole = wrk.format("POST", "/ccm_system/request", headers, prefix .. mark .. suffix)
+  local at = whole:find(mark, 1, true)
+  head, tail = whole:sub(1, at - 1), whole:sub(at + #mark)
+end
+
 function request()
   counter = counter + 1
-  local id = string.format("%08X-0000-4000-8000-%012X", thread_id, counter)
-  return wrk.format("POST", "/ccm_system/request", headers, prefix .. id .. suffix)
+  return head .. string.format("%08X-0000-4000-8000-%012X", thread_id, counter) .. tail
 end
 
 function response(status, headers, body)

@@ -135,6 +135,8 @@ pub struct Config {
     pub inbox_compression: crate::inbox::adaptive::Compression,
     /// `auto` compresses above this many bytes/s of Reports.
     pub inbox_compress_above: u64,
+    /// How long a Report may wait for others to share its inbox commit under load.
+    pub inbox_commit_delay: Duration,
 }
 
 impl Config {
@@ -159,6 +161,7 @@ impl Config {
             database: None,
             inbox_compression: crate::inbox::adaptive::Compression::default(),
             inbox_compress_above: crate::inbox::adaptive::COMPRESS_ABOVE,
+            inbox_commit_delay: crate::inbox::commit::COMMIT_DELAY,
         }
     }
 }
@@ -391,6 +394,7 @@ pub async fn run(
     commit_config.clock = clock;
     commit_config.compression = config.inbox_compression;
     commit_config.compress_above = config.inbox_compress_above;
+    commit_config.commit_delay = config.inbox_commit_delay;
     let relay_log = Arc::new(mp_log("MP_Relay.log", "MP_RelayEndpoint")?);
     commit_config.log = Some(Arc::clone(&relay_log));
     // Co-located, StateSys takes what the relay made durable in memory.
