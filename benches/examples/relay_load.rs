@@ -7,6 +7,7 @@
 //! cargo run --release -p benches --example relay_load -- http://127.0.0.1:18080 64 30 signed
 //! cargo run --release -p benches --example relay_load -- http://127.0.0.1:18080 64 30 catalog
 //! cargo run --release -p benches --example relay_load -- http://127.0.0.1:18080 64 30 prebuilt
+//! cargo run --release -p benches --example relay_load -- http://127.0.0.1:18080 64 30 prebuilt-catalog
 //! ```
 //! Prints requests/s and state messages/s acknowledged (HTTP 200 `NoReply`).
 //!
@@ -24,6 +25,8 @@
 //! `catalog`: the Reports' messages name the default site's updates (by default they name
 //! updates no catalog has, which StateSys counts and keeps no state for), so every Report adds a
 //! client with 150 update states to the store: what a site database has to keep up with.
+//! `prebuilt-catalog`: `prebuilt`'s 16,384 clients with `catalog`'s updates, so StateSys keeps
+//! (and, round after round, replaces) every state it is sent.
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -73,13 +76,13 @@ async fn main() {
     // Requests built before the clock starts (`signed`, `prebuilt`), sent round and round.
     let prepared = match args.get(3).map(String::as_str) {
         Some("signed") => Some(Arc::new(signed_bodies(&authority).await)),
-        Some("prebuilt") => Some(Arc::new(prebuilt_bodies(PREBUILT))),
+        Some("prebuilt") => Some(Arc::new(prebuilt_bodies(PREBUILT, None))),
+        Some("prebuilt-catalog") => Some(Arc::new(prebuilt_bodies(PREBUILT, Some(&site_updates())))),
         _ => None,
     };
     // `catalog`: the messages name the default site's updates, so StateSys keeps their states.
-    let catalog: Option<Arc<Vec<Guid>>> = (args.get(3).map(String::as_str) == Some("catalog")).then(|| {
-        Arc::new(backend::site::Site::default_site().catalog.updates().iter().map(|u| u.id).collect())
-    });
+    let catalog: Option<Arc<Vec<Guid>>> =
+        (args.get(3).map(String::as_str) == Some("catalog")).then(|| Arc::new(site_updates()));
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     eprintln!("relay_load: sending");
     let cpu_at_start = cpu_seconds();
@@ -151,11 +154,17 @@ fn cpu_seconds() -> f64 {
 /// Distinct clients' Reports built before the clock starts in `prebuilt` mode.
 const PREBUILT: usize = 16_384;
 
-/// `n` faithful requests, each a Report from a client of its own.
-fn prebuilt_bodies(n: usize) -> Vec<Bytes> {
+/// The default site's updates, which `catalog` Reports name.
+fn site_updates() -> Vec<Guid> {
+    backend::site::Site::default_site().catalog.updates().iter().map(|u| u.id).collect()
+}
+
+/// `n` faithful requests, each a Report from a client of its own (naming `catalog`'s updates,
+/// if given).
+fn prebuilt_bodies(n: usize, catalog: Option<&[Guid]>) -> Vec<Bytes> {
     let mut writer = ReportWriter::new();
     (0..n as u128)
-        .map(|i| Bytes::from(body(Guid(0x5EED_0000_0000_4000_8000_0000_0000_0000 | i), &mut writer, None)))
+        .map(|i| Bytes::from(body(Guid(0x5EED_0000_0000_4000_8000_0000_0000_0000 | i), &mut writer, catalog)))
         .collect()
 }
 
