@@ -5,9 +5,11 @@
 //!
 //! A commit costs the writer about 100 µs of CPU whatever its size (the write, the data and the
 //! inode each sent to the disk, the cache flush, the wake-ups). When Reports arrive faster than
-//! one per commit (some were already queued behind the batch's first), the writer waits for more
-//! until the first has waited [`CommitConfig::commit_delay`], as PostgreSQL's `commit_delay` does
-//! when other transactions are active; a lone Report under a light load is written at once.
+//! one per commit (the batch, or the last one, held more than one) and requests that will submit
+//! are on their way ([`GroupCommit::on_its_way`]), the writer waits for them until the batch's
+//! first has waited [`CommitConfig::commit_delay`], as PostgreSQL's `commit_delay` does while
+//! other transactions are active. A lone Report under a light load, or a batch nobody is coming
+//! to join (every client of a small closed loop is in it), is written at once.
 //!
 //! Co-located, each batch the writer made durable is also handed to StateSys in memory, already
 //! scanned ([`crate::statesys::handoff`]); a segment is sealed `complete` when all its records
@@ -15,7 +17,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -37,6 +39,18 @@ pub enum CommitError {
 
 /// Called once per Report: `Ok` only after the Report is on disk.
 pub type Ack = Box<dyn FnOnce(Result<(), CommitError>) + Send>;
+
+/// A request that may submit a record, from when it starts until it has (dropped after
+/// [`GroupCommit::submit`], or when it ends without one): the writer waits for such requests to
+/// join a batch, and only for them.
+#[derive(Debug)]
+pub struct OnItsWay(Arc<AtomicUsize>);
+
+impl Drop for OnItsWay {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// The queue is full: answer 503 and let the client retry. The ack comes back uncalled.
 pub struct Busy {
@@ -217,6 +231,8 @@ pub struct GroupCommit {
     tx: RwLock<Option<SyncSender<Entry>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<CommitStats>,
+    /// Requests on their way to submitting ([`OnItsWay`]).
+    on_its_way: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -236,7 +252,9 @@ impl GroupCommit {
             Gauge::new(Arc::clone(&switch), config.compress_above, Instant::now(), config.log.clone())
         });
         let stats = Arc::new(CommitStats { compression: switch, ..CommitStats::default() });
+        let on_its_way = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
+            on_its_way: Arc::clone(&on_its_way),
             gauge,
             seq: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64),
             config,
@@ -249,7 +267,13 @@ impl GroupCommit {
             busy: false,
         };
         let thread = std::thread::Builder::new().name("inbox-commit".into()).spawn(move || writer.run(rx))?;
-        Ok(GroupCommit { tx: RwLock::new(Some(tx)), thread: Mutex::new(Some(thread)), stats })
+        Ok(GroupCommit { tx: RwLock::new(Some(tx)), thread: Mutex::new(Some(thread)), stats, on_its_way })
+    }
+
+    /// Counts a request that may submit a record until the guard is dropped (after its submit).
+    pub fn on_its_way(&self) -> OnItsWay {
+        self.on_its_way.fetch_add(1, Ordering::Relaxed);
+        OnItsWay(Arc::clone(&self.on_its_way))
     }
 
     /// Queues a record (with its in-memory form for StateSys, if it has one); `ack` is called
@@ -317,6 +341,8 @@ struct Writer {
     gauge: Option<Gauge>,
     /// The last batch held more than one Report: the next waits for company.
     busy: bool,
+    /// Requests on their way to submitting.
+    on_its_way: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -329,8 +355,12 @@ impl Writer {
             };
             match rx.recv_timeout(wait) {
                 Ok(first) => {
-                    let (delay, max_bytes) = (self.config.commit_delay, self.config.max_batch_bytes);
-                    self.busy = gather(&rx, first, &mut batch, self.busy, delay, max_bytes);
+                    let wait = Wait {
+                        busy: self.busy,
+                        delay: self.config.commit_delay,
+                        on_its_way: &self.on_its_way,
+                    };
+                    self.busy = gather(&rx, first, &mut batch, wait, self.config.max_batch_bytes);
                     self.commit(&mut batch);
                 }
                 Err(RecvTimeoutError::Timeout) => self.seal(),
@@ -433,19 +463,28 @@ impl Writer {
     }
 }
 
-/// Fills `batch`: `first` and what is queued behind it; then, if the last batch had company
-/// (`busy`) or this one has (Reports arrive faster than one per commit), sleeps until `first` has
-/// waited `delay` and takes what came meanwhile, up to `max_bytes` stored. It sleeps rather than
-/// waits on the queue so that each arrival does not wake it. Says whether the batch had company.
-fn gather(
-    rx: &Receiver<Entry>,
-    first: Entry,
-    batch: &mut Vec<Entry>,
+/// How long a batch may wait for company (see [`gather`]).
+struct Wait<'a> {
+    /// The last batch held more than one Report.
     busy: bool,
+    /// How long the batch's first Report may wait.
     delay: Duration,
-    max_bytes: usize,
-) -> bool {
-    let deadline = first.queued + delay;
+    /// Requests on their way to submitting.
+    on_its_way: &'a AtomicUsize,
+}
+
+/// When a waiting writer looks whether anyone is still on the way: soon after it starts (a small
+/// closed loop's others arrive within a scan's time), then every 200 µs.
+const FIRST_LOOK: Duration = Duration::from_micros(50);
+const LOOK_EVERY: Duration = Duration::from_micros(200);
+
+/// Fills `batch`: `first` and what is queued behind it; then, if the last batch had company
+/// (`busy`) or this one has (Reports arrive faster than one per commit), and while requests are
+/// on their way to submitting, takes what arrives until `first` has waited the delay, up to
+/// `max_bytes` stored. It sleeps in steps ([`FIRST_LOOK`], then [`LOOK_EVERY`]) rather than waiting
+/// on the queue, so that each arrival does not wake it. Says whether the batch had company.
+fn gather(rx: &Receiver<Entry>, first: Entry, batch: &mut Vec<Entry>, wait: Wait, max_bytes: usize) -> bool {
+    let deadline = first.queued + wait.delay;
     let mut bytes = first.record.stored_len();
     batch.push(first);
     let mut take_queued = |batch: &mut Vec<Entry>| {
@@ -454,13 +493,19 @@ fn gather(
             bytes += next.record.stored_len();
             batch.push(next);
         }
+        bytes < max_bytes
     };
-    take_queued(batch);
-    if batch.len() > 1 || busy {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if !left.is_zero() {
-            std::thread::sleep(left);
-            take_queued(batch);
+    let mut room = take_queued(batch);
+    if batch.len() > 1 || wait.busy {
+        let mut step = FIRST_LOOK;
+        while room && wait.on_its_way.load(Ordering::Relaxed) > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(step));
+            step = LOOK_EVERY;
+            room = take_queued(batch);
         }
     }
     batch.len() > 1
@@ -580,29 +625,61 @@ mod tests {
         })
     }
 
+    fn wait(busy: bool, delay: Duration, on_its_way: &AtomicUsize) -> Wait<'_> {
+        Wait { busy, delay, on_its_way }
+    }
+
     #[test]
     fn a_lone_report_under_a_light_load_is_committed_without_waiting() {
         let (tx, rx) = sync_channel(16);
+        let coming = AtomicUsize::new(1);
         let mut batch = Vec::new();
         let started = Instant::now();
-        // A minute's delay: waiting for it at all would show.
-        let busy = gather(&rx, entry(Instant::now()), &mut batch, false, Duration::from_secs(60), 1 << 20);
+        // A minute's delay, someone on the way: waiting at all would show.
+        let busy = gather(
+            &rx,
+            entry(Instant::now()),
+            &mut batch,
+            wait(false, Duration::from_secs(60), &coming),
+            1 << 20,
+        );
         assert!(started.elapsed() < Duration::from_secs(20));
         assert_eq!((batch.len(), busy), (1, false));
         drop(tx);
     }
 
     #[test]
-    fn a_batch_with_company_waits_out_the_delay_for_more() {
+    fn a_batch_nobody_is_coming_to_join_is_committed_without_waiting() {
+        let (tx, rx) = sync_channel(16);
+        let nobody = AtomicUsize::new(0);
+        tx.send(entry(Instant::now())).unwrap();
+        let mut batch = Vec::new();
+        let started = Instant::now();
+        // Every client of a small closed loop is in the batch: none can come.
+        let busy = gather(
+            &rx,
+            entry(Instant::now()),
+            &mut batch,
+            wait(true, Duration::from_secs(60), &nobody),
+            1 << 20,
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert_eq!((batch.len(), busy), (2, true));
+    }
+
+    #[test]
+    fn a_batch_with_company_waits_for_those_on_their_way() {
         let (tx, rx) = sync_channel(16);
         let delay = Duration::from_millis(1500);
-        // Two queued together, a third arriving while the writer waits.
+        let coming = AtomicUsize::new(1);
+        // Two queued together, a third arriving while the writer waits, and another request still
+        // on its way: the batch waits the delay out.
         tx.send(entry(Instant::now())).unwrap();
         let late = arrives(&tx, Duration::from_millis(50));
         let mut batch = Vec::new();
         let first = entry(Instant::now());
         let started = first.queued;
-        let busy = gather(&rx, first, &mut batch, false, delay, 1 << 20);
+        let busy = gather(&rx, first, &mut batch, wait(false, delay, &coming), 1 << 20);
         assert!(started.elapsed() >= delay, "it waited the delay out");
         assert_eq!((batch.len(), busy), (3, true));
         late.join().unwrap();
@@ -610,35 +687,73 @@ mod tests {
         // The last batch had company: a lone first waits too, and takes what arrives.
         let late = arrives(&tx, Duration::from_millis(50));
         batch.clear();
-        assert!(gather(&rx, entry(Instant::now()), &mut batch, true, delay, 1 << 20));
+        assert!(gather(&rx, entry(Instant::now()), &mut batch, wait(true, delay, &coming), 1 << 20));
         assert_eq!(batch.len(), 2);
         late.join().unwrap();
 
         // Nothing arrives: the batch is alone, and the next will not wait.
         batch.clear();
-        assert!(!gather(&rx, entry(Instant::now()), &mut batch, true, Duration::from_millis(20), 1 << 20));
+        let short = wait(true, Duration::from_millis(20), &coming);
+        assert!(!gather(&rx, entry(Instant::now()), &mut batch, short, 1 << 20));
         assert_eq!(batch.len(), 1);
+    }
+
+    #[test]
+    fn the_wait_ends_when_everyone_on_the_way_has_arrived() {
+        let (tx, rx) = sync_channel(16);
+        let coming = Arc::new(AtomicUsize::new(1));
+        tx.send(entry(Instant::now())).unwrap();
+        // The one request on its way submits after 50 ms, then counts itself out.
+        let last = {
+            let (tx, coming) = (tx.clone(), Arc::clone(&coming));
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                tx.send(entry(Instant::now())).unwrap();
+                coming.fetch_sub(1, Ordering::Relaxed);
+            })
+        };
+        let mut batch = Vec::new();
+        let started = Instant::now();
+        gather(
+            &rx,
+            entry(Instant::now()),
+            &mut batch,
+            wait(false, Duration::from_secs(60), &coming),
+            1 << 20,
+        );
+        assert!(started.elapsed() < Duration::from_secs(20), "not the whole delay");
+        assert_eq!(batch.len(), 3);
+        last.join().unwrap();
     }
 
     #[test]
     fn the_delay_counts_from_the_first_reports_arrival_and_stops_at_the_batch_size() {
         let (tx, rx) = sync_channel(16);
+        let coming = AtomicUsize::new(1);
         // The first Report already waited longer than the delay (behind the last commit).
         let first = entry(Instant::now().checked_sub(Duration::from_secs(10)).expect("up for 10 s"));
         tx.send(entry(Instant::now())).unwrap();
         let mut batch = Vec::new();
         let started = Instant::now();
-        assert!(gather(&rx, first, &mut batch, true, Duration::from_secs(8), 1 << 20));
+        assert!(gather(&rx, first, &mut batch, wait(true, Duration::from_secs(8), &coming), 1 << 20));
         assert!(started.elapsed() < Duration::from_secs(4), "waited the delay a second time");
         assert_eq!(batch.len(), 2);
 
-        // A full batch stops taking: the rest wait for the next commit.
+        // A full batch stops taking, and waits for no one: the rest wait for the next commit.
         for _ in 0..5 {
             tx.send(entry(Instant::now())).unwrap();
         }
         batch.clear();
         let size = entry(Instant::now()).record.stored_len();
-        gather(&rx, entry(Instant::now()), &mut batch, false, Duration::ZERO, 3 * size);
+        let started = Instant::now();
+        gather(
+            &rx,
+            entry(Instant::now()),
+            &mut batch,
+            wait(true, Duration::from_secs(60), &coming),
+            3 * size,
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
         assert_eq!(batch.len(), 3);
         assert_eq!(rx.try_iter().count(), 3);
     }

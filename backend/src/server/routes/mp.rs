@@ -15,7 +15,7 @@ use protocol::bodies::{
 };
 use protocol::envelope::{self, CONTENT_TYPE as CCM_CONTENT_TYPE, MsgHeader, NO_REPLY, Request};
 
-use crate::inbox::commit::{Ack, Busy};
+use crate::inbox::commit::{Ack, Busy, OnItsWay};
 use crate::inbox::discovery::Discovery;
 use crate::mp::keys::{self, ClientKeys, Refusal};
 use crate::mp::{self, Dispatch};
@@ -37,6 +37,9 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
     // The request holds its charge until it is answered (a relayed Report waits in the inbox
     // queue meanwhile).
     let mut charge = Charge::new(shared);
+    // Until it submits (or ends without), the inbox writer may wait for this request to join a
+    // batch under load.
+    let mut on_its_way = Some(shared.commit.on_its_way());
     let (parts, mut body) = match read_body(shared, req, &mut charge).await {
         Ok(b) => b,
         Err(r) => return (r, None),
@@ -142,7 +145,7 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
                 }
             }
             if let Some(d) = discovered
-                && let Err(answer) = discover(shared, d).await
+                && let Err(answer) = discover(shared, d, &mut on_its_way).await
             {
                 return (answer, target);
             }
@@ -153,9 +156,9 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
             }
         }
         Dispatch::Relay { records, scanned } => {
-            relay(shared, request.body.into_bytes(), records, scanned, plain).await
+            relay(shared, request.body.into_bytes(), records, scanned, plain, &mut on_its_way).await
         }
-        Dispatch::Discovery(d) => match discover(shared, d).await {
+        Dispatch::Discovery(d) => match discover(shared, d, &mut on_its_way).await {
             Ok(()) if plain => text(StatusCode::OK, "NoReply"),
             Ok(()) => reply(StatusCode::OK, CCM_CONTENT_TYPE, NO_REPLY),
             Err(answer) => answer,
@@ -169,7 +172,11 @@ pub(super) async fn ccm(shared: &Arc<Shared>, req: HttpRequest<Incoming>) -> (Re
 
 /// Records what the MP heard of a client; what the site learned is durable before the answer (a
 /// restart replays it).
-async fn discover(shared: &Shared, d: mp::Discovered) -> Result<(), Reply> {
+async fn discover(
+    shared: &Shared,
+    d: mp::Discovered,
+    on_its_way: &mut Option<OnItsWay>,
+) -> Result<(), Reply> {
     let now = shared.clock.now().0;
     // While StateSys loads the store, it applies what the MP hears after loading.
     let loading = shared.statesys.loading.load(Ordering::Acquire);
@@ -181,7 +188,7 @@ async fn discover(shared: &Shared, d: mp::Discovered) -> Result<(), Reply> {
         Discovery { client: d.client, netbios_name: d.netbios_name, location: d.location, time: now };
     let encoded = record.encode();
     let parsed = if loading { Parsed::Discovery(record) } else { Parsed::Applied };
-    durable(shared, encoded, parsed, || {})
+    durable(shared, encoded, parsed, on_its_way, || {})
         .await
         .map_err(|e| e.answer(shared, shared.location_log.log(), "Discovery"))
 }
@@ -308,13 +315,14 @@ impl NotDurable {
 }
 
 /// Writes `record` to the inbox and waits until it is on disk; `parsed` is the record as
-/// StateSys takes it in memory. `on_durable` runs when the record is on disk, in the writer's
+/// StateSys takes it in memory. The request stops counting as on its way once it has submitted. `on_durable` runs when the record is on disk, in the writer's
 /// thread, whether or not this request is still waiting (a client that hung up has still had its
 /// record made durable, and StateSys will apply it).
 async fn durable(
     shared: &Shared,
     record: Vec<u8>,
     parsed: Parsed,
+    on_its_way: &mut Option<OnItsWay>,
     on_durable: impl FnOnce() + Send + 'static,
 ) -> Result<(), NotDurable> {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -324,7 +332,9 @@ async fn durable(
         }
         let _ = tx.send(r);
     });
-    if let Err(Busy { .. }) = shared.commit.submit(record, Some(parsed), ack) {
+    let submitted = shared.commit.submit(record, Some(parsed), ack);
+    on_its_way.take();
+    if let Err(Busy { .. }) = submitted {
         return Err(NotDurable::Busy);
     }
     match rx.await {
@@ -341,6 +351,7 @@ async fn relay(
     records: u64,
     scanned: Box<Scanned>,
     plain: bool,
+    on_its_way: &mut Option<OnItsWay>,
 ) -> Reply {
     let waiting = shared.statesys.files_waiting.load(Ordering::Relaxed);
     if waiting as usize > shared.limits.high_water_files {
@@ -355,7 +366,7 @@ async fn relay(
         counted.relay.messages_accepted.fetch_add(records, Ordering::Relaxed);
         counted.relay.reports_accepted.fetch_add(1, Ordering::Release);
     };
-    match durable(shared, report, Parsed::Report(scanned), accepted).await {
+    match durable(shared, report, Parsed::Report(scanned), on_its_way, accepted).await {
         Ok(()) => {
             shared.relay_log.sample(|| {
                 let dir = shared.relay_dir.display();
