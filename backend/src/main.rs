@@ -117,8 +117,8 @@ enum Command {
         #[arg(long, default_value_t = 300, value_name = "MB_PER_S")]
         inbox_compress_above: u64,
         /// Microseconds a Report may wait for others to share its inbox commit (one write, one
-        /// fdatasync), only while Reports arrive faster than one per commit; 0 commits what is
-        /// queued at once. At most 100,000 (0.1 s).
+        /// fdatasync), only while Reports arrive faster than one per commit and other requests
+        /// are on their way to the inbox; 0 commits what is queued at once. At most 100,000.
         #[arg(long, default_value_t = 1000, value_name = "MICROS", value_parser = clap::value_parser!(u64).range(0..=100_000))]
         inbox_commit_delay_us: u64,
     },

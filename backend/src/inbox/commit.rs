@@ -119,8 +119,8 @@ impl CommitConfig {
 }
 
 /// The default [`CommitConfig::commit_delay`]: on two cores under 64 connections of 150-message
-/// Reports, it takes the writer from ~2,000 commits/s to ~600 and the backend's CPU per state
-/// message down by 12-17 % (`results/bench/session20-2026-12-04.md`).
+/// Reports, it takes the writer from ~2,600 commits/s to ~800 and the backend's CPU per state
+/// message down by about a tenth (`results/bench/session20-2026-12-04.md`).
 pub const COMMIT_DELAY: Duration = Duration::from_millis(1);
 
 /// Each bucket of the batch-commit histogram ([`crate::counters::BOUNDS`], then the rest): its
