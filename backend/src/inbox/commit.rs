@@ -629,42 +629,37 @@ mod tests {
         Wait { busy, delay, on_its_way }
     }
 
-    #[test]
-    fn a_lone_report_under_a_light_load_is_committed_without_waiting() {
+    /// Gathers a batch under a minute's delay (`queued` Reports behind the first) and says its
+    /// size and whether it had company; panics if it waited (waiting at all would show).
+    fn gather_at_once(queued: usize, busy: bool, on_its_way: usize) -> (usize, bool) {
         let (tx, rx) = sync_channel(16);
-        let coming = AtomicUsize::new(1);
+        for _ in 0..queued {
+            tx.send(entry(Instant::now())).unwrap();
+        }
+        let coming = AtomicUsize::new(on_its_way);
         let mut batch = Vec::new();
         let started = Instant::now();
-        // A minute's delay, someone on the way: waiting at all would show.
-        let busy = gather(
+        let company = gather(
             &rx,
             entry(Instant::now()),
             &mut batch,
-            wait(false, Duration::from_secs(60), &coming),
+            wait(busy, Duration::from_secs(60), &coming),
             1 << 20,
         );
-        assert!(started.elapsed() < Duration::from_secs(20));
-        assert_eq!((batch.len(), busy), (1, false));
-        drop(tx);
+        assert!(started.elapsed() < Duration::from_secs(20), "it waited");
+        (batch.len(), company)
+    }
+
+    #[test]
+    fn a_lone_report_under_a_light_load_is_committed_without_waiting() {
+        // Someone on the way, but nothing says Reports come faster than one per commit.
+        assert_eq!(gather_at_once(0, false, 1), (1, false));
     }
 
     #[test]
     fn a_batch_nobody_is_coming_to_join_is_committed_without_waiting() {
-        let (tx, rx) = sync_channel(16);
-        let nobody = AtomicUsize::new(0);
-        tx.send(entry(Instant::now())).unwrap();
-        let mut batch = Vec::new();
-        let started = Instant::now();
         // Every client of a small closed loop is in the batch: none can come.
-        let busy = gather(
-            &rx,
-            entry(Instant::now()),
-            &mut batch,
-            wait(true, Duration::from_secs(60), &nobody),
-            1 << 20,
-        );
-        assert!(started.elapsed() < Duration::from_secs(20));
-        assert_eq!((batch.len(), busy), (2, true));
+        assert_eq!(gather_at_once(1, true, 0), (2, true));
     }
 
     #[test]
