@@ -76,8 +76,9 @@ pub struct CommitConfig {
     pub queue: usize,
     /// A batch stops growing at this many bytes (one write, one fdatasync).
     pub max_batch_bytes: usize,
-    /// How long a batch's first Report may wait for others to share its commit, once others
-    /// were queued behind it (zero: commit what is queued at once).
+    /// How long a batch's first Report may wait for others to share its commit, while Reports
+    /// come faster than one per commit and requests are on their way (zero: commit what is
+    /// queued at once).
     pub commit_delay: Duration,
     /// A segment is sealed (handed to StateSys) once it holds this many bytes of records as
     /// submitted, before compression: a segment holds as many Reports whatever the codec, so

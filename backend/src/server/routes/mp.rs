@@ -315,7 +315,8 @@ impl NotDurable {
 }
 
 /// Writes `record` to the inbox and waits until it is on disk; `parsed` is the record as
-/// StateSys takes it in memory. The request stops counting as on its way once it has submitted. `on_durable` runs when the record is on disk, in the writer's
+/// StateSys takes it in memory. The request stops counting as on its way once it has submitted.
+/// `on_durable` runs when the record is on disk, in the writer's
 /// thread, whether or not this request is still waiting (a client that hung up has still had its
 /// record made durable, and StateSys will apply it).
 async fn durable(
